@@ -1,0 +1,82 @@
+# The verbs a person types. Everything installs itself on first use into .venv (project and dev
+# tools) and .venv-tools (SAM CLI, cfn-lint, checkov), both on Python 3.13 like Lambda.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY313 := $(shell scripts/find-python313)
+ifeq ($(PY313),)
+$(error Python 3.13 is required; see the message above)
+endif
+PY313_BIN := $(dir $(PY313))
+VENV := .venv
+TOOLS := .venv-tools
+PY := $(VENV)/bin/python
+BUILD_DIR := .aws-sam/build
+export SAM_CLI_TELEMETRY := 0
+export PATH := $(PY313_BIN):$(PATH)
+
+.PHONY: help setup run test unit integration e2e contract fmt lint typecheck scan build invoke bench clean
+
+help: ## list the verbs
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml layers/common/requirements.txt
+	$(PY313) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(TOOLS)/.installed:
+	$(PY313) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet 'aws-sam-cli>=1.140' 'cfn-lint>=1.20' 'checkov>=3.2'
+	touch $@
+
+setup: $(VENV)/.installed $(TOOLS)/.installed ## install both environments
+
+run: $(VENV)/.installed ## start the whole pipeline locally (moto + HTTP + processor), no AWS account
+	$(VENV)/bin/support-pipeline local
+
+test: $(VENV)/.installed ## every test: unit, integration (moto), contract and end-to-end
+	$(PY) -m pytest -n 2 -q
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest -q tests/unit
+
+integration: $(VENV)/.installed
+	$(PY) -m pytest -q tests/integration
+
+e2e: $(VENV)/.installed
+	$(PY) -m pytest -q tests/e2e
+
+contract: $(VENV)/.installed ## the retry policy, end to end through the real handler
+	$(PY) -m pytest -q tests/integration/test_retry_contract.py
+
+fmt: $(VENV)/.installed ## format and auto-fix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+lint: $(VENV)/.installed $(TOOLS)/.installed ## ruff, cfn-lint and sam validate --lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(TOOLS)/bin/cfn-lint template.yaml
+	$(TOOLS)/bin/sam validate --lint
+
+typecheck: $(VENV)/.installed ## mypy over the shared package
+	$(VENV)/bin/mypy
+
+scan: $(VENV)/.installed $(TOOLS)/.installed ## bandit over the code, checkov over the template
+	$(VENV)/bin/bandit -q -c pyproject.toml -r layers/common/support_pipeline functions
+	$(TOOLS)/bin/checkov --quiet --compact -f template.yaml --framework cloudformation --config-file .checkov.yaml
+
+build: $(TOOLS)/.installed ## sam build (arm64 layer and functions)
+	$(TOOLS)/bin/sam build --build-dir $(BUILD_DIR)
+
+invoke: build $(VENV)/.installed ## run each built function on its events/ without Docker, against moto
+	$(PY) scripts/invoke_check.py --build-dir $(BUILD_DIR)
+
+bench: $(VENV)/.installed ## measure and write docs/benchmarks.md
+	$(PY) scripts/bench.py --write docs/benchmarks.md
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,122 @@
+"""Typed settings read once from the environment.
+
+template.yaml's Parameters feed these environment variables, so the template stays the single
+source of truth for every number; the defaults here only serve tests and the local stack.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_IGNORED_EVENTS = ("conversation_typing_on", "conversation_typing_off")
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or malformed."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.strip().lower() in {"true", "1", "yes", "on"}:
+        return True
+    if raw.strip().lower() in {"false", "0", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _csv(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> frozenset[str]:
+    raw = env.get(name)
+    if raw is None:
+        return frozenset(default)
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What the webhook endpoint needs."""
+
+    events_queue_url: str
+    webhook_secret_param: str
+    payload_bucket: str = ""
+    signature_tolerance_seconds: int = 300
+    max_body_bytes: int = 1024 * 1024
+    claim_check_threshold_bytes: int = 240 * 1024
+    accept_url_token: bool = False
+    ignored_events: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_IGNORED_EVENTS))
+    secret_cache_seconds: int = 300
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
+        env = os.environ if env is None else env
+        return cls(
+            events_queue_url=_required(env, "EVENTS_QUEUE_URL"),
+            webhook_secret_param=_required(env, "WEBHOOK_SECRET_PARAM"),
+            payload_bucket=env.get("PAYLOAD_BUCKET", ""),
+            signature_tolerance_seconds=_int(env, "SIGNATURE_TOLERANCE_SECONDS", 300, minimum=1),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1),
+            claim_check_threshold_bytes=_int(
+                env, "CLAIM_CHECK_THRESHOLD_BYTES", 240 * 1024, minimum=1024
+            ),
+            accept_url_token=_bool(env, "ACCEPT_URL_TOKEN", False),
+            ignored_events=_csv(env, "IGNORED_EVENTS", DEFAULT_IGNORED_EVENTS),
+            secret_cache_seconds=_int(env, "SECRET_CACHE_SECONDS", 300),
+        )
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    """What the queue consumer needs."""
+
+    events_queue_url: str
+    events_dlq_url: str
+    idempotency_table: str
+    conversations_table: str
+    payload_bucket: str = ""
+    max_receive_count: int = 8
+    backoff_base_seconds: int = 10
+    backoff_cap_seconds: int = 900
+    idempotency_ttl_seconds: int = 172800
+    timeline_retention_days: int = 400
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
+        env = os.environ if env is None else env
+        settings = cls(
+            events_queue_url=_required(env, "EVENTS_QUEUE_URL"),
+            events_dlq_url=_required(env, "EVENTS_DLQ_URL"),
+            idempotency_table=_required(env, "IDEMPOTENCY_TABLE"),
+            conversations_table=_required(env, "CONVERSATIONS_TABLE"),
+            payload_bucket=env.get("PAYLOAD_BUCKET", ""),
+            max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 8, minimum=1),
+            backoff_base_seconds=_int(env, "BACKOFF_BASE_SECONDS", 10),
+            backoff_cap_seconds=_int(env, "BACKOFF_CAP_SECONDS", 900),
+            idempotency_ttl_seconds=_int(env, "IDEMPOTENCY_TTL_SECONDS", 172800, minimum=60),
+            timeline_retention_days=_int(env, "TIMELINE_RETENTION_DAYS", 400, minimum=1),
+        )
+        if settings.backoff_cap_seconds > 43200:
+            raise ConfigError("BACKOFF_CAP_SECONDS must be <= 43200 (the SQS visibility limit)")
+        return settings
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise ConfigError(f"environment variable {name} is required")
+    return value

@@ -1,0 +1,269 @@
+"""The conversation record and timeline: what later support features read.
+
+Every conversation and message event updates one record per conversation and adds one timeline
+item. Updates are order-insensitive: the conversation snapshot in a payload only replaces the
+record's snapshot when it is newer (by the conversation's ``updated_at``), and the per-message
+facts combine with ``max``/``min``, so any arrival order of the same events gives the same record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from support_pipeline.chatwoot import payload as cw
+from support_pipeline.processing.errors import PermanentError, TransientError
+from support_pipeline.processing.router import EventContext
+from support_pipeline.store import ConversationStore, conversation_pk, timeline_sk, RECORD_SK
+
+logger = Logger(child=True)
+
+OPEN_STATUSES = frozenset({"open", "pending", "snoozed"})
+RECORDED_EVENTS = cw.MESSAGE_EVENTS | cw.CONVERSATION_EVENTS
+SNAPSHOT_FIELDS = (
+    "status",
+    "priority",
+    "inbox_id",
+    "assignee_id",
+    "assignee_type",
+    "team_id",
+    "labels",
+    "waiting_since",
+    "snoozed_until",
+    "contact_id",
+    "channel",
+)
+MAX_WRITE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    """What a message event says about the conversation's clocks."""
+
+    message_id: str
+    message_type: str | None
+    private: bool
+    sender_type: str | None
+    created_at: float | None
+
+    @property
+    def from_customer(self) -> bool:
+        return self.message_type == "incoming"
+
+    @property
+    def public_reply(self) -> bool:
+        return self.message_type == "outgoing" and not self.private
+
+    @property
+    def human_reply(self) -> bool:
+        return self.public_reply and (self.sender_type or "").lower() == "user"
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """Everything one event contributes to a conversation record."""
+
+    account_id: str
+    conversation_id: str
+    event: str
+    occurred_at: float
+    snapshot_version: float | None
+    snapshot: dict[str, Any]
+    created_at: float | None
+    first_reply_created_at: float | None
+    message: MessageFacts | None
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    return str(value) if isinstance(value, int | str) and str(value) else None
+
+
+def _sender_type(payload: cw.Payload) -> str | None:
+    embedded = cw.embedded_message(payload).get("sender_type")
+    if isinstance(embedded, str):
+        return embedded
+    sender = payload.get("sender")
+    if isinstance(sender, dict):
+        kind = str(sender.get("type") or "")
+        return {"user": "User", "agent_bot": "AgentBot", "contact": "Contact"}.get(
+            kind, "Contact" if cw.message_type(payload) == "incoming" else kind or None
+        )
+    return None
+
+
+def extract_facts(context: EventContext, received_epoch: float) -> EventFacts:
+    """Read what a payload says about its conversation; PermanentError if it names none."""
+    payload = context.payload
+    account = cw.account_id(payload)
+    conversation = cw.conversation_of(payload)
+    conversation_id = cw.conversation_id(payload)
+    if not account or conversation is None or not conversation_id:
+        raise PermanentError(
+            "invalid_payload", f"{context.event} names no account and conversation id"
+        )
+    meta = conversation.get("meta") if isinstance(conversation.get("meta"), dict) else {}
+    assignee = meta.get("assignee") if isinstance(meta.get("assignee"), dict) else {}
+    team = meta.get("team") if isinstance(meta.get("team"), dict) else {}
+    sender = meta.get("sender") if isinstance(meta.get("sender"), dict) else {}
+    labels = conversation.get("labels")
+    snapshot = {
+        "status": conversation.get("status") if isinstance(conversation.get("status"), str) else None,
+        "priority": conversation.get("priority") if isinstance(conversation.get("priority"), str) else None,
+        "inbox_id": _id(conversation.get("inbox_id")),
+        "assignee_id": _id(assignee.get("id")) or _id(conversation.get("assignee_id")),
+        "assignee_type": meta.get("assignee_type") if isinstance(meta.get("assignee_type"), str) else None,
+        "team_id": _id(team.get("id")),
+        "labels": sorted(str(label) for label in labels) if isinstance(labels, list) else [],
+        "waiting_since": cw.to_epoch(conversation.get("waiting_since")),
+        "snoozed_until": cw.to_epoch(conversation.get("snoozed_until")),
+        "contact_id": _id(sender.get("id")),
+        "channel": conversation.get("channel") if isinstance(conversation.get("channel"), str) else None,
+    }
+    message = None
+    if context.event in cw.MESSAGE_EVENTS:
+        message_id = cw.message_id(payload)
+        if not message_id:
+            raise PermanentError("invalid_payload", f"{context.event} has no message id")
+        message = MessageFacts(
+            message_id=message_id,
+            message_type=cw.message_type(payload),
+            private=bool(payload.get("private")),
+            sender_type=_sender_type(payload),
+            created_at=cw.to_epoch(payload.get("created_at")),
+        )
+    snapshot_version = cw.to_epoch(conversation.get("updated_at"))
+    occurred = (message.created_at if message else None) or snapshot_version or received_epoch
+    return EventFacts(
+        account_id=account,
+        conversation_id=conversation_id,
+        event=context.event,
+        occurred_at=occurred,
+        snapshot_version=snapshot_version,
+        snapshot=snapshot,
+        created_at=cw.to_epoch(conversation.get("created_at")),
+        first_reply_created_at=cw.to_epoch(conversation.get("first_reply_created_at")),
+        message=message,
+    )
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _min(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def merge(record: dict[str, Any] | None, facts: EventFacts) -> dict[str, Any]:
+    """The record after ``facts``: a pure function, order-insensitive for the same events."""
+    merged: dict[str, Any] = dict(record or {})
+    merged.setdefault("account_id", facts.account_id)
+    merged.setdefault("conversation_id", facts.conversation_id)
+    merged.setdefault("reopened_count", 0)
+
+    current_version = merged.get("snapshot_version")
+    if facts.snapshot_version is not None and (
+        current_version is None or facts.snapshot_version > current_version
+    ):
+        was_resolved = merged.get("status") == "resolved"
+        for name in SNAPSHOT_FIELDS:
+            merged[name] = facts.snapshot[name]
+        merged["snapshot_version"] = facts.snapshot_version
+        if facts.snapshot["status"] == "resolved" and not was_resolved:
+            merged["resolved_at"] = facts.snapshot_version
+        elif facts.snapshot["status"] not in (None, "resolved"):
+            if was_resolved:
+                merged["reopened_count"] = int(merged.get("reopened_count") or 0) + 1
+            merged["resolved_at"] = None
+    elif current_version is None and facts.snapshot_version is None:
+        # No version anywhere: fill gaps only, never overwrite.
+        for name in SNAPSHOT_FIELDS:
+            if merged.get(name) is None:
+                merged[name] = facts.snapshot[name]
+
+    merged["created_at"] = _min(merged.get("created_at"), facts.created_at)
+    merged["first_reply_created_at"] = _min(
+        merged.get("first_reply_created_at"), facts.first_reply_created_at
+    )
+    message = facts.message
+    if message is not None and message.created_at is not None:
+        if message.from_customer:
+            merged["last_incoming_at"] = _max(merged.get("last_incoming_at"), message.created_at)
+        if message.public_reply:
+            merged["last_outgoing_at"] = _max(merged.get("last_outgoing_at"), message.created_at)
+        if message.human_reply:
+            merged["last_agent_reply_at"] = _max(
+                merged.get("last_agent_reply_at"), message.created_at
+            )
+            merged["first_reply_created_at"] = _min(
+                merged.get("first_reply_created_at"), message.created_at
+            )
+    merged["last_event_at"] = _max(merged.get("last_event_at"), facts.occurred_at)
+
+    status = merged.get("status")
+    merged["open_account"] = facts.account_id if status in OPEN_STATUSES else None
+    merged["waiting_since_key"] = merged.get("waiting_since") or 0
+    return merged
+
+
+@dataclass
+class ConversationRecorder:
+    """Route handler: keep the conversation record and add the event to its timeline."""
+
+    store: ConversationStore
+    retention_days: int = 400
+    clock: Callable[[], float] = time.time
+
+    def __call__(self, context: EventContext) -> dict[str, Any]:
+        received = cw.to_epoch(context.received_at) or self.clock()
+        facts = extract_facts(context, received)
+        expires_at = int(self.clock() + self.retention_days * 86400)
+        self._update_record(facts, expires_at)
+        occurred_iso = cw.iso(facts.occurred_at)
+        added = self.store.add_timeline_item(
+            {
+                "pk": conversation_pk(facts.account_id, facts.conversation_id),
+                "sk": timeline_sk(occurred_iso, context.dedupe_key),
+                "kind": "event",
+                "event": context.event,
+                "occurred_at": occurred_iso,
+                "dedupe_key": context.dedupe_key,
+                "delivery_id": context.delivery_id,
+                "received_at": context.received_at,
+                "account_id": facts.account_id,
+                "conversation_id": facts.conversation_id,
+                "message_id": facts.message.message_id if facts.message else None,
+                "message_type": facts.message.message_type if facts.message else None,
+                "private": facts.message.private if facts.message else None,
+                "sender_type": facts.message.sender_type if facts.message else None,
+                "status": facts.snapshot["status"],
+                "priority": facts.snapshot["priority"],
+                "team_id": facts.snapshot["team_id"],
+                "account_day": f"{facts.account_id}#{occurred_iso[:10]}",
+                "occurred_key": f"{occurred_iso}#{facts.conversation_id}",
+                "expires_at": expires_at,
+            }
+        )
+        return {"conversation": facts.conversation_id, "timeline_added": added}
+
+    def _update_record(self, facts: EventFacts, expires_at: int) -> None:
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            current = self.store.get_record(facts.account_id, facts.conversation_id)
+            revision = None if current is None else int(current.get("revision") or 0)
+            record = merge(current, facts)
+            record.update(
+                pk=conversation_pk(facts.account_id, facts.conversation_id),
+                sk=RECORD_SK,
+                revision=(revision or 0) + 1,
+                expires_at=expires_at,
+            )
+            if self.store.put_record(record, revision):
+                return
+            logger.debug("conversation record changed concurrently; retrying")
+        raise TransientError("write_conflict", "conversation record kept changing under us")

@@ -1,0 +1,287 @@
+"""The webhook endpoint: authenticate, validate, pick a dedupe key, enqueue, answer fast.
+
+Chatwoot gives a delivery 5 seconds and never retries an account webhook, so this answers from
+what it has: bad input gets a specific 4xx and is never enqueued, our own faults get 503, and a
+2xx means the raw body is in the queue (or, when large, in the payload bucket behind a pointer).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from support_pipeline import claimcheck
+from support_pipeline.chatwoot import payload as cw
+from support_pipeline.chatwoot.signature import (
+    SignatureError,
+    SignedDelivery,
+    parse_secrets,
+    token_matches,
+    verify,
+)
+from support_pipeline.config import IngestSettings
+from support_pipeline.telemetry import Telemetry
+
+logger = Logger(child=True)
+
+Clock = Callable[[], float]
+SecretFetcher = Callable[[bool], str]
+"""Returns the raw secret parameter; ``True`` asks to bypass the cache."""
+
+# A forced re-read of the secret parameter after a mismatch lets a newly added secret work at
+# once, at most this often, so a flood of bad signatures cannot hammer SSM.
+FORCED_REFRESH_INTERVAL_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP answer in the API Gateway v2 shape."""
+
+    status: int
+    body: dict[str, Any]
+
+    def to_api_gateway(self) -> dict[str, Any]:
+        return {
+            "statusCode": self.status,
+            "headers": {"content-type": "application/json"},
+            "body": json.dumps(self.body),
+        }
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """The parts of an HTTP API v2 event the endpoint reads."""
+
+    method: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    raw_body: str
+    base64_encoded: bool
+    source_ip: str | None = None
+
+    @classmethod
+    def from_api_gateway(cls, event: Mapping[str, Any]) -> WebhookRequest:
+        http = (event.get("requestContext") or {}).get("http") or {}
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        return cls(
+            method=str(http.get("method") or event.get("httpMethod") or "").upper(),
+            headers=headers,
+            query=dict(event.get("queryStringParameters") or {}),
+            raw_body=event.get("body") or "",
+            base64_encoded=bool(event.get("isBase64Encoded")),
+            source_ip=http.get("sourceIp"),
+        )
+
+
+class WebhookSecrets:
+    """The configured secrets, cached, with a rate-limited forced refresh."""
+
+    def __init__(self, fetch: SecretFetcher, clock: Clock = time.time) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._last_forced = float("-inf")
+
+    def current(self) -> list[str]:
+        return parse_secrets(self._fetch(False))
+
+    def refreshed(self) -> list[str] | None:
+        """Fresh secrets, or None if a forced refresh happened too recently."""
+        now = self._clock()
+        if now - self._last_forced < FORCED_REFRESH_INTERVAL_SECONDS:
+            return None
+        self._last_forced = now
+        return parse_secrets(self._fetch(True))
+
+
+@dataclass
+class IngestService:
+    """Turns one webhook request into one answer (and at most one queued message)."""
+
+    settings: IngestSettings
+    sqs: Any
+    secrets: WebhookSecrets
+    telemetry: Telemetry
+    s3: Any = None
+    clock: Clock = field(default=time.time)
+
+    def handle(self, request: WebhookRequest) -> Response:
+        response = self._handle(request)
+        if response.status >= 400:
+            reason = str(response.body.get("reason", "unknown"))
+            self.telemetry.count(
+                "WebhookRejected" if response.status < 500 else "EnqueueFailed", reason=reason
+            )
+            logger.warning(
+                "webhook refused",
+                extra={
+                    "status": response.status,
+                    "reason": reason,
+                    "delivery_id": request.headers.get("x-chatwoot-delivery"),
+                    "source_ip": request.source_ip,
+                },
+            )
+        return response
+
+    def _handle(self, request: WebhookRequest) -> Response:
+        if request.method != "POST":
+            return _refuse(405, "method not allowed; POST the Chatwoot webhook here")
+        # Cheap guard before decoding: base64 grows a body by 4/3.
+        if len(request.raw_body) > self.settings.max_body_bytes * 4 // 3 + 4:
+            return _refuse(413, "body too large")
+        body = _decode_body(request)
+        if body is None:
+            return _refuse(400, "body is not valid base64")
+        if len(body) > self.settings.max_body_bytes:
+            return _refuse(413, "body too large")
+
+        try:
+            secrets = self.secrets.current()
+        except Exception:
+            logger.exception("webhook secret parameter unreadable")
+            return _refuse(503, "webhook secrets unavailable")
+        if not secrets:
+            logger.error("webhook secret parameter is empty")
+            return _refuse(503, "no webhook secret configured")
+
+        signature = request.headers.get("x-chatwoot-signature")
+        if signature is None:
+            if not self.settings.accept_url_token:
+                return _refuse(401, "missing signature")
+            if not token_matches(request.query.get("token"), secrets):
+                return _refuse(401, "missing signature and invalid token")
+            signed = False
+        else:
+            failure = self._verify(request, body, secrets)
+            if failure is not None:
+                return _refuse(401, failure)
+            signed = True
+
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return _refuse(400, "body is not UTF-8")
+        except ValueError:
+            return _refuse(400, "body is not JSON")
+        if not isinstance(payload, dict):
+            return _refuse(400, "body is not a JSON object")
+        event = payload.get("event")
+        if not isinstance(event, str) or not event.strip():
+            return _refuse(400, "event is missing")
+
+        delivery_id = request.headers.get("x-chatwoot-delivery") or None
+        if cw.base_event(event) in self.settings.ignored_events:
+            self.telemetry.count("WebhookIgnored")
+            logger.info("webhook ignored", extra={"event": event, "delivery_id": delivery_id})
+            return Response(200, {"status": "ignored", "event": event})
+
+        dedupe_key = cw.dedupe_key(payload, delivery_id, body)
+        attributes = {
+            "event": event,
+            "delivery_id": delivery_id or "",
+            "dedupe_key": dedupe_key,
+            "received_at": cw.iso(self.clock()),
+            "account_id": cw.account_id(payload) or "",
+            "conversation_id": cw.conversation_id(payload) or "",
+            "signed": "true" if signed else "false",
+        }
+        try:
+            self._enqueue(body, attributes)
+        except (ClientError, BotoCoreError) as exc:
+            logger.error(
+                "enqueue failed",
+                extra={"delivery_id": delivery_id, "dedupe_key": dedupe_key, "error": type(exc).__name__},
+            )
+            return _refuse(503, "queue unavailable; nothing was accepted")
+        self.telemetry.count("WebhookAccepted")
+        logger.info(
+            "webhook queued",
+            extra={k: v for k, v in attributes.items() if k != "received_at"},
+        )
+        return Response(202, {"status": "queued", "dedupe_key": dedupe_key})
+
+    def _verify(self, request: WebhookRequest, body: bytes, secrets: list[str]) -> str | None:
+        delivery = SignedDelivery(
+            signature_header=request.headers.get("x-chatwoot-signature"),
+            timestamp_header=request.headers.get("x-chatwoot-timestamp"),
+            body=body,
+        )
+        tolerance = self.settings.signature_tolerance_seconds
+        try:
+            verify(delivery, secrets, self.clock(), tolerance)
+            return None
+        except SignatureError as error:
+            if error.reason != "signature mismatch":
+                return error.reason
+        try:
+            fresh = self.secrets.refreshed()
+        except Exception:
+            logger.exception("webhook secret refresh failed")
+            fresh = None
+        if fresh:
+            try:
+                verify(delivery, fresh, self.clock(), tolerance)
+                return None
+            except SignatureError as error:
+                return error.reason
+        return "signature mismatch"
+
+    def _enqueue(self, body: bytes, attributes: dict[str, str]) -> None:
+        if len(body) <= self.settings.claim_check_threshold_bytes:
+            try:
+                self._send(body.decode("utf-8"), attributes)
+                return
+            except ClientError as exc:
+                # Valid JSON can still hold characters SQS refuses (U+FFFE...): park it in S3.
+                if exc.response.get("Error", {}).get("Code") != "InvalidMessageContents":
+                    raise
+        self._send_claim_check(body, attributes)
+
+    def _send_claim_check(self, body: bytes, attributes: dict[str, str]) -> None:
+        if not self.settings.payload_bucket or self.s3 is None:
+            raise ClientError(
+                {"Error": {"Code": "NoPayloadBucket", "Message": "payload bucket not configured"}},
+                "PutObject",
+            )
+        pointer = claimcheck.store(
+            self.s3, self.settings.payload_bucket, body, datetime.fromtimestamp(self.clock(), UTC)
+        )
+        self.telemetry.count("PayloadClaimChecked")
+        self._send(pointer, {**attributes, claimcheck.LOCATION_ATTRIBUTE: claimcheck.S3_LOCATION})
+
+    def _send(self, message_body: str, attributes: dict[str, str]) -> None:
+        self.sqs.send_message(
+            QueueUrl=self.settings.events_queue_url,
+            MessageBody=message_body,
+            MessageAttributes=to_message_attributes(attributes),
+        )
+
+
+def to_message_attributes(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """SQS message attributes from plain strings; empty values are left out (SQS refuses them)."""
+    return {
+        name: {"DataType": "String", "StringValue": value}
+        for name, value in attributes.items()
+        if value != ""
+    }
+
+
+def _decode_body(request: WebhookRequest) -> bytes | None:
+    if not request.base64_encoded:
+        return request.raw_body.encode("utf-8")
+    try:
+        return base64.b64decode(request.raw_body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _refuse(status: int, reason: str) -> Response:
+    return Response(status, {"status": "rejected" if status < 500 else "error", "reason": reason})

@@ -1,0 +1,1 @@
+"""Consuming EventsQueue: routing, failure classes, backoff and dead-lettering."""

@@ -1,0 +1,236 @@
+"""EventsQueue consumer: one SQS record in, its support work done once, or a clear failure.
+
+Per record: open the envelope (fetching a claim-checked body), run the routed handlers under
+Powertools idempotency keyed on the dedupe key, and on failure either back off
+(ChangeMessageVisibility from the receive count) or move the message to the DLQ with its reason.
+The batch answer lists only the records that should come back.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    BasePersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from support_pipeline import claimcheck
+from support_pipeline.chatwoot import payload as cw
+from support_pipeline.config import ProcessorSettings
+from support_pipeline.ingest import to_message_attributes
+from support_pipeline.processing.backoff import visibility_timeout
+from support_pipeline.processing.errors import Failure, PermanentError, classify
+from support_pipeline.processing.router import EventContext, Router
+from support_pipeline.telemetry import Telemetry
+
+logger = Logger(child=True)
+
+# Attributes the DLQ copy adds; everything the ingest set is kept in ``original_attributes``.
+DLQ_ATTRIBUTES = ("error_type", "error_reason", "failed_at", "receive_count", "original_attributes")
+# Originals repeated as top-level DLQ attributes for listing and selective redrive (SQS allows 10).
+DLQ_COPIED = ("event", "conversation_id", "account_id", "dedupe_key", "delivery_id")
+
+
+def record_attributes(record: SQSRecord) -> dict[str, str]:
+    """The message's string attributes as ingest set them (restored after a DLQ round trip)."""
+    raw = record.raw_event.get("messageAttributes") or {}
+    flat = {
+        name: str(value.get("stringValue", ""))
+        for name, value in raw.items()
+        if isinstance(value, Mapping) and value.get("stringValue") is not None
+    }
+    return original_attributes(flat)
+
+
+def original_attributes(flat: Mapping[str, str]) -> dict[str, str]:
+    """Undo the DLQ's attribute packing, if the message went through the DLQ."""
+    if "original_attributes" not in flat:
+        return dict(flat)
+    try:
+        restored = json.loads(flat["original_attributes"])
+    except ValueError:
+        restored = {}
+    if not isinstance(restored, dict):
+        restored = {}
+    merged = {k: v for k, v in flat.items() if k not in DLQ_ATTRIBUTES}
+    merged.update({str(k): str(v) for k, v in restored.items()})
+    return merged
+
+
+@dataclass
+class EventConsumer:
+    """Processes SQS batches from EventsQueue."""
+
+    settings: ProcessorSettings
+    sqs: Any
+    router: Router
+    persistence: BasePersistenceLayer
+    telemetry: Telemetry
+    s3: Any = None
+    clock: Callable[[], float] = time.time
+    rng: Callable[[], float] = random.random
+    _idempotency: IdempotencyConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._idempotency = IdempotencyConfig(
+            event_key_jmespath="dedupe_key",
+            expires_after_seconds=self.settings.idempotency_ttl_seconds,
+            raise_on_no_idempotency_key=True,
+        )
+        self._run_once = idempotent_function(
+            data_keyword_argument="envelope",
+            persistence_store=self.persistence,
+            config=self._idempotency,
+        )(self._run)
+
+    def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The Lambda answer: ``{"batchItemFailures": [...]}``."""
+        if context is not None:
+            self._idempotency.register_lambda_context(context)
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        return process_partial_response(
+            event=event, record_handler=self.process_record, processor=processor, context=context
+        )
+
+    def process_record(self, record: SQSRecord) -> None:
+        """Do one record's work, or decide its retry or dead-lettering (then raise to retry)."""
+        attributes = record_attributes(record)
+        receive_count = int(record.attributes.approximate_receive_count or 1)
+        try:
+            envelope = self._open(record, attributes)
+            result = self._run_once(envelope=envelope)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure.permanent or receive_count >= self.settings.max_receive_count:
+                self._dead_letter(record, attributes, failure, receive_count)
+                return
+            self._back_off(record, attributes, failure, receive_count)
+            raise
+        self.telemetry.count("EventProcessed")
+        if not result.get("handled"):
+            self.telemetry.count("EventUnrouted")
+        logger.info(
+            "event processed",
+            extra={
+                "message_id": record.message_id,
+                "event": envelope["event"],
+                "dedupe_key": envelope["dedupe_key"],
+                "handled": result.get("handled"),
+                "receive_count": receive_count,
+            },
+        )
+
+    def _open(self, record: SQSRecord, attributes: dict[str, str]) -> dict[str, Any]:
+        body = record.body or ""
+        if attributes.get(claimcheck.LOCATION_ATTRIBUTE) == claimcheck.S3_LOCATION:
+            if self.s3 is None:
+                raise PermanentError("claim_check", "claim-checked body but no S3 client")
+            try:
+                body = claimcheck.load(self.s3, body).decode("utf-8")
+            except claimcheck.ClaimCheckError as exc:
+                raise PermanentError("claim_check", str(exc)) from exc
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise PermanentError("invalid_payload", "body is not JSON") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
+            raise PermanentError("invalid_payload", "body is not a JSON object with an event")
+        dedupe_key = attributes.get("dedupe_key") or cw.dedupe_key(
+            payload, attributes.get("delivery_id"), body.encode("utf-8")
+        )
+        return {
+            "dedupe_key": dedupe_key,
+            "event": cw.base_event(payload["event"]),
+            "raw_event": payload["event"],
+            "payload": payload,
+            "delivery_id": attributes.get("delivery_id") or None,
+            "received_at": attributes.get("received_at") or None,
+            "attributes": attributes,
+        }
+
+    def _run(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        context = EventContext(
+            event=envelope["event"],
+            payload=envelope["payload"],
+            dedupe_key=envelope["dedupe_key"],
+            delivery_id=envelope["delivery_id"],
+            received_at=envelope["received_at"],
+            raw_event=envelope["raw_event"],
+            attributes=envelope["attributes"],
+        )
+        result = self.router.dispatch(context)
+        return json.loads(json.dumps(result, default=str))
+
+    def _back_off(
+        self, record: SQSRecord, attributes: dict[str, str], failure: Failure, receive_count: int
+    ) -> None:
+        delay = visibility_timeout(
+            receive_count, self.settings.backoff_base_seconds, self.settings.backoff_cap_seconds, self.rng
+        )
+        self.telemetry.count("EventRetried", reason=failure.error_type)
+        logger.warning(
+            "event failed; will retry",
+            extra={
+                "message_id": record.message_id,
+                "event": attributes.get("event"),
+                "dedupe_key": attributes.get("dedupe_key"),
+                "error_type": failure.error_type,
+                "error_reason": failure.reason,
+                "receive_count": receive_count,
+                "retry_in_seconds": delay,
+            },
+        )
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.settings.events_queue_url,
+                ReceiptHandle=record.receipt_handle,
+                VisibilityTimeout=delay,
+            )
+        except Exception:
+            # The queue's own visibility timeout then decides when it returns.
+            logger.exception("could not set backoff visibility", extra={"message_id": record.message_id})
+
+    def _dead_letter(
+        self, record: SQSRecord, attributes: dict[str, str], failure: Failure, receive_count: int
+    ) -> None:
+        dlq_attributes = {
+            "error_type": failure.error_type,
+            "error_reason": failure.reason,
+            "failed_at": cw.iso(self.clock()),
+            "receive_count": str(receive_count),
+            "original_attributes": json.dumps(attributes, sort_keys=True),
+            **{name: attributes[name] for name in DLQ_COPIED if attributes.get(name)},
+        }
+        # If this send fails the exception propagates: the record stays on EventsQueue.
+        self.sqs.send_message(
+            QueueUrl=self.settings.events_dlq_url,
+            MessageBody=record.body,
+            MessageAttributes=to_message_attributes(dlq_attributes),
+        )
+        self.telemetry.count("EventDeadLettered", reason=failure.error_type)
+        logger.error(
+            "event moved to the DLQ",
+            extra={
+                "message_id": record.message_id,
+                "event": attributes.get("event"),
+                "dedupe_key": attributes.get("dedupe_key"),
+                "error_type": failure.error_type,
+                "error_reason": failure.reason,
+                "receive_count": receive_count,
+                "permanent": failure.permanent,
+            },
+        )

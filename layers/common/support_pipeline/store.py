@@ -1,0 +1,137 @@
+"""DynamoDB access for conversation records and their timelines.
+
+One table, keyed for the queries the support features make:
+
+- ``pk = CONV#<account>#<conversation>``: ``sk = RECORD`` holds the conversation record;
+  ``sk = EVENT#<occurred_at>#<digest>`` holds one timeline item per accepted event.
+- GSI ``ByAccountDay`` (``account_day = <account>#<YYYY-MM-DD>``, ``occurred_key``): every
+  timeline item of an account on a day, for daily and weekly reports without a scan.
+- GSI ``OpenConversations`` (``open_account = <account>``, ``waiting_since_key``): sparse;
+  only records of open, pending or snoozed conversations carry ``open_account``, so an SLA sweep
+  reads just the conversations that can still breach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+RECORD_SK = "RECORD"
+EVENT_PREFIX = "EVENT#"
+BY_ACCOUNT_DAY = "ByAccountDay"
+OPEN_CONVERSATIONS = "OpenConversations"
+
+
+def conversation_pk(account_id: str, conversation_id: str) -> str:
+    return f"CONV#{account_id}#{conversation_id}"
+
+
+def timeline_sk(occurred_at_iso: str, dedupe_key: str) -> str:
+    digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:16]
+    return f"{EVENT_PREFIX}{occurred_at_iso}#{digest}"
+
+
+def to_dynamo(value: Any) -> Any:
+    """Floats become Decimals (DynamoDB refuses floats); containers are converted deeply."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {k: to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_dynamo(v) for v in value]
+    return value
+
+
+def from_dynamo(value: Any) -> Any:
+    """Decimals back to int or float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    return value
+
+
+class ConversationStore:
+    """Reads and writes conversation records and timeline items."""
+
+    def __init__(self, dynamodb_resource: Any, table_name: str) -> None:
+        self._table = dynamodb_resource.Table(table_name)
+
+    def get_record(self, account_id: str, conversation_id: str) -> dict[str, Any] | None:
+        item = self._table.get_item(
+            Key={"pk": conversation_pk(account_id, conversation_id), "sk": RECORD_SK},
+            ConsistentRead=True,
+        ).get("Item")
+        return from_dynamo(item) if item else None
+
+    def put_record(self, record: dict[str, Any], expected_revision: int | None) -> bool:
+        """Write ``record`` if nobody changed it since ``expected_revision``; False on a race."""
+        condition = (
+            Attr("pk").not_exists()
+            if expected_revision is None
+            else Attr("revision").eq(expected_revision)
+        )
+        item = {k: v for k, v in record.items() if v is not None}
+        try:
+            self._table.put_item(Item=to_dynamo(item), ConditionExpression=condition)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def add_timeline_item(self, item: dict[str, Any]) -> bool:
+        """Add one timeline item; False if it was already there (a retried write)."""
+        try:
+            self._table.put_item(
+                Item=to_dynamo({k: v for k, v in item.items() if v is not None}),
+                ConditionExpression=Attr("sk").not_exists(),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def timeline(self, account_id: str, conversation_id: str) -> list[dict[str, Any]]:
+        """The conversation's timeline, oldest first."""
+        return list(
+            self._query(
+                KeyConditionExpression=Key("pk").eq(conversation_pk(account_id, conversation_id))
+                & Key("sk").begins_with(EVENT_PREFIX)
+            )
+        )
+
+    def events_on_day(self, account_id: str, day: str) -> list[dict[str, Any]]:
+        """Every timeline item of an account on ``day`` (``YYYY-MM-DD``, UTC), oldest first."""
+        return list(
+            self._query(
+                IndexName=BY_ACCOUNT_DAY,
+                KeyConditionExpression=Key("account_day").eq(f"{account_id}#{day}"),
+            )
+        )
+
+    def open_conversations(self, account_id: str) -> list[dict[str, Any]]:
+        """Records of the account's open, pending and snoozed conversations."""
+        return list(
+            self._query(
+                IndexName=OPEN_CONVERSATIONS,
+                KeyConditionExpression=Key("open_account").eq(account_id),
+            )
+        )
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        while True:
+            page = self._table.query(**kwargs)
+            for item in page.get("Items", []):
+                yield from_dynamo(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -1,0 +1,52 @@
+"""Counting outcomes as CloudWatch metrics (EMF) through Powertools.
+
+The package counts through this small seam so that tests can read the counts back and the
+handlers decide where metrics are flushed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Protocol
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+NAMESPACE = "SupportPipeline"
+
+
+class Telemetry(Protocol):
+    """Where the package reports what happened."""
+
+    def count(self, name: str, reason: str | None = None, value: int = 1) -> None:
+        """Add ``value`` to metric ``name`` (with a ``reason`` dimension when given)."""
+
+
+class PowertoolsTelemetry:
+    """Counts become EMF metrics; a metric with a reason is flushed on its own dimension."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def count(self, name: str, reason: str | None = None, value: int = 1) -> None:
+        if reason is None:
+            self._metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            return
+        with single_metric(
+            name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE
+        ) as metric:
+            metric.add_dimension(name="reason", value=reason)
+
+
+class RecordingTelemetry:
+    """Keeps counts in memory: used by tests and by the local stack's summary."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str | None]] = Counter()
+
+    def count(self, name: str, reason: str | None = None, value: int = 1) -> None:
+        self.counts[(name, reason)] += value
+
+    def total(self, name: str) -> int:
+        """All counts of ``name`` whatever their reason."""
+        return sum(v for (n, _), v in self.counts.items() if n == name)
