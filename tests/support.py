@@ -1,0 +1,253 @@
+"""Shared test helpers: fixtures on disk, signed webhook events, moto-backed services."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+from support_pipeline.chatwoot.signature import sign
+from support_pipeline.config import IngestSettings, ProcessorSettings
+from support_pipeline.ingest import IngestService, WebhookRequest, WebhookSecrets
+from support_pipeline.local import lambda_shim
+from support_pipeline.local import template as cfn
+from support_pipeline.processing.consumer import EventConsumer
+from support_pipeline.processing.router import Router
+from support_pipeline.store import ConversationStore
+from support_pipeline.telemetry import RecordingTelemetry
+from support_pipeline.wiring import build_router
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "chatwoot"
+SECRET = "test-webhook-secret-0123456789"  # invented for tests; never a real secret
+NOW = 1790475400.0  # a few seconds after the fixtures' last event (2026-09-27T02:16:40Z)
+
+ALL_FIXTURES = sorted(p.stem for p in FIXTURES.glob("*.json"))
+
+
+def fixture(name: str) -> dict[str, Any]:
+    """A fresh copy of a captured Chatwoot payload."""
+    return copy.deepcopy(json.loads((FIXTURES / f"{name}.json").read_text()))
+
+
+def body_of(payload: dict[str, Any] | str | bytes) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return json.dumps(payload).encode()
+
+
+def signed_headers(
+    body: bytes, secret: str = SECRET, timestamp: float = NOW, delivery_id: str | None = "d-1"
+) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "X-Chatwoot-Signature": sign(secret, int(timestamp), body),
+        "X-Chatwoot-Timestamp": str(int(timestamp)),
+    }
+    if delivery_id:
+        headers["X-Chatwoot-Delivery"] = delivery_id
+    return headers
+
+
+def webhook_event(
+    payload: dict[str, Any] | str | bytes,
+    *,
+    secret: str = SECRET,
+    timestamp: float = NOW,
+    delivery_id: str | None = "d-1",
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+    query: str = "",
+) -> dict[str, Any]:
+    """An HTTP API v2 event for a signed delivery, as API Gateway hands it to the ingest."""
+    body = body_of(payload)
+    all_headers = signed_headers(body, secret, timestamp, delivery_id) if headers is None else headers
+    return lambda_shim.http_api_event(method, "/webhooks/chatwoot", all_headers, body, query)
+
+
+class Clock:
+    """An injected clock that tests move by hand."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Pipeline:
+    """The moto-backed stack with the real services wired to it."""
+
+    stack: cfn.Stack
+    clients: dict[str, Any]
+    dynamodb: Any
+    clock: Clock = field(default_factory=Clock)
+    telemetry: RecordingTelemetry = field(default_factory=RecordingTelemetry)
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sqs(self) -> Any:
+        return self.clients["sqs"]
+
+    @property
+    def queue_url(self) -> str:
+        return self.stack.physical["EventsQueue"]
+
+    @property
+    def dlq_url(self) -> str:
+        return self.stack.physical["EventsDLQ"]
+
+    @property
+    def queue_arn(self) -> str:
+        return self.stack.attributes[("EventsQueue", "Arn")]
+
+    def ingest_settings(self, **changes: Any) -> IngestSettings:
+        settings = IngestSettings.from_env(self.stack.function_environment("IngestFunction"))
+        return IngestSettings(**{**settings.__dict__, **changes})
+
+    def processor_settings(self, **changes: Any) -> ProcessorSettings:
+        settings = ProcessorSettings.from_env(self.stack.function_environment("ProcessorFunction"))
+        return ProcessorSettings(**{**settings.__dict__, **changes})
+
+    def ingest(self, **changes: Any) -> IngestService:
+        settings = self.ingest_settings(**changes)
+        ssm = SSMProvider(boto3_client=self.clients["ssm"])
+        secrets = WebhookSecrets(
+            lambda force: str(
+                ssm.get(settings.webhook_secret_param, decrypt=True, max_age=300, force_fetch=force)
+            ),
+            clock=self.clock,
+        )
+        return IngestService(
+            settings=settings,
+            sqs=self.sqs,
+            s3=self.clients["s3"],
+            secrets=secrets,
+            telemetry=self.telemetry,
+            clock=self.clock,
+        )
+
+    def post(self, payload: Any, service: IngestService | None = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        event = webhook_event(payload, **kwargs)
+        response = (service or self.ingest()).handle(WebhookRequest.from_api_gateway(event))
+        return response.status, response.body
+
+    def store(self) -> ConversationStore:
+        return ConversationStore(self.dynamodb, self.stack.physical["ConversationsTable"])
+
+    def consumer(self, router: Router | None = None, rng: Any = lambda: 1.0, **changes: Any) -> EventConsumer:
+        settings = self.processor_settings(**changes)
+        persistence = DynamoDBPersistenceLayer(
+            table_name=settings.idempotency_table, boto3_client=self.clients["dynamodb"]
+        )
+        return EventConsumer(
+            settings=settings,
+            sqs=self.sqs,
+            s3=self.clients["s3"],
+            router=router or build_router(self.store(), settings),
+            persistence=persistence,
+            telemetry=self.telemetry,
+            clock=self.clock,
+            rng=rng,
+        )
+
+    def drain(self, consumer: EventConsumer | None = None, max_batches: int = 50) -> int:
+        """Run visible messages through the consumer as Lambda's SQS poller would."""
+        consumer = consumer or self.consumer()
+        total = 0
+        for _ in range(max_batches):
+            received, _failed = lambda_shim.poll_once(
+                self.sqs, self.queue_url, self.queue_arn, consumer.handle_batch
+            )
+            if received == 0:
+                break
+            total += received
+        return total
+
+    def messages(self, queue_url: str) -> list[dict[str, Any]]:
+        """Every visible message (left visible again afterwards)."""
+        seen: dict[str, dict[str, Any]] = {}
+        for _ in range(20):
+            batch = self.sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=30,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])
+            if not batch:
+                break
+            for message in batch:
+                seen[message["MessageId"]] = message
+        for message in seen.values():
+            self.sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+        return list(seen.values())
+
+    def make_visible(self) -> None:
+        """Time passes: whatever is hidden on EventsQueue becomes visible again."""
+        for message in self._in_flight():
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message, VisibilityTimeout=0
+            )
+
+    def _in_flight(self) -> list[str]:
+        from moto.sqs.models import sqs_backends
+
+        backend = sqs_backends[cfn.ACCOUNT_ID][self.stack.region]
+        queue = backend.queues[self.stack.attributes[("EventsQueue", "QueueName")]]
+        handles = []
+        for message in queue._messages:
+            if not message.visible and message.receipt_handle:
+                handles.append(message.receipt_handle)
+        return handles
+
+
+def attributes_of(message: dict[str, Any]) -> dict[str, str]:
+    return {k: v["StringValue"] for k, v in (message.get("MessageAttributes") or {}).items()}
+
+
+def load_handler(function: str) -> Any:
+    """Import functions/<function>/app.py under a unique module name."""
+    name = f"{function}_app"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def new_pipeline(overrides: dict[str, str] | None = None, secret: str = SECRET) -> Pipeline:
+    """Provision the template's resources in the active moto mock."""
+    clients = {name: boto3.client(name, region_name="us-east-1") for name in ("sqs", "dynamodb", "s3", "ssm")}
+    stack = cfn.provision(
+        cfn.load(ROOT / "template.yaml"),
+        clients,
+        stack_name="test",
+        overrides=overrides,
+        secrets={"WebhookSecretParamName": secret},
+    )
+    return Pipeline(
+        stack=stack,
+        clients=clients,
+        dynamodb=boto3.resource("dynamodb", region_name="us-east-1"),
+        overrides=dict(overrides or {}),
+    )
