@@ -99,6 +99,8 @@ class EventConsumer:
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The Lambda answer: ``{"batchItemFailures": [...]}``."""
+        if not event.get("Records"):
+            return {"batchItemFailures": []}
         if context is not None:
             self._idempotency.register_lambda_context(context)
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -1,0 +1,171 @@
+"""Ingest -> EventsQueue -> processor -> conversation record, against moto."""
+
+import json
+
+import pytest
+
+from support_pipeline.processing.errors import PermanentError
+from support_pipeline.processing.router import Router
+from tests.support import ALL_FIXTURES, attributes_of, fixture
+
+CONVERSATION_FIXTURES = [name for name in ALL_FIXTURES if name != "webwidget_triggered"]
+
+
+def queue_depth(pipeline, url):
+    attrs = pipeline.sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.mark.parametrize("name", CONVERSATION_FIXTURES)
+def test_each_fixture_ends_in_the_conversation_record_and_timeline(pipeline, name):
+    payload = fixture(name)
+    assert pipeline.post(payload)[0] == 202
+    assert pipeline.drain() == 1
+    record = pipeline.store().get_record("1", "1")
+    assert record["status"] == payload.get("status", payload.get("conversation", {}).get("status"))
+    assert record["inbox_id"] == "1"
+    [item] = pipeline.store().timeline("1", "1")
+    assert item["event"] == payload["event"]
+    assert "content" not in json.dumps(item)  # the timeline keeps ids, not customer text
+    assert queue_depth(pipeline, pipeline.queue_url) == 0
+    assert queue_depth(pipeline, pipeline.dlq_url) == 0
+
+
+def test_whole_conversation_builds_the_record(pipeline):
+    for name in [
+        "message_created_incoming",
+        "message_created_incoming_attachment",
+        "message_created_outgoing_agent",
+        "message_created_private_note",
+        "conversation_updated",
+        "message_created_outgoing_agent_bot",
+        "conversation_status_changed_resolved",
+    ]:
+        assert pipeline.post(fixture(name))[0] == 202
+    pipeline.drain()
+    record = pipeline.store().get_record("1", "1")
+    assert record["status"] == "resolved"
+    assert record["first_reply_created_at"] == pytest.approx(1790475334.703)
+    assert record["last_incoming_at"] == pytest.approx(1790475326.299)
+    assert record["resolved_at"] == pytest.approx(1790475376.9969482)
+    assert len(pipeline.store().timeline("1", "1")) == 7
+    day = pipeline.store().events_on_day("1", "2026-09-27")
+    assert len(day) == 7
+    assert pipeline.store().open_conversations("1") == []
+
+
+def test_open_conversations_index_lists_only_open_ones(pipeline):
+    assert pipeline.post(fixture("message_created_incoming"))[0] == 202
+    pipeline.drain()
+    [open_one] = pipeline.store().open_conversations("1")
+    assert open_one["conversation_id"] == "1" and open_one["status"] == "pending"
+
+
+def test_duplicate_deliveries_are_processed_once(pipeline):
+    payload = fixture("message_created_incoming")
+    for delivery in ("d-1", "d-2", "d-1"):
+        assert pipeline.post(payload, delivery_id=delivery)[0] == 202
+    calls = []
+    router = Router()
+    router.register(["message_created"], "count", lambda context: calls.append(context.dedupe_key))
+    assert pipeline.drain(pipeline.consumer(router=router)) == 3
+    assert calls == ["message_created:1:1"]
+    assert queue_depth(pipeline, pipeline.queue_url) == 0
+
+
+def test_sqs_redelivery_of_a_processed_message_does_no_work(pipeline):
+    assert pipeline.post(fixture("message_created_incoming"))[0] == 202
+    [message] = pipeline.messages(pipeline.queue_url)
+    pipeline.drain()
+    pipeline.sqs.send_message(
+        QueueUrl=pipeline.queue_url,
+        MessageBody=message["Body"],
+        MessageAttributes=message["MessageAttributes"],
+    )
+    pipeline.drain()
+    assert len(pipeline.store().timeline("1", "1")) == 1
+    assert pipeline.store().get_record("1", "1")["revision"] == 1
+
+
+def test_out_of_order_events_end_in_the_right_state(pipeline):
+    for name in ["conversation_status_changed_resolved", "conversation_updated", "message_created_incoming"]:
+        assert pipeline.post(fixture(name))[0] == 202
+        pipeline.drain()
+    record = pipeline.store().get_record("1", "1")
+    assert record["status"] == "resolved"
+    assert record["snapshot_version"] == pytest.approx(1790475376.9969482)
+    assert record["last_incoming_at"] == pytest.approx(1790475262.88)
+    assert record["first_reply_created_at"] == pytest.approx(1790475334.703)
+
+
+def test_unknown_events_are_acknowledged_and_counted(pipeline):
+    assert pipeline.post(fixture("webwidget_triggered"))[0] == 202
+    assert pipeline.post({"event": "contact_created", "id": 4, "account": {"id": 1}})[0] == 202
+    pipeline.drain()
+    assert queue_depth(pipeline, pipeline.queue_url) == 0
+    assert queue_depth(pipeline, pipeline.dlq_url) == 0
+    assert pipeline.telemetry.total("EventUnrouted") == 2
+
+
+def test_poison_message_goes_to_the_dlq_at_once_with_its_reason(pipeline):
+    payload = fixture("conversation_updated")
+    del payload["id"]  # a conversation event that names no conversation can never succeed
+    assert pipeline.post(payload, delivery_id="poison-1")[0] == 202
+    pipeline.drain()
+    assert queue_depth(pipeline, pipeline.queue_url) == 0
+    [dead] = pipeline.messages(pipeline.dlq_url)
+    attributes = attributes_of(dead)
+    assert attributes["error_type"] == "invalid_payload"
+    assert attributes["error_reason"] == "conversation_updated names no account and conversation id"
+    assert attributes["receive_count"] == "1"  # not retried
+    assert attributes["event"] == "conversation_updated"
+    assert attributes["delivery_id"] == "poison-1"
+    assert json.loads(attributes["original_attributes"])["signed"] == "true"
+    assert json.loads(dead["Body"]) == payload
+
+
+def test_message_that_is_not_json_goes_to_the_dlq(pipeline):
+    pipeline.sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody="definitely not json")
+    pipeline.drain()
+    [dead] = pipeline.messages(pipeline.dlq_url)
+    assert attributes_of(dead)["error_type"] == "invalid_payload"
+    assert dead["Body"] == "definitely not json"
+
+
+def test_claim_checked_payload_is_processed_from_the_bucket(pipeline):
+    payload = fixture("message_created_incoming")
+    payload["content"] = "y" * 300_000
+    assert pipeline.post(payload)[0] == 202
+    pipeline.drain()
+    assert pipeline.store().get_record("1", "1")["last_incoming_at"] == pytest.approx(1790475262.88)
+
+
+def test_claim_checked_payload_that_vanished_is_dead_lettered(pipeline):
+    payload = fixture("message_created_incoming")
+    payload["content"] = "z" * 300_000
+    assert pipeline.post(payload)[0] == 202
+    [message] = pipeline.messages(pipeline.queue_url)
+    pointer = json.loads(message["Body"])["claim_check"]
+    pipeline.clients["s3"].delete_object(Bucket=pointer["bucket"], Key=pointer["key"])
+    pipeline.drain()
+    [dead] = pipeline.messages(pipeline.dlq_url)
+    assert attributes_of(dead)["error_type"] == "aws_rejected"
+    assert "NoSuchKey" in attributes_of(dead)["error_reason"]
+
+
+def test_handler_permanent_error_is_dead_lettered_and_the_batch_goes_on(pipeline):
+    def refuse(context):
+        if context.payload["id"] == 2:
+            raise PermanentError("chatwoot_rejected", "POST messages returned 404")
+
+    router = Router()
+    router.register(["message_created"], "refuse", refuse)
+    for name in ["message_created_incoming", "message_created_incoming_attachment", "message_created_outgoing_agent"]:
+        pipeline.post(fixture(name))
+    pipeline.drain(pipeline.consumer(router=router))
+    assert queue_depth(pipeline, pipeline.queue_url) == 0
+    [dead] = pipeline.messages(pipeline.dlq_url)
+    assert attributes_of(dead)["dedupe_key"] == "message_created:1:2"
+    assert attributes_of(dead)["error_reason"] == "POST messages returned 404"
