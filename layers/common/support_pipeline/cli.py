@@ -1,0 +1,186 @@
+"""`support-pipeline`: the ops command line.
+
+Works against AWS or the local stack through the standard ``AWS_ENDPOINT_URL``; finds queues
+from ``--stack NAME`` outputs, else from ``EVENTS_QUEUE_URL`` / ``EVENTS_DLQ_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from support_pipeline import aws
+from support_pipeline.dlq import DeadLetter, DeadLetterQueue
+
+
+class UsageError(Exception):
+    """Something the operator can fix; printed without a traceback."""
+
+
+@dataclass(frozen=True)
+class Queues:
+    queue_url: str
+    dlq_url: str
+    queue_arn: str
+    dlq_arn: str
+    bucket: str
+
+
+def resolve_queues(stack: str | None, sqs: Any, cloudformation: Any | None) -> Queues:
+    """Queue URLs and ARNs from the stack's Outputs, or from the environment."""
+    if stack:
+        assert cloudformation is not None
+        try:
+            found = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+        except Exception as exc:
+            raise UsageError(f"cannot read stack {stack!r}: {exc}") from exc
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+        try:
+            return Queues(
+                outputs["EventsQueueUrl"],
+                outputs["EventsDLQUrl"],
+                outputs["EventsQueueArn"],
+                outputs["EventsDLQArn"],
+                outputs.get("PayloadBucketName", ""),
+            )
+        except KeyError as exc:
+            raise UsageError(f"stack {stack!r} has no output {exc}") from None
+    queue_url = os.environ.get("EVENTS_QUEUE_URL", "")
+    dlq_url = os.environ.get("EVENTS_DLQ_URL", "")
+    if not queue_url or not dlq_url:
+        raise UsageError(
+            "say which pipeline: --stack NAME, or EVENTS_QUEUE_URL and EVENTS_DLQ_URL "
+            "(`support-pipeline local` prints them)"
+        )
+
+    def arn(url: str) -> str:
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+        return str(attrs["QueueArn"])
+
+    return Queues(queue_url, dlq_url, arn(queue_url), arn(dlq_url), os.environ.get("PAYLOAD_BUCKET", ""))
+
+
+def _table(rows: list[dict[str, str]], out: TextIO) -> None:
+    columns = ["id", "event", "conversation", "error_type", "failed_at", "receive_count", "error_reason"]
+    widths = {c: max(len(c), *(len(r.get(c, "")) for r in rows)) for c in columns[:-1]}
+    out.write("  ".join(c.upper().ljust(widths[c]) for c in columns[:-1]) + "  REASON\n")
+    for row in rows:
+        out.write("  ".join(row.get(c, "").ljust(widths[c]) for c in columns[:-1]) + "  " + row["error_reason"] + "\n")
+
+
+def run_dlq(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out: TextIO) -> int:
+    if args.dlq_command == "list":
+        rows = [letter.summary() for letter in dlq.list()]
+        if args.json:
+            json.dump(rows, out, indent=2)
+            out.write("\n")
+        elif rows:
+            _table(rows, out)
+        else:
+            out.write("The DLQ is empty.\n")
+        return 0
+    if args.dlq_command == "show":
+        shown = dlq.show(args.id)
+        if shown is None:
+            raise UsageError(f"no message {args.id} in the DLQ")
+        json.dump(shown, out, indent=2, sort_keys=True)
+        out.write("\n")
+        return 0
+    if args.dlq_command == "redrive":
+        return _redrive(args, dlq, queues, out)
+    if args.dlq_command == "purge":
+        if not args.yes:
+            raise UsageError("purge deletes every message in the DLQ for good; add --yes to confirm")
+        dlq.purge()
+        out.write("DLQ purged.\n")
+        return 0
+    raise UsageError(f"unknown dlq command {args.dlq_command}")
+
+
+def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out: TextIO) -> int:
+    if not (args.all or args.id or args.event):
+        raise UsageError("choose what to redrive: --all, --id ID ..., or --event NAME")
+    if args.all and not args.dry_run:
+        handle = dlq.start_move_task(queues.dlq_arn, queues.queue_arn)
+        if handle is not None:
+            out.write(f"Started SQS message move task {handle}; messages return to EventsQueue.\n")
+            return 0
+        out.write("This endpoint has no StartMessageMoveTask; moving messages one by one.\n")
+    ids = set(args.id or [])
+
+    def select(letter: DeadLetter) -> bool:
+        if args.all:
+            return True
+        return letter.message_id in ids or (bool(args.event) and letter.event == args.event)
+
+    moved = dlq.redrive(select, dry_run=args.dry_run)
+    verb = "Would redrive" if args.dry_run else "Redrove"
+    out.write(f"{verb} {len(moved)} message(s).\n")
+    for letter in moved:
+        out.write(f"  {letter.message_id}  {letter.event}  {letter.attributes.get('error_type', 'unknown')}\n")
+    missing = ids - {letter.message_id for letter in moved}
+    if missing:
+        out.write(f"Not found in the DLQ: {', '.join(sorted(missing))}\n")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="support-pipeline", description=__doc__)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--stack", help="CloudFormation stack whose Outputs name the queues")
+    where.add_argument("--region", help="AWS region (default: the usual AWS configuration)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dlq = commands.add_parser("dlq", help="inspect and redrive the dead-letter queue")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_commands.add_parser("list", parents=[where], help="messages in the DLQ, left in place")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = dlq_commands.add_parser("show", parents=[where], help="one message in full")
+    show.add_argument("id", help="SQS message id from `dlq list`")
+    redrive = dlq_commands.add_parser("redrive", parents=[where], help="move messages back to EventsQueue")
+    group = redrive.add_mutually_exclusive_group()
+    group.add_argument("--all", action="store_true", help="everything (StartMessageMoveTask where supported)")
+    group.add_argument("--id", action="append", help="a message id; repeatable")
+    group.add_argument("--event", help="every message of this event")
+    redrive.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
+    purge = dlq_commands.add_parser("purge", parents=[where], help="delete every message in the DLQ")
+    purge.add_argument("--yes", action="store_true", help="confirm")
+
+    local = commands.add_parser("local", help="run the whole pipeline on this machine (moto)")
+    local.add_argument("--host", default="127.0.0.1")
+    local.add_argument("--port", type=int, default=3000, help="webhook HTTP port")
+    local.add_argument("--moto-port", type=int, default=5005, help="moto server port")
+    local.add_argument("--secret", default=os.environ.get("CHATWOOT_WEBHOOK_SECRET"),
+                       help="webhook secret(s) to accept (default: $CHATWOOT_WEBHOOK_SECRET, else generated)")
+    local.add_argument("--template", default=None, help="path to template.yaml (default: found upward)")
+    local.add_argument("--stack-name", default="support-pipeline-local")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "local":
+            from support_pipeline.local.stack import run_local
+
+            return run_local(args)
+        sqs = aws.client("sqs", aws.CLI_CONFIG, region_name=args.region)
+        cloudformation = aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region) if args.stack else None
+        queues = resolve_queues(args.stack, sqs, cloudformation)
+        s3 = aws.client("s3", aws.CLI_CONFIG, region_name=args.region)
+        dlq = DeadLetterQueue(sqs, queues.dlq_url, queues.queue_url, s3=s3)
+        return run_dlq(args, dlq, queues, out)
+    except UsageError as error:
+        print(f"support-pipeline: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
