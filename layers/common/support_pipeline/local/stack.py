@@ -1,0 +1,271 @@
+"""`support-pipeline local`: the whole pipeline on one machine, no AWS account.
+
+moto server plays AWS on loopback; the template's queues, tables, bucket and secret parameter
+are created from template.yaml; an HTTP server turns each request on /webhooks/chatwoot into an
+HTTP API v2 event for the real ingest handler; a poller feeds EventsQueue into the real processor
+handler with the template's batch settings, deleting only successes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+
+from support_pipeline.local import lambda_shim
+from support_pipeline.local import template as cfn
+
+WEBHOOK_PATH = "/webhooks/chatwoot"
+STATUS_PATH = "/_local/status"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def load_function(root: Path, function_dir: str) -> ModuleType:
+    """Import functions/<dir>/app.py as its own module, as Lambda would load it."""
+    name = f"local_{function_dir}_app"
+    spec = importlib.util.spec_from_file_location(name, root / "functions" / function_dir / "app.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load functions/{function_dir}/app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class LocalStack:
+    """A running local pipeline. ``start()`` then ``stop()``; usable as a context manager."""
+
+    template_path: Path
+    secret: str
+    host: str = "127.0.0.1"
+    port: int = 3000
+    moto_port: int = 5005
+    stack_name: str = "support-pipeline-local"
+    stack: cfn.Stack | None = None
+    counts: dict[str, int] = field(default_factory=lambda: {"received": 0, "accepted": 0, "batches": 0})
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://{self.host}:{self.port}{WEBHOOK_PATH}"
+
+    def start(self) -> LocalStack:
+        from moto.server import ThreadedMotoServer
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self._moto.start()
+        os.environ.update(
+            AWS_ENDPOINT_URL=self.endpoint,
+            AWS_ACCESS_KEY_ID="local",
+            AWS_SECRET_ACCESS_KEY="local",  # noqa: S105 - moto accepts anything
+            AWS_DEFAULT_REGION=cfn.REGION,
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        clients = {name: boto3.client(name, region_name=cfn.REGION) for name in ("sqs", "dynamodb", "s3", "ssm")}
+        self.stack = cfn.provision(
+            cfn.load(self.template_path),
+            clients,
+            stack_name=self.stack_name,
+            secrets={"WebhookSecretParamName": self.secret},
+        )
+        for function in ("IngestFunction", "ProcessorFunction"):
+            os.environ.update(self.stack.function_environment(function))
+        root = self.template_path.parent
+        self._ingest = load_function(root, "ingest")
+        self._processor = load_function(root, "processor")
+        self._sqs = clients["sqs"]
+        self._start_http()
+        self._start_poller()
+        return self
+
+    def _start_http(self) -> None:
+        stack = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "support-pipeline-local"
+
+            def _serve(self) -> None:
+                url = urlsplit(self.path)
+                if url.path == STATUS_PATH and self.command == "GET":
+                    self._answer(200, stack.status())
+                    return
+                if url.path != WEBHOOK_PATH:
+                    self._answer(404, {"status": "rejected", "reason": "no such route"})
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                event = lambda_shim.http_api_event(
+                    self.command, url.path, dict(self.headers.items()), body, url.query, self.client_address[0]
+                )
+                with stack._lock:
+                    stack.counts["received"] += 1
+                    answer = stack._ingest.handler(event, lambda_shim.LocalContext(function_name="ingest", timeout_seconds=4))
+                    if answer["statusCode"] == 202:
+                        stack.counts["accepted"] += 1
+                self.send_response(answer["statusCode"])
+                for name, value in answer.get("headers", {}).items():
+                    self.send_header(name, value)
+                payload = answer.get("body", "").encode()
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                return  # the handlers log structured JSON themselves
+
+        self._http = ThreadingHTTPServer((self.host, self.port), Handler)
+        self.port = self._http.server_address[1]
+        thread = threading.Thread(target=self._http.serve_forever, name="local-http", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _start_poller(self) -> None:
+        assert self.stack is not None
+        source = self.stack.sqs_event_source("ProcessorFunction")
+        batch_size = int(source.get("BatchSize", 10))
+        queue_url = self.stack.physical["EventsQueue"]
+        queue_arn = self.stack.attributes[("EventsQueue", "Arn")]
+        timeout = int(self.stack.parameters.get("ProcessorTimeoutSeconds", "30"))
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    received, _ = lambda_shim.poll_once(
+                        self._sqs, queue_url, queue_arn, self._processor.handler,
+                        batch_size=batch_size, wait_seconds=1,
+                        context_factory=lambda: lambda_shim.LocalContext(
+                            function_name="processor", timeout_seconds=timeout
+                        ),
+                    )
+                    if received:
+                        self.counts["batches"] += 1
+                except Exception as exc:  # keep polling; the message stays on the queue
+                    print(f"local poller: {type(exc).__name__}", file=sys.stderr)
+                    self._stop.wait(1)
+
+        thread = threading.Thread(target=loop, name="local-poller", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def status(self) -> dict[str, Any]:
+        """Counts for people and tests: what came in, what waits, what is dead-lettered."""
+        assert self.stack is not None
+
+        def depth(url: str) -> int:
+            attrs = self._sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+        return {
+            **self.counts,
+            "queued": depth(self.stack.physical["EventsQueue"]),
+            "dead_lettered": depth(self.stack.physical["EventsDLQ"]),
+        }
+
+    def exports(self) -> dict[str, str]:
+        assert self.stack is not None
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": cfn.REGION,
+            "EVENTS_QUEUE_URL": self.stack.physical["EventsQueue"],
+            "EVENTS_DLQ_URL": self.stack.physical["EventsDLQ"],
+            "PAYLOAD_BUCKET": self.stack.physical["PayloadBucket"],
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+        if hasattr(self, "_http"):
+            self._http.shutdown()
+            self._http.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if hasattr(self, "_moto"):
+            self._moto.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_local(args: argparse.Namespace) -> int:
+    """The README's run command: start, print how to use it, run until Ctrl-C."""
+    template = Path(args.template) if args.template else cfn.find_template()
+    secret = args.secret or secrets.token_urlsafe(32)
+    stack = LocalStack(
+        template_path=template,
+        secret=secret,
+        host=args.host,
+        port=args.port,
+        moto_port=args.moto_port,
+        stack_name=args.stack_name,
+    )
+    stack.start()
+    print(f"""
+Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS account).
+
+  Webhook URL:     {stack.webhook_url}
+  Webhook secret:  {secret}
+  Status:          http://{stack.host}:{stack.port}{STATUS_PATH}
+
+Point Chatwoot (or a tunnel to it) at the URL and give it this secret, or pass your
+webhook's own secret with --secret / $CHATWOOT_WEBHOOK_SECRET. For the ops CLI, in another shell:
+""")
+    for name, value in stack.exports().items():
+        print(f"  export {name}={value}")
+    print("\n  support-pipeline dlq list\n\nCtrl-C stops everything.", flush=True)
+
+    stopped = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stopped.wait()
+    print("\nStopping...", flush=True)
+    stack.stop()
+    print("Stopped.", flush=True)
+    return 0
