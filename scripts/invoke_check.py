@@ -1,0 +1,170 @@
+"""`make invoke`: run each built function on each of its events/ without Docker, against moto.
+
+Proves the `sam build` artifact carries its dependencies: every invocation runs in a separate
+`python3.13 -I -S` process whose import path holds only the built function, its built layer and
+the packages the Lambda runtime itself provides (boto3 and what boto3 needs), never the dev
+environment. Resources come from template.yaml on a moto server; ingest events are re-signed
+with the secret stored there. Exits non-zero on any unexpected answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "layers" / "common"))
+
+from support_pipeline.chatwoot.signature import sign  # noqa: E402
+from support_pipeline.local import template as cfn  # noqa: E402
+from support_pipeline.local.stack import free_port  # noqa: E402
+
+# What the Lambda python3.13 runtime ships besides the standard library.
+RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3"]
+FUNCTIONS = {"IngestFunction": "ingest", "ProcessorFunction": "processor"}
+
+
+def runtime_dir(target: Path) -> Path:
+    """Copy the runtime-provided packages out of this environment (no download)."""
+    site = Path(boto3.__file__).resolve().parent.parent
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RUNTIME_PACKAGES:
+        source = site / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copy2(source, target / name)
+    return target
+
+
+def resign(event_path: Path, secret: str, scratch: Path) -> Path:
+    event = json.loads(event_path.read_text())
+    headers = event.get("headers") or {}
+    if "x-chatwoot-signature" in headers:
+        body = event["body"].encode()
+        now = int(time.time())
+        headers["x-chatwoot-timestamp"] = str(now)
+        headers["x-chatwoot-signature"] = sign(secret, now, body)
+    out = scratch / event_path.name
+    out.write_text(json.dumps(event))
+    return out
+
+
+def invoke(python: str, build: Path, function: str, handler: str, event: Path, env: dict[str, str],
+           runtime: Path, timeout: int) -> dict:
+    spec = {
+        "function_dir": str(build / function),
+        "layer_dir": str(build / "CommonLayer" / "python"),
+        "runtime_dir": str(runtime),
+        "function_name": function,
+        "handler": handler,
+        "event": str(event),
+        "timeout": timeout,
+    }
+    process = subprocess.run(
+        [python, "-I", "-S", str(ROOT / "scripts" / "lambda_runner.py"), json.dumps(spec)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    for line in process.stdout.splitlines():
+        if line.startswith("INVOKE-RESULT "):
+            result: dict = json.loads(line[len("INVOKE-RESULT "):])
+            return result
+    raise RuntimeError(f"{function} on {event.name} crashed (exit {process.returncode}):\n{process.stderr[-3000:]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--build-dir", default=".aws-sam/build")
+    parser.add_argument("--python", default=shutil.which("python3.13") or sys.executable)
+    args = parser.parse_args()
+    build = (ROOT / args.build_dir).resolve()
+    template_path = build / "template.yaml" if (build / "template.yaml").exists() else ROOT / "template.yaml"
+    template = cfn.load(template_path)
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    failures = 0
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        base_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "invoke-check",
+            "AWS_SECRET_ACCESS_KEY": "invoke-check",
+            "AWS_DEFAULT_REGION": cfn.REGION,
+            "AWS_REGION": cfn.REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": "invoke-check",
+        }
+        clients = {name: boto3.client(name, endpoint_url=endpoint, region_name=cfn.REGION,
+                                      aws_access_key_id="x", aws_secret_access_key="x")  # noqa: S106
+                   for name in ("sqs", "dynamodb", "s3", "ssm")}
+        secret = secrets.token_urlsafe(24)
+        stack = cfn.provision(template, clients, stack_name="invoke-check",
+                              secrets={"WebhookSecretParamName": secret})
+        with tempfile.TemporaryDirectory() as scratch_name:
+            scratch = Path(scratch_name)
+            runtime = runtime_dir(scratch / "lambda-runtime")
+            for function, folder in FUNCTIONS.items():
+                properties = template["Resources"][function]["Properties"]
+                env = {**base_env, **stack.function_environment(function)}
+                timeout = int(stack.resolve(properties.get("Timeout", 30)))
+                for event_path in sorted((ROOT / "events" / folder).glob("*.json")):
+                    event = resign(event_path, secret, scratch)
+                    result = invoke(args.python, build, function, properties["Handler"], event, env, runtime, timeout)
+                    problem = check(folder, event_path.name, result, stack, clients)
+                    label = f"{function:<18} {event_path.name:<36}"
+                    if problem:
+                        failures += 1
+                        print(f"FAIL {label} {problem}")
+                    else:
+                        print(f"ok   {label} {summary(result['answer'])}")
+    finally:
+        server.stop()
+    print(f"\ninvoke check: {failures} failed" if failures else "\ninvoke check: all built functions ran on their events")
+    return 1 if failures else 0
+
+
+def summary(answer: dict) -> str:
+    if "statusCode" in answer:
+        return f"HTTP {answer['statusCode']} {answer.get('body', '')[:60]}"
+    return json.dumps(answer)
+
+
+def check(folder: str, name: str, result: dict, stack: cfn.Stack, clients: dict) -> str | None:
+    answer = result["answer"]
+    if result["site_packages_modules"]:
+        return "imported modules from a site-packages directory"
+    if folder == "ingest":
+        status = answer.get("statusCode", 0)
+        wanted = "4xx" if name.startswith("rejected_") else "2xx"
+        ok = 400 <= status < 500 if wanted == "4xx" else 200 <= status < 300
+        return None if ok else f"expected {wanted}, got {status}: {answer.get('body')}"
+    if answer.get("batchItemFailures"):
+        return f"batch item failures: {answer['batchItemFailures']}"
+    if name.startswith("poison"):
+        dlq = clients["sqs"].get_queue_attributes(
+            QueueUrl=stack.physical["EventsDLQ"], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+        return None if int(dlq) >= 1 else "poison record did not reach the DLQ"
+    table = stack.physical["ConversationsTable"]
+    item = clients["dynamodb"].get_item(TableName=table, Key={"pk": {"S": "CONV#1#1"}, "sk": {"S": "RECORD"}})
+    return None if "Item" in item else "no conversation record written"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Write events/<function>/*.json (for `sam local invoke -e` and `make invoke`) from the fixtures.
+
+Ingest events carry a placeholder signature; `scripts/invoke_check.py` re-signs them with the
+secret it stores in the local SSM parameter (signatures expire after 300 s, so a committed one
+would be stale anyway). Run: .venv/bin/python scripts/make_events.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "layers" / "common"))
+
+from support_pipeline.chatwoot import payload as cw  # noqa: E402
+from support_pipeline.local import lambda_shim  # noqa: E402
+from support_pipeline.local import template as cfn  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures" / "chatwoot"
+PLACEHOLDER = "sha256=" + "0" * 64  # re-signed at invoke time
+
+
+def fixture_body(name: str) -> bytes:
+    return json.dumps(json.loads((FIXTURES / f"{name}.json").read_text())).encode()
+
+
+def ingest_event(body: bytes, delivery: str, signed: bool = True) -> dict:
+    headers = {"content-type": "application/json", "x-chatwoot-delivery": delivery}
+    if signed:
+        headers |= {"x-chatwoot-signature": PLACEHOLDER, "x-chatwoot-timestamp": "0"}
+    return lambda_shim.http_api_event("POST", "/webhooks/chatwoot", headers, body)
+
+
+def sqs_record(name: str, index: int, body: bytes | None = None) -> dict:
+    body = body if body is not None else fixture_body(name)
+    payload = json.loads(body)
+    attributes = {
+        "event": payload.get("event", ""),
+        "delivery_id": f"sample-{index}",
+        "dedupe_key": cw.dedupe_key(payload, f"sample-{index}", body),
+        "received_at": "2026-09-27T02:16:40.000Z",
+        "account_id": cw.account_id(payload) or "",
+        "conversation_id": cw.conversation_id(payload) or "",
+        "signed": "true",
+    }
+    message = {
+        "MessageId": f"00000000-0000-4000-8000-00000000000{index}",
+        "ReceiptHandle": f"sample-receipt-handle-{index}",
+        "Body": body.decode(),
+        "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1790475400000"},
+        "MessageAttributes": {k: {"StringValue": v, "DataType": "String"} for k, v in attributes.items() if v},
+    }
+    return lambda_shim.sqs_event([message], f"arn:aws:sqs:{cfn.REGION}:{cfn.ACCOUNT_ID}:support-pipeline-local-events")["Records"][0]
+
+
+def write(path: Path, event: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(event, indent=2) + "\n")
+    print(path.relative_to(ROOT))
+
+
+def main() -> None:
+    events = ROOT / "events"
+    write(events / "ingest" / "message_created.json", ingest_event(fixture_body("message_created_incoming"), "sample-1"))
+    write(events / "ingest" / "conversation_status_changed.json",
+          ingest_event(fixture_body("conversation_status_changed_resolved"), "sample-2"))
+    write(events / "ingest" / "rejected_unsigned.json",
+          ingest_event(fixture_body("message_created_incoming"), "sample-3", signed=False))
+    write(events / "ingest" / "rejected_not_json.json", ingest_event(b"{not json", "sample-4"))
+    names = ["message_created_incoming", "message_created_outgoing_agent", "conversation_status_changed_resolved"]
+    write(events / "processor" / "conversation_batch.json",
+          {"Records": [sqs_record(name, i) for i, name in enumerate(names, start=1)]})
+    write(events / "processor" / "poison_to_dlq.json",
+          {"Records": [sqs_record("poison", 9, body=b'{"event": "conversation_updated", "account": {"id": 1}}')]})
+
+    stack = cfn.Stack(name="support-pipeline-local", template=cfn.load(ROOT / "template.yaml"),
+                      parameters=cfn.parameter_defaults(cfn.load(ROOT / "template.yaml")))
+    for logical in ("EventsQueue", "EventsDLQ"):
+        queue = f"support-pipeline-local-{'events' if logical == 'EventsQueue' else 'events-dlq'}"
+        stack.physical[logical] = f"http://127.0.0.1:5005/{cfn.ACCOUNT_ID}/{queue}"
+        stack.attributes[(logical, "QueueName")] = queue
+    for logical in ("IdempotencyTable", "ConversationsTable"):
+        stack.physical[logical] = f"support-pipeline-local-{logical}"
+    stack.physical["PayloadBucket"] = "support-pipeline-local-payloadbucket"
+    env = {fn: stack.function_environment(fn) for fn in ("IngestFunction", "ProcessorFunction")}
+    write(events / "env.json", env)
+
+
+if __name__ == "__main__":
+    main()
