@@ -62,8 +62,16 @@ def resign(event_path: Path, secret: str, scratch: Path) -> Path:
     return out
 
 
-def invoke(python: str, build: Path, function: str, handler: str, event: Path, env: dict[str, str],
-           runtime: Path, timeout: int) -> dict:
+def invoke(
+    python: str,
+    build: Path,
+    function: str,
+    handler: str,
+    event: Path,
+    env: dict[str, str],
+    runtime: Path,
+    timeout: int,
+) -> dict:
     spec = {
         "function_dir": str(build / function),
         "layer_dir": str(build / "CommonLayer" / "python"),
@@ -75,13 +83,19 @@ def invoke(python: str, build: Path, function: str, handler: str, event: Path, e
     }
     process = subprocess.run(
         [python, "-I", "-S", str(ROOT / "scripts" / "lambda_runner.py"), json.dumps(spec)],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     for line in process.stdout.splitlines():
         if line.startswith("INVOKE-RESULT "):
-            result: dict = json.loads(line[len("INVOKE-RESULT "):])
+            result: dict = json.loads(line[len("INVOKE-RESULT ") :])
             return result
-    raise RuntimeError(f"{function} on {event.name} crashed (exit {process.returncode}):\n{process.stderr[-3000:]}")
+    raise RuntimeError(
+        f"{function} on {event.name} crashed (exit {process.returncode}):\n{process.stderr[-3000:]}"
+    )
 
 
 def main() -> int:
@@ -90,7 +104,9 @@ def main() -> int:
     parser.add_argument("--python", default=shutil.which("python3.13") or sys.executable)
     args = parser.parse_args()
     build = (ROOT / args.build_dir).resolve()
-    template_path = build / "template.yaml" if (build / "template.yaml").exists() else ROOT / "template.yaml"
+    template_path = (
+        build / "template.yaml" if (build / "template.yaml").exists() else ROOT / "template.yaml"
+    )
     template = cfn.load(template_path)
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
@@ -110,12 +126,20 @@ def main() -> int:
             "AWS_REGION": cfn.REGION,
             "AWS_LAMBDA_FUNCTION_NAME": "invoke-check",
         }
-        clients = {name: boto3.client(name, endpoint_url=endpoint, region_name=cfn.REGION,
-                                      aws_access_key_id="x", aws_secret_access_key="x")  # noqa: S106
-                   for name in ("sqs", "dynamodb", "s3", "ssm")}
+        clients = {
+            name: boto3.client(
+                name,
+                endpoint_url=endpoint,
+                region_name=cfn.REGION,
+                aws_access_key_id="x",
+                aws_secret_access_key="x",  # noqa: S106 - moto accepts any credentials
+            )
+            for name in ("sqs", "dynamodb", "s3", "ssm")
+        }
         secret = secrets.token_urlsafe(24)
-        stack = cfn.provision(template, clients, stack_name="invoke-check",
-                              secrets={"WebhookSecretParamName": secret})
+        stack = cfn.provision(
+            template, clients, stack_name="invoke-check", secrets={"WebhookSecretParamName": secret}
+        )
         with tempfile.TemporaryDirectory() as scratch_name:
             scratch = Path(scratch_name)
             runtime = runtime_dir(scratch / "lambda-runtime")
@@ -125,7 +149,16 @@ def main() -> int:
                 timeout = int(stack.resolve(properties.get("Timeout", 30)))
                 for event_path in sorted((ROOT / "events" / folder).glob("*.json")):
                     event = resign(event_path, secret, scratch)
-                    result = invoke(args.python, build, function, properties["Handler"], event, env, runtime, timeout)
+                    result = invoke(
+                        args.python,
+                        build,
+                        function,
+                        properties["Handler"],
+                        event,
+                        env,
+                        runtime,
+                        timeout,
+                    )
                     problem = check(folder, event_path.name, result, stack, clients)
                     label = f"{function:<18} {event_path.name:<36}"
                     if problem:
@@ -135,7 +168,11 @@ def main() -> int:
                         print(f"ok   {label} {summary(result['answer'])}")
     finally:
         server.stop()
-    print(f"\ninvoke check: {failures} failed" if failures else "\ninvoke check: all built functions ran on their events")
+    print(
+        f"\ninvoke check: {failures} failed"
+        if failures
+        else "\ninvoke check: all built functions ran on their events"
+    )
     return 1 if failures else 0
 
 
@@ -162,7 +199,9 @@ def check(folder: str, name: str, result: dict, stack: cfn.Stack, clients: dict)
         )["Attributes"]["ApproximateNumberOfMessages"]
         return None if int(dlq) >= 1 else "poison record did not reach the DLQ"
     table = stack.physical["ConversationsTable"]
-    item = clients["dynamodb"].get_item(TableName=table, Key={"pk": {"S": "CONV#1#1"}, "sk": {"S": "RECORD"}})
+    item = clients["dynamodb"].get_item(
+        TableName=table, Key={"pk": {"S": "CONV#1#1"}, "sk": {"S": "RECORD"}}
+    )
     return None if "Item" in item else "no conversation record written"
 
 

@@ -33,7 +33,11 @@ def main() -> None:
     with open(spec["event"], encoding="utf-8") as handle:
         event = json.load(handle)
     answer = getattr(module, handler_name)(event, Context())
-    stray = [m for m in sys.modules.values() if getattr(m, "__file__", None) and "site-packages" in m.__file__]
+    stray = [
+        m
+        for m in sys.modules.values()
+        if getattr(m, "__file__", None) and "site-packages" in m.__file__
+    ]
     print("INVOKE-RESULT " + json.dumps({"answer": answer, "site_packages_modules": len(stray)}))
 
 

@@ -50,9 +50,13 @@ def sqs_record(name: str, index: int, body: bytes | None = None) -> dict:
         "ReceiptHandle": f"sample-receipt-handle-{index}",
         "Body": body.decode(),
         "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1790475400000"},
-        "MessageAttributes": {k: {"StringValue": v, "DataType": "String"} for k, v in attributes.items() if v},
+        "MessageAttributes": {
+            k: {"StringValue": v, "DataType": "String"} for k, v in attributes.items() if v
+        },
     }
-    return lambda_shim.sqs_event([message], f"arn:aws:sqs:{cfn.REGION}:{cfn.ACCOUNT_ID}:support-pipeline-local-events")["Records"][0]
+    return lambda_shim.sqs_event(
+        [message], f"arn:aws:sqs:{cfn.REGION}:{cfn.ACCOUNT_ID}:support-pipeline-local-events"
+    )["Records"][0]
 
 
 def write(path: Path, event: dict) -> None:
@@ -63,20 +67,44 @@ def write(path: Path, event: dict) -> None:
 
 def main() -> None:
     events = ROOT / "events"
-    write(events / "ingest" / "message_created.json", ingest_event(fixture_body("message_created_incoming"), "sample-1"))
-    write(events / "ingest" / "conversation_status_changed.json",
-          ingest_event(fixture_body("conversation_status_changed_resolved"), "sample-2"))
-    write(events / "ingest" / "rejected_unsigned.json",
-          ingest_event(fixture_body("message_created_incoming"), "sample-3", signed=False))
+    write(
+        events / "ingest" / "message_created.json",
+        ingest_event(fixture_body("message_created_incoming"), "sample-1"),
+    )
+    write(
+        events / "ingest" / "conversation_status_changed.json",
+        ingest_event(fixture_body("conversation_status_changed_resolved"), "sample-2"),
+    )
+    write(
+        events / "ingest" / "rejected_unsigned.json",
+        ingest_event(fixture_body("message_created_incoming"), "sample-3", signed=False),
+    )
     write(events / "ingest" / "rejected_not_json.json", ingest_event(b"{not json", "sample-4"))
-    names = ["message_created_incoming", "message_created_outgoing_agent", "conversation_status_changed_resolved"]
-    write(events / "processor" / "conversation_batch.json",
-          {"Records": [sqs_record(name, i) for i, name in enumerate(names, start=1)]})
-    write(events / "processor" / "poison_to_dlq.json",
-          {"Records": [sqs_record("poison", 9, body=b'{"event": "conversation_updated", "account": {"id": 1}}')]})
+    names = [
+        "message_created_incoming",
+        "message_created_outgoing_agent",
+        "conversation_status_changed_resolved",
+    ]
+    write(
+        events / "processor" / "conversation_batch.json",
+        {"Records": [sqs_record(name, i) for i, name in enumerate(names, start=1)]},
+    )
+    write(
+        events / "processor" / "poison_to_dlq.json",
+        {
+            "Records": [
+                sqs_record(
+                    "poison", 9, body=b'{"event": "conversation_updated", "account": {"id": 1}}'
+                )
+            ]
+        },
+    )
 
-    stack = cfn.Stack(name="support-pipeline-local", template=cfn.load(ROOT / "template.yaml"),
-                      parameters=cfn.parameter_defaults(cfn.load(ROOT / "template.yaml")))
+    stack = cfn.Stack(
+        name="support-pipeline-local",
+        template=cfn.load(ROOT / "template.yaml"),
+        parameters=cfn.parameter_defaults(cfn.load(ROOT / "template.yaml")),
+    )
     for logical in ("EventsQueue", "EventsDLQ"):
         queue = f"support-pipeline-local-{'events' if logical == 'EventsQueue' else 'events-dlq'}"
         stack.physical[logical] = f"http://127.0.0.1:5005/{cfn.ACCOUNT_ID}/{queue}"

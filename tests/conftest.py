@@ -9,7 +9,7 @@ import pytest
 
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105 - moto's dummy credentials
+    AWS_SECRET_ACCESS_KEY="testing",
     AWS_SESSION_TOKEN="testing",
     AWS_DEFAULT_REGION="us-east-1",
     POWERTOOLS_METRICS_NAMESPACE="SupportPipeline",

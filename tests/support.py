@@ -71,7 +71,9 @@ def webhook_event(
 ) -> dict[str, Any]:
     """An HTTP API v2 event for a signed delivery, as API Gateway hands it to the ingest."""
     body = body_of(payload)
-    all_headers = signed_headers(body, secret, timestamp, delivery_id) if headers is None else headers
+    all_headers = (
+        signed_headers(body, secret, timestamp, delivery_id) if headers is None else headers
+    )
     return lambda_shim.http_api_event(method, "/webhooks/chatwoot", all_headers, body, query)
 
 
@@ -141,7 +143,9 @@ class Pipeline:
             clock=self.clock,
         )
 
-    def post(self, payload: Any, service: IngestService | None = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    def post(
+        self, payload: Any, service: IngestService | None = None, **kwargs: Any
+    ) -> tuple[int, dict[str, Any]]:
         event = webhook_event(payload, **kwargs)
         response = (service or self.ingest()).handle(WebhookRequest.from_api_gateway(event))
         return response.status, response.body
@@ -149,7 +153,9 @@ class Pipeline:
     def store(self) -> ConversationStore:
         return ConversationStore(self.dynamodb, self.stack.physical["ConversationsTable"])
 
-    def consumer(self, router: Router | None = None, rng: Any = lambda: 1.0, **changes: Any) -> EventConsumer:
+    def consumer(
+        self, router: Router | None = None, rng: Any = lambda: 1.0, **changes: Any
+    ) -> EventConsumer:
         settings = self.processor_settings(**changes)
         persistence = DynamoDBPersistenceLayer(
             table_name=settings.idempotency_table, boto3_client=self.clients["dynamodb"]
@@ -237,7 +243,10 @@ def load_handler(function: str) -> Any:
 
 def new_pipeline(overrides: dict[str, str] | None = None, secret: str = SECRET) -> Pipeline:
     """Provision the template's resources in the active moto mock."""
-    clients = {name: boto3.client(name, region_name="us-east-1") for name in ("sqs", "dynamodb", "s3", "ssm")}
+    clients = {
+        name: boto3.client(name, region_name="us-east-1")
+        for name in ("sqs", "dynamodb", "s3", "ssm")
+    }
     stack = cfn.provision(
         cfn.load(ROOT / "template.yaml"),
         clients,

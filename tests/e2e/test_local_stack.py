@@ -20,7 +20,9 @@ SECRET = "e2e-secret-for-local-stack"  # invented
 @pytest.fixture(scope="module")
 def local():
     saved = dict(os.environ)
-    stack = LocalStack(template_path=ROOT / "template.yaml", secret=SECRET, port=0, moto_port=free_port())
+    stack = LocalStack(
+        template_path=ROOT / "template.yaml", secret=SECRET, port=0, moto_port=free_port()
+    )
     stack.start()
     try:
         yield stack
@@ -62,7 +64,9 @@ def test_signed_fixtures_in_garbage_out_and_every_accepted_event_accounted_for(l
     assert unsigned.status_code == 401 and unsigned.json()["reason"] == "missing signature"
     assert post(local, b"not json").status_code == 400
     assert requests.get(local.webhook_url, timeout=5).status_code == 405
-    assert requests.post(local.webhook_url.replace("chatwoot", "other"), timeout=5).status_code == 404
+    assert (
+        requests.post(local.webhook_url.replace("chatwoot", "other"), timeout=5).status_code == 404
+    )
 
     status = settle(local)
     assert status["accepted"] == accepted
@@ -71,9 +75,11 @@ def test_signed_fixtures_in_garbage_out_and_every_accepted_event_accounted_for(l
     assert processed == len(ALL_FIXTURES)
 
     table = local.stack.physical["ConversationsTable"]
-    item = boto3.resource("dynamodb", region_name="us-east-1").Table(table).get_item(
-        Key={"pk": "CONV#1#1", "sk": "RECORD"}
-    )["Item"]
+    item = (
+        boto3.resource("dynamodb", region_name="us-east-1")
+        .Table(table)
+        .get_item(Key={"pk": "CONV#1#1", "sk": "RECORD"})["Item"]
+    )
     assert item["status"] == "resolved"
 
     out = io.StringIO()
@@ -90,6 +96,10 @@ def test_duplicate_delivery_over_http_is_processed_once(local):
     for delivery in ("dup-a", "dup-b"):
         assert post(local, payload, delivery_id=delivery).status_code == 202
     settle(local)
-    table = boto3.resource("dynamodb", region_name="us-east-1").Table(local.stack.physical["ConversationsTable"])
-    items = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq("CONV#1#77"))["Items"]
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(
+        local.stack.physical["ConversationsTable"]
+    )
+    items = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq("CONV#1#77"))[
+        "Items"
+    ]
     assert len([i for i in items if i["sk"].startswith("EVENT#")]) == 1

@@ -15,7 +15,10 @@ def dead(pipeline, monkeypatch):
     """Three poison messages in the DLQ, made by the real processor."""
     monkeypatch.setenv("EVENTS_QUEUE_URL", pipeline.queue_url)
     monkeypatch.setenv("EVENTS_DLQ_URL", pipeline.dlq_url)
-    for name, delivery in [("conversation_updated", "p-1"), ("conversation_status_changed_resolved", "p-2")]:
+    for name, delivery in [
+        ("conversation_updated", "p-1"),
+        ("conversation_status_changed_resolved", "p-2"),
+    ]:
         payload = fixture(name)
         del payload["id"]
         assert pipeline.post(payload, delivery_id=delivery)[0] == 202
@@ -35,11 +38,17 @@ def test_list_shows_each_message_with_its_reason_and_consumes_nothing(dead):
     code, text = cli("dlq", "list", "--json")
     assert code == 0
     rows = json.loads(text)
-    assert sorted(row["event"] for row in rows) == ["", "conversation_status_changed", "conversation_updated"]
+    assert sorted(row["event"] for row in rows) == [
+        "",
+        "conversation_status_changed",
+        "conversation_updated",
+    ]
     assert {row["error_type"] for row in rows} == {"invalid_payload"}
     assert all(row["failed_at"] and row["receive_count"] == "1" for row in rows)
     # listing twice gives the same messages: nothing was consumed or hidden
-    assert sorted(r["id"] for r in json.loads(cli("dlq", "list", "--json")[1])) == sorted(r["id"] for r in rows)
+    assert sorted(r["id"] for r in json.loads(cli("dlq", "list", "--json")[1])) == sorted(
+        r["id"] for r in rows
+    )
     code, table = cli("dlq", "list")
     assert "ERROR_TYPE" in table and "names no account and conversation id" in table
 
@@ -77,7 +86,7 @@ def test_redrive_by_id_and_dry_run(dead):
 
 
 def test_redrive_all_moves_everything_and_fixed_messages_then_process(dead):
-    code, text = cli("dlq", "redrive", "--all")
+    code, _text = cli("dlq", "redrive", "--all")
     assert code == 0
     assert dead.messages(dead.dlq_url) == []
     assert len(dead.messages(dead.queue_url)) == 3
@@ -117,7 +126,10 @@ def test_queues_found_from_stack_outputs(pipeline, monkeypatch):
     outputs = pipeline.stack.outputs()
     template = {
         "Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {k: {"Value": outputs[k]} for k in ("EventsQueueUrl", "EventsDLQUrl", "EventsQueueArn", "EventsDLQArn")},
+        "Outputs": {
+            k: {"Value": outputs[k]}
+            for k in ("EventsQueueUrl", "EventsDLQUrl", "EventsQueueArn", "EventsDLQArn")
+        },
     }
     boto3.client("cloudformation", region_name="us-east-1").create_stack(
         StackName="prod-support", TemplateBody=json.dumps(template)

@@ -49,13 +49,23 @@ def test_signed_fixture_is_queued_with_its_attributes_and_raw_body(pipeline, nam
     ("mutate", "status", "reason"),
     [
         (lambda e: e["headers"].pop("x-chatwoot-signature"), 401, "missing signature"),
-        (lambda e: e["headers"].update({"x-chatwoot-signature": "sha256=beef"}), 401, "malformed signature header"),
-        (lambda e: e["headers"].update({"x-chatwoot-timestamp": str(int(NOW) - 3600)}), 401, "stale timestamp"),
+        (
+            lambda e: e["headers"].update({"x-chatwoot-signature": "sha256=beef"}),
+            401,
+            "malformed signature header",
+        ),
+        (
+            lambda e: e["headers"].update({"x-chatwoot-timestamp": str(int(NOW) - 3600)}),
+            401,
+            "stale timestamp",
+        ),
         (lambda e: e.update(body=e["body"] + " "), 401, "signature mismatch"),
         (lambda e: e["requestContext"]["http"].update(method="GET"), 405, None),
     ],
 )
-def test_refused_requests_get_a_specific_answer_and_nothing_is_queued(pipeline, mutate, status, reason):
+def test_refused_requests_get_a_specific_answer_and_nothing_is_queued(
+    pipeline, mutate, status, reason
+):
     event = webhook_event(fixture("message_created_incoming"))
     mutate(event)
     got, answer = post_raw(pipeline, event)
@@ -119,7 +129,10 @@ def test_base64_encoded_body_is_verified_and_queued_decoded(pipeline):
 def test_invalid_base64_is_400(pipeline):
     event = webhook_event(b"{}")
     event["body"], event["isBase64Encoded"] = "***", True
-    assert post_raw(pipeline, event) == (400, {"status": "rejected", "reason": "body is not valid base64"})
+    assert post_raw(pipeline, event) == (
+        400,
+        {"status": "rejected", "reason": "body is not valid base64"},
+    )
 
 
 def test_unsigned_post_is_refused_by_default_even_with_the_right_token(pipeline):
@@ -146,20 +159,38 @@ def test_unsigned_post_with_wrong_token_is_401_when_opted_in(pipeline):
 
 def test_secret_rotation_old_and_new_both_accepted(pipeline):
     pipeline.clients["ssm"].put_parameter(
-        Name="/support-pipeline/webhook-secret", Value="old-secret,new-secret", Type="SecureString", Overwrite=True
+        Name="/support-pipeline/webhook-secret",
+        Value="old-secret,new-secret",
+        Type="SecureString",
+        Overwrite=True,
     )
     service = pipeline.ingest()
-    assert pipeline.post(fixture("message_created_incoming"), service=service, secret="old-secret")[0] == 202
-    assert pipeline.post(fixture("message_created_outgoing_agent"), service=service, secret="new-secret")[0] == 202
+    assert (
+        pipeline.post(fixture("message_created_incoming"), service=service, secret="old-secret")[0]
+        == 202
+    )
+    assert (
+        pipeline.post(
+            fixture("message_created_outgoing_agent"), service=service, secret="new-secret"
+        )[0]
+        == 202
+    )
 
 
 def test_a_newly_added_secret_works_before_the_cache_expires(pipeline):
     service = pipeline.ingest()
-    assert pipeline.post(fixture("message_created_incoming"), service=service)[0] == 202  # caches SECRET
+    assert (
+        pipeline.post(fixture("message_created_incoming"), service=service)[0] == 202
+    )  # caches SECRET
     pipeline.clients["ssm"].put_parameter(
-        Name="/support-pipeline/webhook-secret", Value=f"{SECRET},second-webhook", Type="SecureString", Overwrite=True
+        Name="/support-pipeline/webhook-secret",
+        Value=f"{SECRET},second-webhook",
+        Type="SecureString",
+        Overwrite=True,
     )
-    status, _ = pipeline.post(fixture("message_created_outgoing_agent"), service=service, secret="second-webhook")
+    status, _ = pipeline.post(
+        fixture("message_created_outgoing_agent"), service=service, secret="second-webhook"
+    )
     assert status == 202
 
 
@@ -171,7 +202,7 @@ def test_missing_secret_parameter_is_503_not_500(pipeline):
 
 def test_queue_that_cannot_be_written_gives_503(pipeline):
     pipeline.sqs.delete_queue(QueueUrl=pipeline.queue_url)
-    status, answer = pipeline.post(fixture("message_created_incoming"))
+    status, _answer = pipeline.post(fixture("message_created_incoming"))
     assert status == 503
     assert pipeline.telemetry.total("EnqueueFailed") == 1
 
@@ -184,7 +215,11 @@ def test_large_body_goes_to_the_bucket_and_the_queue_carries_a_pointer(pipeline)
     [message] = pipeline.messages(pipeline.queue_url)
     assert attributes_of(message)["body_location"] == "s3"
     pointer = json.loads(message["Body"])["claim_check"]
-    stored = pipeline.clients["s3"].get_object(Bucket=pointer["bucket"], Key=pointer["key"])["Body"].read()
+    stored = (
+        pipeline.clients["s3"]
+        .get_object(Bucket=pointer["bucket"], Key=pointer["key"])["Body"]
+        .read()
+    )
     assert stored == body
 
 
@@ -195,7 +230,10 @@ def test_lambda_handler_answers_in_the_api_gateway_shape(pipeline, monkeypatch):
     app._service = None
     ts = int(__import__("time").time())
     body = body_of(fixture("message_created_incoming"))
-    event = webhook_event(body, headers={"x-chatwoot-signature": sign(SECRET, ts, body), "x-chatwoot-timestamp": str(ts)})
+    event = webhook_event(
+        body,
+        headers={"x-chatwoot-signature": sign(SECRET, ts, body), "x-chatwoot-timestamp": str(ts)},
+    )
     from support_pipeline.local.lambda_shim import LocalContext
 
     answer = app.handler(event, LocalContext(function_name="ingest"))
@@ -203,4 +241,11 @@ def test_lambda_handler_answers_in_the_api_gateway_shape(pipeline, monkeypatch):
     assert answer["headers"]["content-type"] == "application/json"
     assert json.loads(answer["body"])["dedupe_key"] == "message_created:1:1"
     sqs = boto3.client("sqs", region_name="us-east-1")
-    assert int(sqs.get_queue_attributes(QueueUrl=pipeline.queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"]) == 1
+    assert (
+        int(
+            sqs.get_queue_attributes(
+                QueueUrl=pipeline.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]["ApproximateNumberOfMessages"]
+        )
+        == 1
+    )

@@ -13,9 +13,12 @@ CONVERSATION_FIXTURES = [name for name in ALL_FIXTURES if name != "webwidget_tri
 
 def queue_depth(pipeline, url):
     attrs = pipeline.sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 @pytest.mark.parametrize("name", CONVERSATION_FIXTURES)
@@ -90,7 +93,11 @@ def test_sqs_redelivery_of_a_processed_message_does_no_work(pipeline):
 
 
 def test_out_of_order_events_end_in_the_right_state(pipeline):
-    for name in ["conversation_status_changed_resolved", "conversation_updated", "message_created_incoming"]:
+    for name in [
+        "conversation_status_changed_resolved",
+        "conversation_updated",
+        "message_created_incoming",
+    ]:
         assert pipeline.post(fixture(name))[0] == 202
         pipeline.drain()
     record = pipeline.store().get_record("1", "1")
@@ -162,7 +169,11 @@ def test_handler_permanent_error_is_dead_lettered_and_the_batch_goes_on(pipeline
 
     router = Router()
     router.register(["message_created"], "refuse", refuse)
-    for name in ["message_created_incoming", "message_created_incoming_attachment", "message_created_outgoing_agent"]:
+    for name in [
+        "message_created_incoming",
+        "message_created_incoming_attachment",
+        "message_created_outgoing_agent",
+    ]:
         pipeline.post(fixture(name))
     pipeline.drain(pipeline.consumer(router=router))
     assert queue_depth(pipeline, pipeline.queue_url) == 0

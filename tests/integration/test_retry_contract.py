@@ -19,7 +19,9 @@ def processor(pipeline, monkeypatch):
         monkeypatch.setenv(name, value)
     app = load_handler("processor")
     monkeypatch.setattr(app, "_consumer", None)
-    app.handler({"Records": []}, LocalContext(function_name="processor"))  # builds the consumer once
+    app.handler(
+        {"Records": []}, LocalContext(function_name="processor")
+    )  # builds the consumer once
     visibility: list[int] = []
     app._consumer.sqs.meta.events.register(
         "provide-client-params.sqs.ChangeMessageVisibility",
@@ -46,8 +48,13 @@ def flaky(app, failures: int):
 
 def attempt(pipeline, app):
     pipeline.make_visible()
-    return poll_once(pipeline.sqs, pipeline.queue_url, pipeline.queue_arn, app.handler,
-                     context_factory=lambda: LocalContext(function_name="processor"))
+    return poll_once(
+        pipeline.sqs,
+        pipeline.queue_url,
+        pipeline.queue_arn,
+        app.handler,
+        context_factory=lambda: LocalContext(function_name="processor"),
+    )
 
 
 def template_number(pipeline, name):
@@ -69,7 +76,9 @@ def test_transient_failures_back_off_exponentially_then_succeed(pipeline, proces
     assert pipeline.messages(pipeline.dlq_url) == []
 
 
-def test_transient_failure_on_the_last_allowed_attempt_goes_to_the_dlq_with_its_reason(pipeline, processor):
+def test_transient_failure_on_the_last_allowed_attempt_goes_to_the_dlq_with_its_reason(
+    pipeline, processor
+):
     max_receives = template_number(pipeline, "MaxReceiveCount")
     flaky(processor, failures=10**6)
     assert pipeline.post(fixture("message_created_incoming"), delivery_id="never-works")[0] == 202

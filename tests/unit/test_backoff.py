@@ -24,6 +24,6 @@ def test_never_beyond_sqs_maximum_visibility():
 
 @given(n=st.integers(min_value=1, max_value=40), r1=st.floats(0, 1), r2=st.floats(0, 1))
 def test_delays_never_shrink_from_one_attempt_to_the_next(n, r1, r2):
-    assert visibility_timeout(n, 10, 900, lambda: r1) <= visibility_timeout(n + 1, 10, 900, lambda: r2) or (
-        backoff_ceiling(n, 10, 900) == 900
-    )
+    assert visibility_timeout(n, 10, 900, lambda: r1) <= visibility_timeout(
+        n + 1, 10, 900, lambda: r2
+    ) or (backoff_ceiling(n, 10, 900) == 900)

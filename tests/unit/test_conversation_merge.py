@@ -21,7 +21,9 @@ BOOKKEEPING = {"reopened_count"}
 
 def facts(name: str):
     payload = fixture(name)
-    return extract_facts(EventContext(event=payload["event"], payload=payload, dedupe_key=name), 0.0)
+    return extract_facts(
+        EventContext(event=payload["event"], payload=payload, dedupe_key=name), 0.0
+    )
 
 
 def fold(names):
@@ -70,6 +72,10 @@ def test_reopening_counts_and_clears_resolved_at():
 
 
 def test_all_permutations_of_a_small_set_agree():
-    names = ["message_created_incoming", "conversation_updated", "conversation_status_changed_resolved"]
+    names = [
+        "message_created_incoming",
+        "conversation_updated",
+        "conversation_status_changed_resolved",
+    ]
     results = {repr(sorted(fold(order).items())) for order in itertools.permutations(names)}
     assert len(results) == 1

@@ -4,7 +4,9 @@ from support_pipeline.processing.errors import PermanentError, TransientError, c
 
 
 def client_error(code: str, status: int = 400) -> ClientError:
-    return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutItem")
+    return ClientError(
+        {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutItem"
+    )
 
 
 def test_pipeline_errors_keep_their_class_and_reason():

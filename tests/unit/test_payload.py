@@ -89,9 +89,17 @@ def test_timestamps_in_every_shape_chatwoot_sends(value, expected):
 
 def test_ids_of_message_and_conversation_events():
     message = fixture("message_created_incoming")
-    assert (cw.account_id(message), cw.conversation_id(message), cw.message_id(message)) == ("1", "1", "1")
+    assert (cw.account_id(message), cw.conversation_id(message), cw.message_id(message)) == (
+        "1",
+        "1",
+        "1",
+    )
     conversation = fixture("conversation_updated")
-    assert (cw.account_id(conversation), cw.conversation_id(conversation), cw.message_id(conversation)) == ("1", "1", None)
+    assert (
+        cw.account_id(conversation),
+        cw.conversation_id(conversation),
+        cw.message_id(conversation),
+    ) == ("1", "1", None)
     widget = fixture("webwidget_triggered")
     assert (cw.account_id(widget), cw.conversation_id(widget)) == ("1", None)
 

@@ -11,10 +11,16 @@ def test_handlers_run_in_registration_order_and_results_are_named():
     calls = []
     router = Router()
     router.register(["message_created"], "first", lambda c: calls.append("first") or 1)
-    router.register(["message_created", "conversation_updated"], "second", lambda c: calls.append("second") or 2)
+    router.register(
+        ["message_created", "conversation_updated"], "second", lambda c: calls.append("second") or 2
+    )
     result = router.dispatch(context("message_created"))
     assert calls == ["first", "second"]
-    assert result == {"event": "message_created", "handled": True, "results": {"first": 1, "second": 2}}
+    assert result == {
+        "event": "message_created",
+        "handled": True,
+        "results": {"first": 1, "second": 2},
+    }
 
 
 def test_unknown_event_is_not_handled_and_not_an_error():
@@ -24,5 +30,5 @@ def test_unknown_event_is_not_handled_and_not_an_error():
 
 def test_conversation_record_handles_every_conversation_and_message_event():
     router = build_router(store=None, settings=type("S", (), {"timeline_retention_days": 1})())  # type: ignore[arg-type]
-    assert RECORDED_EVENTS <= router.events
+    assert router.events >= RECORDED_EVENTS
     assert "webwidget_triggered" not in router.events

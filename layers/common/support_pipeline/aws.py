@@ -27,7 +27,9 @@ PROCESSOR_CONFIG = Config(
 )
 
 # Ops commands are interactive: fail fast but tolerate a slow endpoint.
-CLI_CONFIG = Config(connect_timeout=3, read_timeout=20, retries={"total_max_attempts": 3, "mode": "standard"})
+CLI_CONFIG = Config(
+    connect_timeout=3, read_timeout=20, retries={"total_max_attempts": 3, "mode": "standard"}
+)
 
 
 def client(service: str, config: Config, region_name: str | None = None) -> Any:

@@ -62,20 +62,35 @@ def resolve_queues(stack: str | None, sqs: Any, cloudformation: Any | None) -> Q
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
         return str(attrs["QueueArn"])
 
-    return Queues(queue_url, dlq_url, arn(queue_url), arn(dlq_url), os.environ.get("PAYLOAD_BUCKET", ""))
+    return Queues(
+        queue_url, dlq_url, arn(queue_url), arn(dlq_url), os.environ.get("PAYLOAD_BUCKET", "")
+    )
 
 
 def _table(rows: list[dict[str, str]], out: TextIO) -> None:
-    columns = ["id", "event", "conversation", "error_type", "failed_at", "receive_count", "error_reason"]
+    columns = [
+        "id",
+        "event",
+        "conversation",
+        "error_type",
+        "failed_at",
+        "receive_count",
+        "error_reason",
+    ]
     widths = {c: max(len(c), *(len(r.get(c, "")) for r in rows)) for c in columns[:-1]}
     out.write("  ".join(c.upper().ljust(widths[c]) for c in columns[:-1]) + "  REASON\n")
     for row in rows:
-        out.write("  ".join(row.get(c, "").ljust(widths[c]) for c in columns[:-1]) + "  " + row["error_reason"] + "\n")
+        out.write(
+            "  ".join(row.get(c, "").ljust(widths[c]) for c in columns[:-1])
+            + "  "
+            + row["error_reason"]
+            + "\n"
+        )
 
 
 def run_dlq(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out: TextIO) -> int:
     if args.dlq_command == "list":
-        rows = [letter.summary() for letter in dlq.list()]
+        rows = [letter.summary() for letter in dlq.entries()]
         if args.json:
             json.dump(rows, out, indent=2)
             out.write("\n")
@@ -95,7 +110,9 @@ def run_dlq(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out:
         return _redrive(args, dlq, queues, out)
     if args.dlq_command == "purge":
         if not args.yes:
-            raise UsageError("purge deletes every message in the DLQ for good; add --yes to confirm")
+            raise UsageError(
+                "purge deletes every message in the DLQ for good; add --yes to confirm"
+            )
         dlq.purge()
         out.write("DLQ purged.\n")
         return 0
@@ -122,7 +139,8 @@ def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out
     verb = "Would redrive" if args.dry_run else "Redrove"
     out.write(f"{verb} {len(moved)} message(s).\n")
     for letter in moved:
-        out.write(f"  {letter.message_id}  {letter.event}  {letter.attributes.get('error_type', 'unknown')}\n")
+        error_type = letter.attributes.get("error_type", "unknown")
+        out.write(f"  {letter.message_id}  {letter.event}  {error_type}\n")
     missing = ids - {letter.message_id for letter in moved}
     if missing:
         out.write(f"Not found in the DLQ: {', '.join(sorted(missing))}\n")
@@ -139,26 +157,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     dlq = commands.add_parser("dlq", help="inspect and redrive the dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
-    listing = dlq_commands.add_parser("list", parents=[where], help="messages in the DLQ, left in place")
+    listing = dlq_commands.add_parser(
+        "list", parents=[where], help="messages in the DLQ, left in place"
+    )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     show = dlq_commands.add_parser("show", parents=[where], help="one message in full")
     show.add_argument("id", help="SQS message id from `dlq list`")
-    redrive = dlq_commands.add_parser("redrive", parents=[where], help="move messages back to EventsQueue")
+    redrive = dlq_commands.add_parser(
+        "redrive", parents=[where], help="move messages back to EventsQueue"
+    )
     group = redrive.add_mutually_exclusive_group()
-    group.add_argument("--all", action="store_true", help="everything (StartMessageMoveTask where supported)")
+    group.add_argument(
+        "--all", action="store_true", help="everything (StartMessageMoveTask where supported)"
+    )
     group.add_argument("--id", action="append", help="a message id; repeatable")
     group.add_argument("--event", help="every message of this event")
     redrive.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
-    purge = dlq_commands.add_parser("purge", parents=[where], help="delete every message in the DLQ")
+    purge = dlq_commands.add_parser(
+        "purge", parents=[where], help="delete every message in the DLQ"
+    )
     purge.add_argument("--yes", action="store_true", help="confirm")
 
     local = commands.add_parser("local", help="run the whole pipeline on this machine (moto)")
     local.add_argument("--host", default="127.0.0.1")
     local.add_argument("--port", type=int, default=3000, help="webhook HTTP port")
     local.add_argument("--moto-port", type=int, default=5005, help="moto server port")
-    local.add_argument("--secret", default=os.environ.get("CHATWOOT_WEBHOOK_SECRET"),
-                       help="webhook secret(s) to accept (default: $CHATWOOT_WEBHOOK_SECRET, else generated)")
-    local.add_argument("--template", default=None, help="path to template.yaml (default: found upward)")
+    local.add_argument(
+        "--secret",
+        default=os.environ.get("CHATWOOT_WEBHOOK_SECRET"),
+        help="webhook secret(s) to accept (default: $CHATWOOT_WEBHOOK_SECRET, else generated)",
+    )
+    local.add_argument(
+        "--template", default=None, help="path to template.yaml (default: found upward)"
+    )
     local.add_argument("--stack-name", default="support-pipeline-local")
     return parser
 
@@ -172,7 +203,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
             return run_local(args)
         sqs = aws.client("sqs", aws.CLI_CONFIG, region_name=args.region)
-        cloudformation = aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region) if args.stack else None
+        cloudformation = (
+            aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)
+            if args.stack
+            else None
+        )
         queues = resolve_queues(args.stack, sqs, cloudformation)
         s3 = aws.client("s3", aws.CLI_CONFIG, region_name=args.region)
         dlq = DeadLetterQueue(sqs, queues.dlq_url, queues.queue_url, s3=s3)

@@ -59,7 +59,9 @@ class IngestSettings:
     max_body_bytes: int = 1024 * 1024
     claim_check_threshold_bytes: int = 240 * 1024
     accept_url_token: bool = False
-    ignored_events: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_IGNORED_EVENTS))
+    ignored_events: frozenset[str] = field(
+        default_factory=lambda: frozenset(DEFAULT_IGNORED_EVENTS)
+    )
     secret_cache_seconds: int = 300
 
     @classmethod

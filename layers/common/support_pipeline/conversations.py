@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.processing.errors import PermanentError, TransientError
 from support_pipeline.processing.router import EventContext
-from support_pipeline.store import ConversationStore, conversation_pk, timeline_sk, RECORD_SK
+from support_pipeline.store import RECORD_SK, ConversationStore, conversation_pk, timeline_sk
 
 logger = Logger(child=True)
 
@@ -84,6 +84,10 @@ def _id(value: Any) -> str | None:
     return str(value) if isinstance(value, int | str) and str(value) else None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _sender_type(payload: cw.Payload) -> str | None:
     embedded = cw.embedded_message(payload).get("sender_type")
     if isinstance(embedded, str):
@@ -107,23 +111,31 @@ def extract_facts(context: EventContext, received_epoch: float) -> EventFacts:
         raise PermanentError(
             "invalid_payload", f"{context.event} names no account and conversation id"
         )
-    meta = conversation.get("meta") if isinstance(conversation.get("meta"), dict) else {}
-    assignee = meta.get("assignee") if isinstance(meta.get("assignee"), dict) else {}
-    team = meta.get("team") if isinstance(meta.get("team"), dict) else {}
-    sender = meta.get("sender") if isinstance(meta.get("sender"), dict) else {}
+    meta = _dict(conversation.get("meta"))
+    assignee = _dict(meta.get("assignee"))
+    team = _dict(meta.get("team"))
+    sender = _dict(meta.get("sender"))
     labels = conversation.get("labels")
     snapshot = {
-        "status": conversation.get("status") if isinstance(conversation.get("status"), str) else None,
-        "priority": conversation.get("priority") if isinstance(conversation.get("priority"), str) else None,
+        "status": conversation.get("status")
+        if isinstance(conversation.get("status"), str)
+        else None,
+        "priority": conversation.get("priority")
+        if isinstance(conversation.get("priority"), str)
+        else None,
         "inbox_id": _id(conversation.get("inbox_id")),
         "assignee_id": _id(assignee.get("id")) or _id(conversation.get("assignee_id")),
-        "assignee_type": meta.get("assignee_type") if isinstance(meta.get("assignee_type"), str) else None,
+        "assignee_type": meta.get("assignee_type")
+        if isinstance(meta.get("assignee_type"), str)
+        else None,
         "team_id": _id(team.get("id")),
         "labels": sorted(str(label) for label in labels) if isinstance(labels, list) else [],
         "waiting_since": cw.to_epoch(conversation.get("waiting_since")),
         "snoozed_until": cw.to_epoch(conversation.get("snoozed_until")),
         "contact_id": _id(sender.get("id")),
-        "channel": conversation.get("channel") if isinstance(conversation.get("channel"), str) else None,
+        "channel": conversation.get("channel")
+        if isinstance(conversation.get("channel"), str)
+        else None,
     }
     message = None
     if context.event in cw.MESSAGE_EVENTS:

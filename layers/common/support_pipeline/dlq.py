@@ -75,7 +75,8 @@ class DeadLetterQueue:
                 continue
             for message in batch:
                 attributes = {
-                    k: v.get("StringValue", "") for k, v in (message.get("MessageAttributes") or {}).items()
+                    k: v.get("StringValue", "")
+                    for k, v in (message.get("MessageAttributes") or {}).items()
                 }
                 seen[message["MessageId"]] = DeadLetter(
                     message_id=message["MessageId"],
@@ -92,9 +93,11 @@ class DeadLetterQueue:
             for i, letter in enumerate(letters)
         ]
         for start in range(0, len(entries), 10):
-            self.sqs.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=entries[start : start + 10])
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.dlq_url, Entries=entries[start : start + 10]
+            )
 
-    def list(self) -> list[DeadLetter]:
+    def entries(self) -> list[DeadLetter]:
         """Every message in the DLQ, left in place and visible."""
         letters = self._receive_all()
         self._release(letters)
@@ -108,13 +111,21 @@ class DeadLetterQueue:
             if letter is None:
                 return None
             body_text = letter.body
-            if original_attributes(letter.attributes).get(claimcheck.LOCATION_ATTRIBUTE) == "s3" and self.s3:
+            if (
+                original_attributes(letter.attributes).get(claimcheck.LOCATION_ATTRIBUTE) == "s3"
+                and self.s3
+            ):
                 body_text = claimcheck.load(self.s3, letter.body).decode("utf-8", "replace")
             try:
                 body: Any = json.loads(body_text)
             except ValueError:
                 body = body_text
-            return {"id": letter.message_id, "summary": letter.summary(), "attributes": letter.attributes, "body": body}
+            return {
+                "id": letter.message_id,
+                "summary": letter.summary(),
+                "attributes": letter.attributes,
+                "body": body,
+            }
         finally:
             self._release(letters)
 
@@ -146,9 +157,14 @@ class DeadLetterQueue:
             answer = self.sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=queue_arn)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in {"UnsupportedOperation", "InvalidAction", "NotImplemented", "UnknownOperationException",
-                        "InvalidParameterValue", "AWS.SimpleQueueService.UnsupportedOperation"} or \
-                    exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (404, 501):
+            if code in {
+                "UnsupportedOperation",
+                "InvalidAction",
+                "NotImplemented",
+                "UnknownOperationException",
+                "InvalidParameterValue",
+                "AWS.SimpleQueueService.UnsupportedOperation",
+            } or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (404, 501):
                 return None
             raise
         except NotImplementedError:

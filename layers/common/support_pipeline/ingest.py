@@ -198,7 +198,11 @@ class IngestService:
         except (ClientError, BotoCoreError) as exc:
             logger.error(
                 "enqueue failed",
-                extra={"delivery_id": delivery_id, "dedupe_key": dedupe_key, "error": type(exc).__name__},
+                extra={
+                    "delivery_id": delivery_id,
+                    "dedupe_key": dedupe_key,
+                    "error": type(exc).__name__,
+                },
             )
             return _refuse(503, "queue unavailable; nothing was accepted")
         self.telemetry.count("WebhookAccepted")

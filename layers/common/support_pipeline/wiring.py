@@ -6,6 +6,7 @@ the services directly with moto-backed clients and fakes instead.
 
 from __future__ import annotations
 
+import boto3
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SSMProvider
@@ -18,8 +19,6 @@ from support_pipeline.processing.consumer import EventConsumer
 from support_pipeline.processing.router import Router
 from support_pipeline.store import ConversationStore
 from support_pipeline.telemetry import PowertoolsTelemetry
-
-import boto3
 
 
 def build_router(store: ConversationStore, settings: ProcessorSettings) -> Router:

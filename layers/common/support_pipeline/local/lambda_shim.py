@@ -66,7 +66,9 @@ def http_api_event(
     }
 
 
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = "us-east-1") -> dict[str, Any]:
+def sqs_event(
+    messages: list[dict[str, Any]], queue_arn: str, region: str = "us-east-1"
+) -> dict[str, Any]:
     """The Lambda SQS event for messages from ReceiveMessage (with all attributes)."""
     records = []
     for message in messages:
@@ -86,7 +88,8 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = "us-
                 "body": message["Body"],
                 "attributes": message.get("Attributes", {}),
                 "messageAttributes": attributes,
-                "md5OfBody": message.get("MD5OfBody") or hashlib.md5(  # noqa: S324 - SQS's own checksum
+                "md5OfBody": message.get("MD5OfBody")
+                or hashlib.md5(  # noqa: S324 - SQS's own checksum
                     message["Body"].encode()
                 ).hexdigest(),
                 "eventSource": "aws:sqs",
@@ -122,7 +125,9 @@ def poll_once(
     if not messages:
         return 0, 0
     try:
-        answer = handler(sqs_event(messages, queue_arn, sqs.meta.region_name or "us-east-1"), context_factory())
+        answer = handler(
+            sqs_event(messages, queue_arn, sqs.meta.region_name or "us-east-1"), context_factory()
+        )
     except Exception:
         return len(messages), len(messages)
     failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
@@ -130,6 +135,8 @@ def poll_once(
     if done:
         sqs.delete_message_batch(
             QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+            ],
         )
     return len(messages), len(failed)

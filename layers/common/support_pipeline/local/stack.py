@@ -44,7 +44,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 def load_function(root: Path, function_dir: str) -> ModuleType:
     """Import functions/<dir>/app.py as its own module, as Lambda would load it."""
     name = f"local_{function_dir}_app"
-    spec = importlib.util.spec_from_file_location(name, root / "functions" / function_dir / "app.py")
+    spec = importlib.util.spec_from_file_location(
+        name, root / "functions" / function_dir / "app.py"
+    )
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load functions/{function_dir}/app.py")
     module = importlib.util.module_from_spec(spec)
@@ -63,7 +65,9 @@ class LocalStack:
     moto_port: int = 5005
     stack_name: str = "support-pipeline-local"
     stack: cfn.Stack | None = None
-    counts: dict[str, int] = field(default_factory=lambda: {"received": 0, "accepted": 0, "batches": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"received": 0, "accepted": 0, "batches": 0}
+    )
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -85,12 +89,15 @@ class LocalStack:
         os.environ.update(
             AWS_ENDPOINT_URL=self.endpoint,
             AWS_ACCESS_KEY_ID="local",
-            AWS_SECRET_ACCESS_KEY="local",  # noqa: S105 - moto accepts anything
+            AWS_SECRET_ACCESS_KEY="local",  # noqa: S106 - moto accepts any credentials
             AWS_DEFAULT_REGION=cfn.REGION,
         )
         os.environ.pop("AWS_PROFILE", None)
         os.environ.pop("AWS_SESSION_TOKEN", None)
-        clients = {name: boto3.client(name, region_name=cfn.REGION) for name in ("sqs", "dynamodb", "s3", "ssm")}
+        clients: dict[str, Any] = {
+            name: boto3.client(name, region_name=cfn.REGION)
+            for name in ("sqs", "dynamodb", "s3", "ssm")
+        }
         self.stack = cfn.provision(
             cfn.load(self.template_path),
             clients,
@@ -124,11 +131,18 @@ class LocalStack:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 event = lambda_shim.http_api_event(
-                    self.command, url.path, dict(self.headers.items()), body, url.query, self.client_address[0]
+                    self.command,
+                    url.path,
+                    dict(self.headers.items()),
+                    body,
+                    url.query,
+                    self.client_address[0],
                 )
                 with stack._lock:
                     stack.counts["received"] += 1
-                    answer = stack._ingest.handler(event, lambda_shim.LocalContext(function_name="ingest", timeout_seconds=4))
+                    answer = stack._ingest.handler(
+                        event, lambda_shim.LocalContext(function_name="ingest", timeout_seconds=4)
+                    )
                     if answer["statusCode"] == 202:
                         stack.counts["accepted"] += 1
                 self.send_response(answer["statusCode"])
@@ -149,7 +163,7 @@ class LocalStack:
 
             do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _serve
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 return  # the handlers log structured JSON themselves
 
         self._http = ThreadingHTTPServer((self.host, self.port), Handler)
@@ -170,8 +184,12 @@ class LocalStack:
             while not self._stop.is_set():
                 try:
                     received, _ = lambda_shim.poll_once(
-                        self._sqs, queue_url, queue_arn, self._processor.handler,
-                        batch_size=batch_size, wait_seconds=1,
+                        self._sqs,
+                        queue_url,
+                        queue_arn,
+                        self._processor.handler,
+                        batch_size=batch_size,
+                        wait_seconds=1,
                         context_factory=lambda: lambda_shim.LocalContext(
                             function_name="processor", timeout_seconds=timeout
                         ),
@@ -193,9 +211,14 @@ class LocalStack:
         def depth(url: str) -> int:
             attrs = self._sqs.get_queue_attributes(
                 QueueUrl=url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
             )["Attributes"]
-            return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+            return int(attrs["ApproximateNumberOfMessages"]) + int(
+                attrs["ApproximateNumberOfMessagesNotVisible"]
+            )
 
         return {
             **self.counts,

@@ -23,8 +23,22 @@ _SHORT_TAGS = {
     "!Ref": "Ref",
     "!Condition": "Condition",
 }
-_FN_TAGS = ["GetAtt", "Sub", "Join", "If", "Equals", "Not", "And", "Or", "Select", "Split",
-            "FindInMap", "Base64", "GetAZs", "ImportValue"]
+_FN_TAGS = [
+    "GetAtt",
+    "Sub",
+    "Join",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "Select",
+    "Split",
+    "FindInMap",
+    "Base64",
+    "GetAZs",
+    "ImportValue",
+]
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -88,7 +102,7 @@ class Stack:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self._ref(arg)
             if key == "Fn::GetAtt":
@@ -109,7 +123,7 @@ class Stack:
 
     def _evaluate(self, expr: Any) -> Any:
         if isinstance(expr, dict) and len(expr) == 1:
-            (key, arg), = expr.items()
+            ((key, arg),) = expr.items()
             if key == "Fn::Equals":
                 return str(self.resolve(arg[0])) == str(self.resolve(arg[1]))
             if key == "Fn::Not":
@@ -171,9 +185,16 @@ class Stack:
     def function_environment(self, function: str) -> dict[str, str]:
         """The environment variables the template gives ``function`` (Globals merged)."""
         globals_env = (
-            self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+            self.template.get("Globals", {})
+            .get("Function", {})
+            .get("Environment", {})
+            .get("Variables", {})
         )
-        own = self.template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+        own = (
+            self.template["Resources"][function]["Properties"]
+            .get("Environment", {})
+            .get("Variables", {})
+        )
         return {k: str(self.resolve(v)) for k, v in {**globals_env, **own}.items()}
 
     def sqs_event_source(self, function: str) -> dict[str, Any]:
@@ -196,8 +217,7 @@ class Stack:
 
 def parameter_defaults(template: Mapping[str, Any]) -> dict[str, str]:
     return {
-        name: str(spec.get("Default", ""))
-        for name, spec in template.get("Parameters", {}).items()
+        name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()
     }
 
 
@@ -237,8 +257,13 @@ def _create_queues(stack: Stack, sqs: Any) -> None:
         props = queues[name].get("Properties", {})
         queue_name = str(stack.resolve(props.get("QueueName", f"{stack.name}-{name}")))
         attributes: dict[str, str] = {}
-        for prop in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds",
-                     "ReceiveMessageWaitTimeSeconds", "MaximumMessageSize"):
+        for prop in (
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DelaySeconds",
+            "ReceiveMessageWaitTimeSeconds",
+            "MaximumMessageSize",
+        ):
             if prop in props:
                 attributes[prop] = str(stack.resolve(props[prop]))
         for prop in ("RedrivePolicy", "RedriveAllowPolicy"):
@@ -289,7 +314,11 @@ def _create_buckets(stack: Stack, s3: Any) -> None:
                 ServerSideEncryptionConfiguration={
                     "Rules": [
                         # CloudFormation and the S3 API spell this key differently.
-                        {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                        {
+                            "ApplyServerSideEncryptionByDefault": rule[
+                                "ServerSideEncryptionByDefault"
+                            ]
+                        }
                         for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
                     ]
                 },

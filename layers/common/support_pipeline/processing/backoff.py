@@ -27,4 +27,4 @@ def visibility_timeout(
     """
     ceiling = backoff_ceiling(receive_count, base, cap)
     half = ceiling / 2
-    return int(round(half + rng() * half))
+    return round(half + rng() * half)

@@ -104,8 +104,13 @@ class EventConsumer:
         if context is not None:
             self._idempotency.register_lambda_context(context)
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        return process_partial_response(
-            event=event, record_handler=self.process_record, processor=processor, context=context
+        return dict(
+            process_partial_response(
+                event=event,
+                record_handler=self.process_record,
+                processor=processor,
+                context=context,
+            )
         )
 
     def process_record(self, record: SQSRecord) -> None:
@@ -181,7 +186,10 @@ class EventConsumer:
         self, record: SQSRecord, attributes: dict[str, str], failure: Failure, receive_count: int
     ) -> None:
         delay = visibility_timeout(
-            receive_count, self.settings.backoff_base_seconds, self.settings.backoff_cap_seconds, self.rng
+            receive_count,
+            self.settings.backoff_base_seconds,
+            self.settings.backoff_cap_seconds,
+            self.rng,
         )
         self.telemetry.count("EventRetried", reason=failure.error_type)
         logger.warning(
@@ -204,7 +212,9 @@ class EventConsumer:
             )
         except Exception:
             # The queue's own visibility timeout then decides when it returns.
-            logger.exception("could not set backoff visibility", extra={"message_id": record.message_id})
+            logger.exception(
+                "could not set backoff visibility", extra={"message_id": record.message_id}
+            )
 
     def _dead_letter(
         self, record: SQSRecord, attributes: dict[str, str], failure: Failure, receive_count: int

@@ -29,7 +29,9 @@ TRANSIENT_AWS_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
-PERMANENT_AWS_CODES = frozenset({"NoSuchKey", "ValidationException", "ItemCollectionSizeLimitExceededException"})
+PERMANENT_AWS_CODES = frozenset(
+    {"NoSuchKey", "ValidationException", "ItemCollectionSizeLimitExceededException"}
+)
 
 REASON_LIMIT = 1000
 
