@@ -34,7 +34,8 @@ class Queues:
 def resolve_queues(stack: str | None, sqs: Any, cloudformation: Any | None) -> Queues:
     """Queue URLs and ARNs from the stack's Outputs, or from the environment."""
     if stack:
-        assert cloudformation is not None
+        if cloudformation is None:
+            raise UsageError("--stack needs a CloudFormation client")
         try:
             found = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
         except Exception as exc:

@@ -89,7 +89,7 @@ class LocalStack:
         os.environ.update(
             AWS_ENDPOINT_URL=self.endpoint,
             AWS_ACCESS_KEY_ID="local",
-            AWS_SECRET_ACCESS_KEY="local",  # noqa: S106 - moto accepts any credentials
+            AWS_SECRET_ACCESS_KEY="local",  # noqa: S106  # nosec B106 - moto accepts any credentials
             AWS_DEFAULT_REGION=cfn.REGION,
         )
         os.environ.pop("AWS_PROFILE", None)
@@ -173,12 +173,12 @@ class LocalStack:
         self._threads.append(thread)
 
     def _start_poller(self) -> None:
-        assert self.stack is not None
-        source = self.stack.sqs_event_source("ProcessorFunction")
+        stack = self._running()
+        source = stack.sqs_event_source("ProcessorFunction")
         batch_size = int(source.get("BatchSize", 10))
-        queue_url = self.stack.physical["EventsQueue"]
-        queue_arn = self.stack.attributes[("EventsQueue", "Arn")]
-        timeout = int(self.stack.parameters.get("ProcessorTimeoutSeconds", "30"))
+        queue_url = stack.physical["EventsQueue"]
+        queue_arn = stack.attributes[("EventsQueue", "Arn")]
+        timeout = int(stack.parameters.get("ProcessorTimeoutSeconds", "30"))
 
         def loop() -> None:
             while not self._stop.is_set():
@@ -206,7 +206,7 @@ class LocalStack:
 
     def status(self) -> dict[str, Any]:
         """Counts for people and tests: what came in, what waits, what is dead-lettered."""
-        assert self.stack is not None
+        stack = self._running()
 
         def depth(url: str) -> int:
             attrs = self._sqs.get_queue_attributes(
@@ -222,20 +222,25 @@ class LocalStack:
 
         return {
             **self.counts,
-            "queued": depth(self.stack.physical["EventsQueue"]),
-            "dead_lettered": depth(self.stack.physical["EventsDLQ"]),
+            "queued": depth(stack.physical["EventsQueue"]),
+            "dead_lettered": depth(stack.physical["EventsDLQ"]),
         }
 
+    def _running(self) -> cfn.Stack:
+        if self.stack is None:
+            raise RuntimeError("the local stack is not started")
+        return self.stack
+
     def exports(self) -> dict[str, str]:
-        assert self.stack is not None
+        stack = self._running()
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",  # nosec B105 - moto accepts any credentials
             "AWS_DEFAULT_REGION": cfn.REGION,
-            "EVENTS_QUEUE_URL": self.stack.physical["EventsQueue"],
-            "EVENTS_DLQ_URL": self.stack.physical["EventsDLQ"],
-            "PAYLOAD_BUCKET": self.stack.physical["PayloadBucket"],
+            "EVENTS_QUEUE_URL": stack.physical["EventsQueue"],
+            "EVENTS_DLQ_URL": stack.physical["EventsDLQ"],
+            "PAYLOAD_BUCKET": stack.physical["PayloadBucket"],
         }
 
     def stop(self) -> None:

@@ -69,7 +69,7 @@ for _name in _FN_TAGS:
 def load(path: str | Path) -> dict[str, Any]:
     """Parse a CloudFormation/SAM template."""
     with open(path, encoding="utf-8") as handle:
-        loaded: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        loaded: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506  # nosec B506 - a SafeLoader subclass
     return loaded
 
 
