@@ -1,0 +1,79 @@
+"""The numbers the docs quote are the numbers template.yaml deploys."""
+
+import re
+
+import pytest
+
+from support_pipeline.local import template as cfn
+from support_pipeline.processing.backoff import backoff_ceiling
+from tests.support import ROOT
+
+TEMPLATE = cfn.load(ROOT / "template.yaml")
+RETRY_POLICY = (ROOT / "docs" / "retry-policy.md").read_text()
+ROW = re.compile(r"^\| [^|]+ \| `([A-Za-z.]+)` \| (\d+) \|$", re.MULTILINE)
+
+
+def template_value(reference: str) -> str:
+    if "." in reference:
+        resource, prop = reference.split(".")
+        return str(TEMPLATE["Resources"][resource]["Properties"][prop])
+    return str(TEMPLATE["Parameters"][reference]["Default"])
+
+
+def documented() -> list[tuple[str, str]]:
+    rows = ROW.findall(RETRY_POLICY)
+    assert len(rows) >= 10, "the numbers table in docs/retry-policy.md was not found"
+    return rows
+
+
+@pytest.mark.parametrize(("reference", "value"), documented())
+def test_retry_policy_numbers_match_the_template(reference, value):
+    assert template_value(reference) == value
+
+
+def test_backoff_schedule_in_the_docs_matches_the_formula():
+    base = int(template_value("BackoffBaseSeconds"))
+    cap = int(template_value("BackoffCapSeconds"))
+    max_receives = int(template_value("MaxReceiveCount"))
+    rows = re.findall(r"^\| (\d+) \| (\d+) – (\d+) \|$", RETRY_POLICY, re.MULTILINE)
+    assert [int(n) for n, _, _ in rows] == list(range(1, max_receives))
+    for n, low, high in rows:
+        ceiling = backoff_ceiling(int(n), base, cap)
+        assert (int(low), int(high)) == (ceiling // 2, ceiling)
+    assert f"| {max_receives} | none: moved to the DLQ" in RETRY_POLICY
+
+
+def test_visibility_timeout_is_at_least_six_times_the_processor_timeout():
+    visibility = int(template_value("EventsQueueVisibilityTimeoutSeconds"))
+    assert visibility >= 6 * int(template_value("ProcessorTimeoutSeconds"))
+
+
+def test_backoff_cap_fits_in_the_queues_retention():
+    assert int(template_value("BackoffCapSeconds")) <= 43200
+    total = sum(
+        backoff_ceiling(n, int(template_value("BackoffBaseSeconds")), int(template_value("BackoffCapSeconds")))
+        for n in range(1, int(template_value("MaxReceiveCount")))
+    )
+    assert total < int(template_value("EventsQueue.MessageRetentionPeriod"))
+
+
+def test_redrive_policy_and_processor_share_max_receive_count():
+    queue = TEMPLATE["Resources"]["EventsQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
+    env = TEMPLATE["Resources"]["ProcessorFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["MAX_RECEIVE_COUNT"] == {"Ref": "MaxReceiveCount"}
+
+
+def test_runtime_and_architecture_are_pinned():
+    function = TEMPLATE["Globals"]["Function"]
+    assert function["Runtime"] == "python3.13" and function["Architectures"] == ["arm64"]
+    layer = TEMPLATE["Resources"]["CommonLayer"]["Metadata"]
+    assert layer == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert (ROOT / ".python-version").read_text().strip() == "3.13"
+
+
+def test_the_template_names_the_secret_parameter_but_never_holds_a_secret():
+    kinds = {spec["Type"] for spec in TEMPLATE["Resources"].values()}
+    assert "AWS::SSM::Parameter" not in kinds and "AWS::SecretsManager::Secret" not in kinds
+    env = TEMPLATE["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["WEBHOOK_SECRET_PARAM"] == {"Ref": "WebhookSecretParamName"}
