@@ -1,5 +1,6 @@
-# The verbs a person types. Everything installs itself on first use into .venv (project and dev
-# tools) and .venv-tools (SAM CLI, cfn-lint, checkov), both on Python 3.13 like Lambda.
+# The verbs a person types. Everything installs itself on first use, on Python 3.13 like Lambda:
+# .venv (the project and its dev tools), .venv-tools (SAM CLI, cfn-lint), .venv-scan (checkov,
+# whose pins clash with the others).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -10,6 +11,7 @@ endif
 PY313_BIN := $(dir $(PY313))
 VENV := .venv
 TOOLS := .venv-tools
+SCAN := .venv-scan
 PY := $(VENV)/bin/python
 BUILD_DIR := .aws-sam/build
 export SAM_CLI_TELEMETRY := 0
@@ -29,10 +31,16 @@ $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 $(TOOLS)/.installed:
 	$(PY313) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --upgrade pip
-	$(TOOLS)/bin/pip install --quiet 'aws-sam-cli>=1.140' 'cfn-lint>=1.20' 'checkov>=3.2'
+	$(TOOLS)/bin/pip install --quiet 'aws-sam-cli>=1.140' 'cfn-lint>=1.20'
 	touch $@
 
-setup: $(VENV)/.installed $(TOOLS)/.installed ## install both environments
+$(SCAN)/.installed:
+	$(PY313) -m venv $(SCAN)
+	$(SCAN)/bin/pip install --quiet --upgrade pip
+	$(SCAN)/bin/pip install --quiet 'checkov>=3.2'
+	touch $@
+
+setup: $(VENV)/.installed $(TOOLS)/.installed $(SCAN)/.installed ## install every environment
 
 run: $(VENV)/.installed ## start the whole pipeline locally (moto + HTTP + processor), no AWS account
 	$(VENV)/bin/support-pipeline local
@@ -65,9 +73,9 @@ lint: $(VENV)/.installed $(TOOLS)/.installed ## ruff, cfn-lint and sam validate 
 typecheck: $(VENV)/.installed ## mypy over the shared package
 	$(VENV)/bin/mypy
 
-scan: $(VENV)/.installed $(TOOLS)/.installed ## bandit over the code, checkov over the template
+scan: $(VENV)/.installed $(SCAN)/.installed ## bandit over the code, checkov over the template
 	$(VENV)/bin/bandit -q -c pyproject.toml -r layers/common/support_pipeline functions
-	BC_SKIP_MAPPING=TRUE $(TOOLS)/bin/checkov --quiet --compact --skip-download -f template.yaml --framework cloudformation --config-file .checkov.yaml
+	BC_SKIP_MAPPING=TRUE $(SCAN)/bin/checkov --quiet --compact --skip-download -f template.yaml --framework cloudformation --config-file .checkov.yaml
 
 build: $(TOOLS)/.installed ## sam build (arm64 layer and functions)
 	$(TOOLS)/bin/sam build --build-dir $(BUILD_DIR)
