@@ -28,7 +28,9 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SupportPipeline")
 
-IMPORT_SNIPPET = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+IMPORT_SNIPPET = (
+    "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+)
 
 
 def cold_import(module: str, extra_path: str | None, runs: int) -> float:
@@ -37,9 +39,12 @@ def cold_import(module: str, extra_path: str | None, runs: int) -> float:
         env["PYTHONPATH"] = extra_path
     samples = []
     for _ in range(runs):
-        out = subprocess.run(  # noqa: S603 - our own interpreter and snippet
+        out = subprocess.run(
             [sys.executable, "-c", IMPORT_SNIPPET.format(module=module)],
-            env=env, capture_output=True, text=True, check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         samples.append(float(out.strip()))
     return statistics.median(samples) * 1000
@@ -57,16 +62,19 @@ class StubQueue:
 
 
 def warm_ingest(requests: int) -> dict[str, float]:
-    from support_pipeline.ingest import IngestService, WebhookRequest, WebhookSecrets
-    from support_pipeline.telemetry import RecordingTelemetry
     from tests.support import SECRET, fixture, webhook_event
 
     from support_pipeline.config import IngestSettings
+    from support_pipeline.ingest import IngestService, WebhookRequest, WebhookSecrets
+    from support_pipeline.telemetry import RecordingTelemetry
 
     clock = lambda: 1790475400.0  # noqa: E731 - the fixtures' time, so signatures are fresh
     queue = StubQueue()
     service = IngestService(
-        settings=IngestSettings(events_queue_url="https://stub/queue", webhook_secret_param="/stub"),
+        settings=IngestSettings(
+            events_queue_url="https://stub/queue",
+            webhook_secret_param="/stub",  # noqa: S106 - a parameter name, not a secret
+        ),
         sqs=queue,
         secrets=WebhookSecrets(lambda force: SECRET, clock=clock),
         telemetry=RecordingTelemetry(),
@@ -95,7 +103,6 @@ def warm_ingest(requests: int) -> dict[str, float]:
 
 def processor_throughput(events: int) -> dict[str, float]:
     from moto import mock_aws
-
     from tests.support import fixture, new_pipeline
 
     with mock_aws():
@@ -125,42 +132,42 @@ def render(results: dict) -> str:
 Measured by `make bench` (scripts/bench.py), which rewrites this file. Numbers are from one run
 on the machine named below; compare runs on the same machine only.
 
-- Machine: {results['machine']}
-- Python: {results['python']}
-- Date: {results['date']}
+- Machine: {results["machine"]}
+- Python: {results["python"]}
+- Date: {results["date"]}
 
 ## 1. Cold import of the ingest handler
 
-Fresh interpreter per sample, median of {cold['runs']} runs: `import boto3` alone against
+Fresh interpreter per sample, median of {cold["runs"]} runs: `import boto3` alone against
 `import app` for functions/ingest (which itself needs boto3, Powertools Logger and Metrics and
 the ingest code; the processor's libraries are never imported by ingest).
 
 | what | median ms |
 | --- | ---: |
-| `import boto3` | {cold['boto3_ms']:.1f} |
-| ingest handler module | {cold['ingest_ms']:.1f} |
-| ratio (target <= 1.3x) | {cold['ratio']:.2f}x ({verdict} the target) |
+| `import boto3` | {cold["boto3_ms"]:.1f} |
+| ingest handler module | {cold["ingest_ms"]:.1f} |
+| ratio (target <= 1.3x) | {cold["ratio"]:.2f}x ({verdict} the target) |
 
 ## 2. Warm ingest, per request
 
 The real `IngestService` (signature check, JSON parse, dedupe key, attributes) with a stubbed
-queue client, after 50 warm-up requests; {warm['requests']} signed `message_created` deliveries.
+queue client, after 50 warm-up requests; {warm["requests"]} signed `message_created` deliveries.
 
 | mean µs | p50 µs | p99 µs |
 | ---: | ---: | ---: |
-| {warm['mean_us']:.0f} | {warm['p50_us']:.0f} | {warm['p99_us']:.0f} |
+| {warm["mean_us"]:.0f} | {warm["p50_us"]:.0f} | {warm["p99_us"]:.0f} |
 
 This excludes the SendMessage round trip (a few ms inside AWS), which dominates on Lambda.
 
 ## 3. Processor throughput under moto
 
-{proc['events']} queued `message_created` events over 50 conversations, drained through the real
+{proc["events"]} queued `message_created` events over 50 conversations, drained through the real
 consumer (Powertools batch + idempotency, conversation record and timeline writes) by the local
 poller in batches of 10, all against in-process moto.
 
 | events | seconds | events/second |
 | ---: | ---: | ---: |
-| {proc['events']} | {proc['seconds']:.2f} | {proc['events_per_second']:.0f} |
+| {proc["events"]} | {proc["seconds"]:.2f} | {proc["events_per_second"]:.0f} |
 
 moto is far slower than DynamoDB and SQS per call, so this is a floor for regression tracking,
 not a production capacity figure. Each event costs one idempotency put and update, one record
@@ -184,14 +191,23 @@ def main() -> int:
     args = parser.parse_args()
 
     boto3_ms = cold_import("boto3", None, args.runs)
-    ingest_path = os.pathsep.join([str(ROOT / "functions" / "ingest"), str(ROOT / "layers" / "common")])
+    ingest_path = os.pathsep.join(
+        [str(ROOT / "functions" / "ingest"), str(ROOT / "layers" / "common")]
+    )
     ingest_ms = cold_import("app", ingest_path, args.runs)
     results = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"{platform.system()} {platform.release()}"
+        ),
         "python": platform.python_version(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "cold_import": {"runs": args.runs, "boto3_ms": boto3_ms, "ingest_ms": ingest_ms,
-                        "ratio": ingest_ms / boto3_ms},
+        "cold_import": {
+            "runs": args.runs,
+            "boto3_ms": boto3_ms,
+            "ingest_ms": ingest_ms,
+            "ratio": ingest_ms / boto3_ms,
+        },
         "warm_ingest": warm_ingest(args.requests),
         "processor": processor_throughput(args.events),
     }

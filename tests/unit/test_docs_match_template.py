@@ -35,7 +35,7 @@ def test_backoff_schedule_in_the_docs_matches_the_formula():
     base = int(template_value("BackoffBaseSeconds"))
     cap = int(template_value("BackoffCapSeconds"))
     max_receives = int(template_value("MaxReceiveCount"))
-    rows = re.findall(r"^\| (\d+) \| (\d+) – (\d+) \|$", RETRY_POLICY, re.MULTILINE)
+    rows = re.findall(r"^\| (\d+) \| (\d+) - (\d+) \|$", RETRY_POLICY, re.MULTILINE)
     assert [int(n) for n, _, _ in rows] == list(range(1, max_receives))
     for n, low, high in rows:
         ceiling = backoff_ceiling(int(n), base, cap)
@@ -51,7 +51,9 @@ def test_visibility_timeout_is_at_least_six_times_the_processor_timeout():
 def test_backoff_cap_fits_in_the_queues_retention():
     assert int(template_value("BackoffCapSeconds")) <= 43200
     total = sum(
-        backoff_ceiling(n, int(template_value("BackoffBaseSeconds")), int(template_value("BackoffCapSeconds")))
+        backoff_ceiling(
+            n, int(template_value("BackoffBaseSeconds")), int(template_value("BackoffCapSeconds"))
+        )
         for n in range(1, int(template_value("MaxReceiveCount")))
     )
     assert total < int(template_value("EventsQueue.MessageRetentionPeriod"))
