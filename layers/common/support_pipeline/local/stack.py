@@ -262,6 +262,14 @@ class LocalStack:
 
 def run_local(args: argparse.Namespace) -> int:
     """The README's run command: start, print how to use it, run until Ctrl-C."""
+    # Handlers first: a Ctrl-C during start-up must still stop moto and the threads cleanly.
+    stopped = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     template = Path(args.template) if args.template else cfn.find_template()
     secret = args.secret or secrets.token_urlsafe(32)
     stack = LocalStack(
@@ -272,7 +280,14 @@ def run_local(args: argparse.Namespace) -> int:
         moto_port=args.moto_port,
         stack_name=args.stack_name,
     )
-    stack.start()
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    if stopped.is_set():
+        stack.stop()
+        return 0
     print(f"""
 Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS account).
 
@@ -287,14 +302,8 @@ webhook's own secret with --secret / $CHATWOOT_WEBHOOK_SECRET. For the ops CLI, 
         print(f"  export {name}={value}")
     print("\n  support-pipeline dlq list\n\nCtrl-C stops everything.", flush=True)
 
-    stopped = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    stopped.wait()
+    while not stopped.wait(0.5):  # a timed wait lets the signal handler run promptly
+        pass
     print("\nStopping...", flush=True)
     stack.stop()
     print("Stopped.", flush=True)
