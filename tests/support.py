@@ -31,6 +31,16 @@ SECRET = "test-webhook-secret-0123456789"  # invented for tests; never a real se
 NOW = 1790475400.0  # a few seconds after the fixtures' last event (2026-09-27T02:16:40Z)
 
 ALL_FIXTURES = sorted(p.stem for p in FIXTURES.glob("*.json"))
+# The captured conversation, in the order Chatwoot sent it.
+CONVERSATION_STORY = [
+    "message_created_incoming",
+    "message_created_incoming_attachment",
+    "message_created_outgoing_agent",
+    "message_created_private_note",
+    "conversation_updated",
+    "message_created_outgoing_agent_bot",
+    "conversation_status_changed_resolved",
+]
 
 
 def fixture(name: str) -> dict[str, Any]:

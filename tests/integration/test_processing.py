@@ -6,7 +6,7 @@ import pytest
 
 from support_pipeline.processing.errors import PermanentError
 from support_pipeline.processing.router import Router
-from tests.support import ALL_FIXTURES, attributes_of, fixture
+from tests.support import ALL_FIXTURES, CONVERSATION_STORY, attributes_of, fixture
 
 CONVERSATION_FIXTURES = [name for name in ALL_FIXTURES if name != "webwidget_triggered"]
 
@@ -37,15 +37,7 @@ def test_each_fixture_ends_in_the_conversation_record_and_timeline(pipeline, nam
 
 
 def test_whole_conversation_builds_the_record(pipeline):
-    for name in [
-        "message_created_incoming",
-        "message_created_incoming_attachment",
-        "message_created_outgoing_agent",
-        "message_created_private_note",
-        "conversation_updated",
-        "message_created_outgoing_agent_bot",
-        "conversation_status_changed_resolved",
-    ]:
+    for name in CONVERSATION_STORY:
         assert pipeline.post(fixture(name))[0] == 202
     pipeline.drain()
     record = pipeline.store().get_record("1", "1")
@@ -93,11 +85,7 @@ def test_sqs_redelivery_of_a_processed_message_does_no_work(pipeline):
 
 
 def test_out_of_order_events_end_in_the_right_state(pipeline):
-    for name in [
-        "conversation_status_changed_resolved",
-        "conversation_updated",
-        "message_created_incoming",
-    ]:
+    for name in CONVERSATION_STORY:
         assert pipeline.post(fixture(name))[0] == 202
         pipeline.drain()
     record = pipeline.store().get_record("1", "1")
@@ -169,11 +157,7 @@ def test_handler_permanent_error_is_dead_lettered_and_the_batch_goes_on(pipeline
 
     router = Router()
     router.register(["message_created"], "refuse", refuse)
-    for name in [
-        "message_created_incoming",
-        "message_created_incoming_attachment",
-        "message_created_outgoing_agent",
-    ]:
+    for name in CONVERSATION_STORY:
         pipeline.post(fixture(name))
     pipeline.drain(pipeline.consumer(router=router))
     assert queue_depth(pipeline, pipeline.queue_url) == 0

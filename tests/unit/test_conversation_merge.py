@@ -5,17 +5,9 @@ from hypothesis import strategies as st
 
 from support_pipeline.conversations import extract_facts, merge
 from support_pipeline.processing.router import EventContext
-from tests.support import fixture
+from tests.support import CONVERSATION_STORY, fixture
 
-ORDERED = [
-    "message_created_incoming",
-    "message_created_incoming_attachment",
-    "message_created_outgoing_agent",
-    "message_created_private_note",
-    "conversation_updated",
-    "message_created_outgoing_agent_bot",
-    "conversation_status_changed_resolved",
-]
+ORDERED = CONVERSATION_STORY
 BOOKKEEPING = {"reopened_count"}
 
 

@@ -195,12 +195,7 @@ class EventConsumer:
         logger.warning(
             "event failed; will retry",
             extra={
-                "message_id": record.message_id,
-                "event": attributes.get("event"),
-                "dedupe_key": attributes.get("dedupe_key"),
-                "error_type": failure.error_type,
-                "error_reason": failure.reason,
-                "receive_count": receive_count,
+                **_failure_fields(record, attributes, failure, receive_count),
                 "retry_in_seconds": delay,
             },
         )
@@ -237,12 +232,21 @@ class EventConsumer:
         logger.error(
             "event moved to the DLQ",
             extra={
-                "message_id": record.message_id,
-                "event": attributes.get("event"),
-                "dedupe_key": attributes.get("dedupe_key"),
-                "error_type": failure.error_type,
-                "error_reason": failure.reason,
-                "receive_count": receive_count,
+                **_failure_fields(record, attributes, failure, receive_count),
                 "permanent": failure.permanent,
             },
         )
+
+
+def _failure_fields(
+    record: SQSRecord, attributes: dict[str, str], failure: Failure, receive_count: int
+) -> dict[str, Any]:
+    """What a failure log line says: ids and the reason, never the payload."""
+    return {
+        "message_id": record.message_id,
+        "event": attributes.get("event"),
+        "dedupe_key": attributes.get("dedupe_key"),
+        "error_type": failure.error_type,
+        "error_reason": failure.reason,
+        "receive_count": receive_count,
+    }
