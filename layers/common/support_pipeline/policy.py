@@ -1,0 +1,353 @@
+"""The support policy: SLA targets, business hours, escalation rules, who the pipeline is.
+
+Loaded from ``config/support-policy.yaml`` (shipped in the layer as ``support-policy.yaml``) or,
+when ``SUPPORT_POLICY_PARAM`` names one, from that SSM parameter. Validation is all-or-nothing:
+a bad policy raises :class:`PolicyError` naming the field, never a half-applied policy.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+DEFAULT_POLICY_FILE = Path(__file__).with_name("support-policy.yaml")
+PRIORITIES = ("urgent", "high", "medium", "low", "none")
+TARGETS = ("first_response", "next_response", "resolution")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
+_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class PolicyError(ValueError):
+    """The policy is invalid; the message names the field."""
+
+
+def normalize_text(text: str) -> str:
+    """Lowercase, accents removed, runs of non-letters collapsed to one space."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(re.findall(r"[a-z0-9]+", stripped))
+
+
+@dataclass(frozen=True)
+class Actor:
+    type: str
+    id: str
+
+
+@dataclass(frozen=True)
+class SlaTargets:
+    """Seconds per target for one priority."""
+
+    first_response: int
+    next_response: int
+    resolution: int
+
+    def seconds(self, target: str) -> int:
+        value: int = getattr(self, target)
+        return value
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    at_risk_fraction: float
+    business_hours_only: dict[str, bool]
+    clock_starts: str
+    targets: dict[str, SlaTargets]
+    at_risk_label: str
+    breached_label: str
+
+
+@dataclass(frozen=True)
+class PhraseRule:
+    enabled: bool
+    phrases: dict[str, tuple[str, ...]]  # language -> normalized phrases
+    min_hits: int = 1
+
+
+@dataclass(frozen=True)
+class EscalationPolicy:
+    labels: tuple[str, ...]
+    priority: str | None
+    team_id: int | None
+    sla_breach: bool
+    asks_for_human: PhraseRule
+    negative_language: PhraseRule
+    vip_enabled: bool
+    vip_contact_attribute: str | None
+    vip_label: str | None
+    reopened_enabled: bool
+    reopened_times: int
+    unanswered_enabled: bool
+    unanswered_count: int
+
+
+@dataclass(frozen=True)
+class SupportPolicy:
+    actor: Actor
+    timezone: str
+    business_hours: dict[int, tuple[tuple[int, int], ...]]  # weekday 0=Monday -> minute windows
+    holidays: frozenset[date]
+    sla: SlaPolicy
+    escalation: EscalationPolicy
+    source: str = field(default="", compare=False)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class _Reader:
+    """Typed access to a nested mapping that names the path in every error."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise PolicyError(f"{path or 'policy'} must be a mapping")
+        self.data = data
+        self.path = path
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def child(self, key: str) -> _Reader:
+        if key not in self.data:
+            raise PolicyError(f"{self._name(key)} is required")
+        return _Reader(self.data[key], self._name(key))
+
+    def optional_child(self, key: str) -> _Reader:
+        return _Reader(self.data.get(key) or {}, self._name(key))
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., allow_none: bool = False) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise PolicyError(f"{self._name(key)} is required")
+            return default
+        value = self.data[key]
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise PolicyError(f"{self._name(key)} must be {_kind_name(kind)}, got {value!r}")
+        if not isinstance(value, kind):
+            raise PolicyError(f"{self._name(key)} must be {_kind_name(kind)}, got {value!r}")
+        return value
+
+    def keys(self) -> list[str]:
+        return [str(k) for k in self.data]
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+             list: "a list", dict: "a mapping"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def parse_duration(value: Any, path: str) -> int:
+    """Seconds from ``900``, ``"15m"``, ``"4h"``, ``"1d"`` or ``"1h30m"``."""
+    if isinstance(value, bool):
+        raise PolicyError(f"{path} must be a duration like 900, '15m' or '4h', got {value!r}")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and value.strip():
+        match = _DURATION_RE.match(value.strip().lower())
+        if not match or not any(match.groups()):
+            raise PolicyError(f"{path} must be a duration like 900, '15m' or '4h', got {value!r}")
+        d, h, m, s = (int(g or 0) for g in match.groups())
+        seconds = d * 86400 + h * 3600 + m * 60 + s
+    else:
+        raise PolicyError(f"{path} must be a duration like 900, '15m' or '4h', got {value!r}")
+    if seconds <= 0:
+        raise PolicyError(f"{path} must be longer than zero")
+    return seconds
+
+
+def _window(text: Any, path: str) -> tuple[int, int]:
+    """``"09:00-18:00"`` -> minutes after local midnight, (540, 1080); ``24:00`` may end a day."""
+    if not isinstance(text, str) or not re.match(r"^\d{2}:\d{2}-\d{2}:\d{2}$", text.strip()):
+        raise PolicyError(f"{path} must look like '09:00-18:00', got {text!r}")
+    minutes = []
+    for part in text.strip().split("-"):
+        hours, mins = int(part[:2]), int(part[3:])
+        if mins > 59 or hours > 24 or (hours == 24 and mins):
+            raise PolicyError(f"{path} has an impossible time: {text!r}")
+        minutes.append(hours * 60 + mins)
+    start, end = minutes
+    if start >= 1440 or end <= start:
+        raise PolicyError(f"{path} must end after it starts: {text!r}")
+    return start, end
+
+
+def _phrases(reader: _Reader, key: str) -> dict[str, tuple[str, ...]]:
+    lists = reader.child(key)
+    result: dict[str, tuple[str, ...]] = {}
+    for language in lists.keys():
+        path = f"{lists.path}.{language}"
+        if not LANGUAGE_RE.match(language):
+            raise PolicyError(f"{path}: language must be a code like 'en' or 'es'")
+        entries = lists.get(language, list)
+        normalized = []
+        for i, phrase in enumerate(entries):
+            if not isinstance(phrase, str) or not normalize_text(phrase):
+                raise PolicyError(f"{path}[{i}] must be a non-empty phrase")
+            normalized.append(normalize_text(phrase))
+        result[language] = tuple(normalized)
+    if not result:
+        raise PolicyError(f"{lists.path} needs at least one language")
+    return result
+
+
+def _priority(value: Any, path: str) -> str | None:
+    if value is None:
+        return None
+    if value not in PRIORITIES:
+        raise PolicyError(f"{path} must be one of {', '.join(PRIORITIES)} or null, got {value!r}")
+    return str(value)
+
+
+def parse_policy(data: Any, source: str = "") -> SupportPolicy:
+    """Validate a policy document (already parsed from YAML/JSON) into a :class:`SupportPolicy`."""
+    root = _Reader(data, "")
+    version = root.get("version", int)
+    if version != 1:
+        raise PolicyError(f"version must be 1, got {version}")
+
+    actor_reader = root.child("actor")
+    actor_type = actor_reader.get("type", str)
+    if actor_type not in ("user", "agent_bot"):
+        raise PolicyError(f"actor.type must be user or agent_bot, got {actor_type!r}")
+    actor = Actor(type=actor_type, id=str(actor_reader.get("id", int)))
+
+    timezone = root.get("timezone", str)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PolicyError(f"timezone must be an IANA time zone like 'America/Bogota', got {timezone!r}") from None
+
+    hours_reader = root.child("business_hours")
+    unknown_days = set(hours_reader.keys()) - set(WEEKDAYS)
+    if unknown_days:
+        raise PolicyError(f"business_hours has unknown day(s): {', '.join(sorted(unknown_days))}")
+    business_hours: dict[int, tuple[tuple[int, int], ...]] = {}
+    for index, day in enumerate(WEEKDAYS):
+        windows = hours_reader.get(day, list, default=[])
+        parsed = sorted(_window(w, f"business_hours.{day}[{i}]") for i, w in enumerate(windows))
+        for (_, end), (start, _) in zip(parsed, parsed[1:], strict=False):
+            if start < end:
+                raise PolicyError(f"business_hours.{day} has overlapping windows")
+        business_hours[index] = tuple(parsed)
+    if not any(business_hours.values()):
+        raise PolicyError("business_hours must open at least one window in the week")
+
+    holidays = set()
+    for i, value in enumerate(root.get("holidays", list, default=[])):
+        try:
+            holidays.add(value if isinstance(value, date) else date.fromisoformat(str(value)))
+        except ValueError:
+            raise PolicyError(f"holidays[{i}] must be a date like 2026-12-25, got {value!r}") from None
+
+    sla_reader = root.child("sla")
+    fraction = sla_reader.get("at_risk_fraction", (int, float))
+    if not 0 < fraction < 1:
+        raise PolicyError(f"sla.at_risk_fraction must be between 0 and 1, got {fraction}")
+    bho_reader = sla_reader.child("business_hours_only")
+    business_only = {target: bool(bho_reader.get(target, bool)) for target in TARGETS}
+    clock_starts = sla_reader.get("clock_starts", str, default="opened")
+    if clock_starts not in ("created", "opened"):
+        raise PolicyError(f"sla.clock_starts must be created or opened, got {clock_starts!r}")
+    targets_reader = sla_reader.child("targets")
+    unknown = set(targets_reader.keys()) - set(PRIORITIES)
+    if unknown:
+        raise PolicyError(f"sla.targets has unknown priority(ies): {', '.join(sorted(unknown))}")
+    targets = {}
+    for priority in PRIORITIES:
+        one = targets_reader.child(priority)
+        targets[priority] = SlaTargets(
+            **{t: parse_duration(one.get(t, (int, str)), f"{one.path}.{t}") for t in TARGETS}
+        )
+    labels_reader = sla_reader.optional_child("labels")
+    sla = SlaPolicy(
+        at_risk_fraction=float(fraction),
+        business_hours_only=business_only,
+        clock_starts=clock_starts,
+        targets=targets,
+        at_risk_label=labels_reader.get("at_risk", str, default="sla-at-risk"),
+        breached_label=labels_reader.get("breached", str, default="sla-breached"),
+    )
+
+    esc = root.child("escalation")
+    labels = esc.get("labels", list, default=[])
+    if not all(isinstance(label, str) and label.strip() for label in labels):
+        raise PolicyError("escalation.labels must be a list of label names")
+    team_id = esc.get("team_id", int, default=None, allow_none=True)
+    rules = esc.child("rules")
+    human = rules.child("asks_for_human")
+    negative = rules.child("negative_language")
+    vip = rules.child("vip_contact")
+    reopened = rules.child("reopened")
+    unanswered = rules.child("unanswered_messages")
+    min_hits = negative.get("min_hits", int, default=1)
+    if min_hits < 1:
+        raise PolicyError("escalation.rules.negative_language.min_hits must be at least 1")
+    times = reopened.get("times", int)
+    count = unanswered.get("count", int)
+    if times < 1 or count < 1:
+        raise PolicyError("escalation.rules reopened.times and unanswered_messages.count must be at least 1")
+    escalation = EscalationPolicy(
+        labels=tuple(label.strip() for label in labels),
+        priority=_priority(esc.get("priority", str, default=None, allow_none=True), "escalation.priority"),
+        team_id=team_id,
+        sla_breach=rules.child("sla_breach").get("enabled", bool),
+        asks_for_human=PhraseRule(human.get("enabled", bool), _phrases(human, "phrases")),
+        negative_language=PhraseRule(negative.get("enabled", bool), _phrases(negative, "lexicon"), min_hits),
+        vip_enabled=vip.get("enabled", bool),
+        vip_contact_attribute=vip.get("contact_attribute", str, default=None, allow_none=True),
+        vip_label=vip.get("label", str, default=None, allow_none=True),
+        reopened_enabled=reopened.get("enabled", bool),
+        reopened_times=times,
+        unanswered_enabled=unanswered.get("enabled", bool),
+        unanswered_count=count,
+    )
+    return SupportPolicy(
+        actor=actor,
+        timezone=timezone,
+        business_hours=business_hours,
+        holidays=frozenset(holidays),
+        sla=sla,
+        escalation=escalation,
+        source=source,
+    )
+
+
+def parse_policy_text(text: str, source: str) -> SupportPolicy:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source} is not valid YAML: {exc}") from None
+    try:
+        return parse_policy(data, source)
+    except PolicyError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
+
+
+def load_default_policy() -> SupportPolicy:
+    """The policy shipped in the layer."""
+    return parse_policy_text(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"), "config/support-policy.yaml")
+
+
+def load_policy(parameter_name: str | None, fetch_parameter: Any = None) -> SupportPolicy:
+    """The SSM parameter's policy when ``parameter_name`` is set, else the shipped default."""
+    if not parameter_name:
+        return load_default_policy()
+    if fetch_parameter is None:
+        from aws_lambda_powertools.utilities import parameters
+
+        fetch_parameter = lambda name: parameters.get_parameter(name, decrypt=True, max_age=300)  # noqa: E731
+    return parse_policy_text(str(fetch_parameter(parameter_name)), f"SSM parameter {parameter_name}")
