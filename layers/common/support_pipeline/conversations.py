@@ -36,6 +36,7 @@ SNAPSHOT_FIELDS = (
     "snoozed_until",
     "contact_id",
     "channel",
+    "sla_override",
 )
 MAX_WRITE_ATTEMPTS = 5
 
@@ -136,6 +137,7 @@ def extract_facts(context: EventContext, received_epoch: float) -> EventFacts:
         "channel": conversation.get("channel")
         if isinstance(conversation.get("channel"), str)
         else None,
+        "sla_override": applied_sla_thresholds(conversation.get("applied_sla")),
     }
     message = None
     if context.event in cw.MESSAGE_EVENTS:
@@ -162,6 +164,24 @@ def extract_facts(context: EventContext, received_epoch: float) -> EventFacts:
         first_reply_created_at=cw.to_epoch(conversation.get("first_reply_created_at")),
         message=message,
     )
+
+
+def applied_sla_thresholds(applied: Any) -> dict[str, Any] | None:
+    """Chatwoot enterprise's ``applied_sla`` thresholds, which win over the policy's targets."""
+    if not isinstance(applied, dict):
+        return None
+    thresholds = {}
+    for target in ("first_response", "next_response", "resolution"):
+        value = applied.get(f"sla_{target}_time_threshold")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            thresholds[target] = int(value)
+    if not thresholds:
+        return None
+    return {
+        **thresholds,
+        "business_hours_only": bool(applied.get("sla_only_during_business_hours")),
+        "name": str(applied.get("sla_name") or ""),
+    }
 
 
 def _max(a: float | None, b: float | None) -> float | None:
@@ -199,6 +219,10 @@ def merge(record: dict[str, Any] | None, facts: EventFacts) -> dict[str, Any]:
             if merged.get(name) is None:
                 merged[name] = facts.snapshot[name]
 
+    if facts.snapshot["status"] == "open" and facts.snapshot_version is not None:
+        merged["first_open_at"] = _min(merged.get("first_open_at"), facts.snapshot_version)
+    if facts.snapshot["status"] == "pending":
+        merged["seen_pending"] = True
     merged["created_at"] = _min(merged.get("created_at"), facts.created_at)
     merged["first_reply_created_at"] = _min(
         merged.get("first_reply_created_at"), facts.first_reply_created_at
@@ -276,6 +300,8 @@ class ConversationRecorder:
                 expires_at=expires_at,
             )
             if self.store.put_record(record, revision):
+                if current is None:
+                    self.store.register_account(facts.account_id)
                 return
             logger.debug("conversation record changed concurrently; retrying")
         raise TransientError("write_conflict", "conversation record kept changing under us")

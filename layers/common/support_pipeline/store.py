@@ -22,6 +22,8 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 RECORD_SK = "RECORD"
+STATE_PREFIX = "STATE#"
+ACCOUNTS_PK = "ACCOUNTS"
 EVENT_PREFIX = "EVENT#"
 BY_ACCOUNT_DAY = "ByAccountDay"
 OPEN_CONVERSATIONS = "OpenConversations"
@@ -93,6 +95,50 @@ class ConversationStore:
             self._table.put_item(
                 Item=to_dynamo({k: v for k, v in item.items() if v is not None}),
                 ConditionExpression=Attr("sk").not_exists(),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def register_account(self, account_id: str) -> None:
+        """Remember an account, so scheduled sweeps know which open-conversation lists to read."""
+        self._table.put_item(Item={"pk": ACCOUNTS_PK, "sk": f"ACCOUNT#{account_id}", "account_id": account_id})
+
+    def accounts(self) -> list[str]:
+        return [
+            str(item["account_id"])
+            for item in self._query(KeyConditionExpression=Key("pk").eq(ACCOUNTS_PK))
+        ]
+
+    def get_state(self, account_id: str, conversation_id: str, name: str) -> tuple[dict[str, Any], int]:
+        """A named piece of per-conversation state owned by one capability, and its revision."""
+        item = self._table.get_item(
+            Key={"pk": conversation_pk(account_id, conversation_id), "sk": STATE_PREFIX + name},
+            ConsistentRead=True,
+        ).get("Item")
+        if not item:
+            return {}, 0
+        found = from_dynamo(item)
+        return dict(found.get("data") or {}), int(found.get("revision") or 0)
+
+    def put_state(
+        self, account_id: str, conversation_id: str, name: str, data: dict[str, Any], revision: int
+    ) -> bool:
+        """Write state read at ``revision``; False if someone wrote it meanwhile."""
+        condition = Attr("pk").not_exists() if revision == 0 else Attr("revision").eq(revision)
+        try:
+            self._table.put_item(
+                Item=to_dynamo(
+                    {
+                        "pk": conversation_pk(account_id, conversation_id),
+                        "sk": STATE_PREFIX + name,
+                        "data": data,
+                        "revision": revision + 1,
+                    }
+                ),
+                ConditionExpression=condition,
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
