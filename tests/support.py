@@ -23,7 +23,7 @@ from support_pipeline.processing.consumer import EventConsumer
 from support_pipeline.processing.router import Router
 from support_pipeline.store import ConversationStore
 from support_pipeline.telemetry import RecordingTelemetry
-from support_pipeline.wiring import build_router
+from support_pipeline.wiring import SupportServices, build_router, build_support
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "chatwoot"
@@ -163,8 +163,27 @@ class Pipeline:
     def store(self) -> ConversationStore:
         return ConversationStore(self.dynamodb, self.stack.physical["ConversationsTable"])
 
+    def support(self, chatwoot: Any = None, policy: Any = None) -> SupportServices:
+        """The support capabilities against moto; ``chatwoot`` a ChatwootClient or None (dry run)."""
+        settings = self.processor_settings()
+        return build_support(
+            settings.support,
+            self.dynamodb,
+            settings.conversations_table,
+            settings.actions_table,
+            self.telemetry,
+            chatwoot,
+            clock=self.clock,
+            policy=policy,
+        )
+
     def consumer(
-        self, router: Router | None = None, rng: Any = lambda: 1.0, **changes: Any
+        self,
+        router: Router | None = None,
+        rng: Any = lambda: 1.0,
+        chatwoot: Any = None,
+        policy: Any = None,
+        **changes: Any,
     ) -> EventConsumer:
         settings = self.processor_settings(**changes)
         persistence = DynamoDBPersistenceLayer(
@@ -174,7 +193,7 @@ class Pipeline:
             settings=settings,
             sqs=self.sqs,
             s3=self.clients["s3"],
-            router=router or build_router(self.store(), settings),
+            router=router or build_router(self.support(chatwoot, policy), clock=self.clock),
             persistence=persistence,
             telemetry=self.telemetry,
             clock=self.clock,

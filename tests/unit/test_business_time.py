@@ -35,7 +35,9 @@ def test_worked_cases_new_york(start, seconds, expected):
 
 
 def test_holidays_are_skipped():
-    calendar = BusinessCalendar(ZoneInfo("America/New_York"), NINE_TO_FIVE, frozenset({date(2026, 11, 26)}))
+    calendar = BusinessCalendar(
+        ZoneInfo("America/New_York"), NINE_TO_FIVE, frozenset({date(2026, 11, 26)})
+    )
     due = calendar.add(at("America/New_York", 2026, 11, 25, 16, 0), 2 * 3600)
     assert local("America/New_York", due) == datetime(2026, 11, 27, 10, 0)
 
@@ -71,15 +73,25 @@ def test_elapsed_before_start_is_zero():
     assert WallClock().elapsed(100.0, 50.0) == 0.0
 
 
-ZONES = st.sampled_from(["America/Bogota", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"])
+ZONES = st.sampled_from(
+    ["America/Bogota", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"]
+)
 STARTS = st.floats(min_value=1_767_225_600, max_value=1_830_297_600)  # 2026-2027
 DURATIONS = st.floats(min_value=0, max_value=30 * 86400)
-HOLIDAYS = st.frozensets(st.dates(min_value=date(2026, 1, 1), max_value=date(2027, 12, 31)), max_size=20)
+HOLIDAYS = st.frozensets(
+    st.dates(min_value=date(2026, 1, 1), max_value=date(2027, 12, 31)), max_size=20
+)
 
 
 def calendar_for(zone: str, holidays: frozenset[date]) -> BusinessCalendar:
-    weekly = {0: ((8 * 60, 12 * 60), (13 * 60, 18 * 60)), 1: ((8 * 60, 18 * 60),), 2: ((0, 1440),),
-              3: ((8 * 60, 18 * 60),), 4: ((8 * 60, 18 * 60),), 5: ((9 * 60, 13 * 60),)}
+    weekly = {
+        0: ((8 * 60, 12 * 60), (13 * 60, 18 * 60)),
+        1: ((8 * 60, 18 * 60),),
+        2: ((0, 1440),),
+        3: ((8 * 60, 18 * 60),),
+        4: ((8 * 60, 18 * 60),),
+        5: ((9 * 60, 13 * 60),),
+    }
     return BusinessCalendar(ZoneInfo(zone), weekly, holidays)
 
 
@@ -98,7 +110,9 @@ def test_elapsed_is_additive_and_never_more_than_wall_time(zone, a, b, c, holida
     calendar = calendar_for(zone, holidays)
     middle, end = a + b, a + b + c
     total = calendar.elapsed(a, end)
-    assert total == pytest.approx(calendar.elapsed(a, middle) + calendar.elapsed(middle, end), abs=1e-3)
+    assert total == pytest.approx(
+        calendar.elapsed(a, middle) + calendar.elapsed(middle, end), abs=1e-3
+    )
     assert 0 <= total <= end - a + 1e-6
 
 

@@ -29,20 +29,44 @@ def test_the_shipped_policy_is_valid_and_is_what_the_layer_carries():
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (["sla", "targets", "urgent", "first_response"], "soon", "sla.targets.urgent.first_response must be a duration"),
+        (
+            ["sla", "targets", "urgent", "first_response"],
+            "soon",
+            "sla.targets.urgent.first_response must be a duration",
+        ),
         (["sla", "targets", "urgent", "first_response"], 0, "must be longer than zero"),
         (["sla", "at_risk_fraction"], 1.5, "sla.at_risk_fraction must be between 0 and 1"),
         (["timezone"], "Mars/Olympus", "timezone must be an IANA time zone"),
-        (["business_hours", "monday"], ["18:00-09:00"], "business_hours.monday[0] must end after it starts"),
-        (["business_hours", "monday"], ["9-5"], "business_hours.monday[0] must look like '09:00-18:00'"),
+        (
+            ["business_hours", "monday"],
+            ["18:00-09:00"],
+            "business_hours.monday[0] must end after it starts",
+        ),
+        (
+            ["business_hours", "monday"],
+            ["9-5"],
+            "business_hours.monday[0] must look like '09:00-18:00'",
+        ),
         (["business_hours", "funday"], [], "business_hours has unknown day(s): funday"),
         (["holidays"], ["christmas"], "holidays[0] must be a date"),
         (["escalation", "priority"], "critical", "escalation.priority must be one of"),
-        (["escalation", "rules", "reopened", "times"], "two", "escalation.rules.reopened.times must be a whole number"),
-        (["escalation", "rules", "asks_for_human", "phrases", "english"], ["help"], "language must be a code"),
+        (
+            ["escalation", "rules", "reopened", "times"],
+            "two",
+            "escalation.rules.reopened.times must be a whole number",
+        ),
+        (
+            ["escalation", "rules", "asks_for_human", "phrases", "english"],
+            ["help"],
+            "language must be a code",
+        ),
         (["actor", "type"], "robot", "actor.type must be user or agent_bot"),
         (["sla", "clock_starts"], "whenever", "sla.clock_starts must be created or opened"),
-        (["escalation", "rules", "sla_breach", "enabled"], "yes", "escalation.rules.sla_breach.enabled must be true or false"),
+        (
+            ["escalation", "rules", "sla_breach", "enabled"],
+            "yes",
+            "escalation.rules.sla_breach.enabled must be true or false",
+        ),
     ],
 )
 def test_a_bad_field_is_named(path, value, message):

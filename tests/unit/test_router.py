@@ -29,6 +29,22 @@ def test_unknown_event_is_not_handled_and_not_an_error():
 
 
 def test_conversation_record_handles_every_conversation_and_message_event():
-    router = build_router(store=None, settings=type("S", (), {"timeline_retention_days": 1})())  # type: ignore[arg-type]
+    support = type(
+        "Support",
+        (),
+        {
+            "store": None,
+            "sla": None,
+            "policy": None,
+            "escalator": None,
+            "timeline_retention_days": 1,
+        },
+    )()
+    router = build_router(support)  # type: ignore[arg-type]
     assert router.events >= RECORDED_EVENTS
     assert "webwidget_triggered" not in router.events
+    assert [name for name, _ in router.handlers_for("message_created")] == [
+        "conversation_record",
+        "sla_outcomes",
+        "escalation",
+    ]

@@ -111,14 +111,18 @@ class ActionLedger:
             ),
         )
 
-    def list(self, account_id: str | None = None, conversation_id: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, account_id: str | None = None, conversation_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Actions of one conversation (a query), or of all (a scan: an ops listing)."""
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {}
         if conversation_id:
             if not account_id:
                 raise ValueError("a conversation id needs its account id")
-            kwargs["KeyConditionExpression"] = Key("conversation").eq(f"{account_id}#{conversation_id}")
+            kwargs["KeyConditionExpression"] = Key("conversation").eq(
+                f"{account_id}#{conversation_id}"
+            )
             operation = self._table.query
         else:
             if account_id:
@@ -136,7 +140,9 @@ class ActionLedger:
 class ActionRunner:
     """Takes actions in Chatwoot once each, or records them as dry runs."""
 
-    def __init__(self, ledger: ActionLedger, client: ChatwootClient | None, telemetry: Telemetry) -> None:
+    def __init__(
+        self, ledger: ActionLedger, client: ChatwootClient | None, telemetry: Telemetry
+    ) -> None:
         self.ledger = ledger
         self.client = client
         self.telemetry = telemetry
@@ -156,7 +162,9 @@ class ActionRunner:
             logger.info("action recorded as dry run", extra=_fields(action))
             return DRY_RUN
         if existing is not None and action.kind == "private_note":
-            found = self.client.find_action_message(action.account_id, action.conversation_id, action.action_id)
+            found = self.client.find_action_message(
+                action.account_id, action.conversation_id, action.action_id
+            )
             if found is not None:
                 self.ledger.record_done(action, {"message_id": found.get("id"), "recovered": True})
                 logger.info("action found already done in Chatwoot", extra=_fields(action))
@@ -173,7 +181,9 @@ class ActionRunner:
     def _execute(client: ChatwootClient, action: Action) -> dict[str, Any]:
         account, conversation, detail = action.account_id, action.conversation_id, action.detail
         if action.kind == "private_note":
-            created = client.create_private_note(account, conversation, detail["content"], action.action_id)
+            created = client.create_private_note(
+                account, conversation, detail["content"], action.action_id
+            )
             return {"message_id": created.get("id")}
         if action.kind == "add_labels":
             return {"labels": client.add_labels(account, conversation, detail["labels"])}

@@ -83,6 +83,53 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class SupportSettings:
+    """Where the support policy and the Chatwoot API are (shared by processor and sweep)."""
+
+    support_policy_param: str = ""
+    chatwoot_base_url: str = ""
+    chatwoot_api_token_param: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SupportSettings:
+        env = os.environ if env is None else env
+        settings = cls(
+            support_policy_param=env.get("SUPPORT_POLICY_PARAM", "").strip(),
+            chatwoot_base_url=env.get("CHATWOOT_BASE_URL", "").strip(),
+            chatwoot_api_token_param=env.get("CHATWOOT_API_TOKEN_PARAM", "").strip(),
+        )
+        if settings.chatwoot_base_url and not settings.chatwoot_api_token_param:
+            raise ConfigError("CHATWOOT_API_TOKEN_PARAM is required when CHATWOOT_BASE_URL is set")
+        if settings.chatwoot_base_url and not settings.chatwoot_base_url.startswith(
+            ("https://", "http://")
+        ):
+            raise ConfigError("CHATWOOT_BASE_URL must start with https:// (or http:// locally)")
+        return settings
+
+    @property
+    def dry_run(self) -> bool:
+        return not self.chatwoot_base_url
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What the scheduled SLA sweep needs."""
+
+    conversations_table: str
+    actions_table: str
+    support: SupportSettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SweepSettings:
+        env = os.environ if env is None else env
+        return cls(
+            conversations_table=_required(env, "CONVERSATIONS_TABLE"),
+            actions_table=_required(env, "ACTIONS_TABLE"),
+            support=SupportSettings.from_env(env),
+        )
+
+
+@dataclass(frozen=True)
 class ProcessorSettings:
     """What the queue consumer needs."""
 
@@ -96,6 +143,8 @@ class ProcessorSettings:
     backoff_cap_seconds: int = 900
     idempotency_ttl_seconds: int = 172800
     timeline_retention_days: int = 400
+    actions_table: str = ""
+    support: SupportSettings = field(default_factory=lambda: SupportSettings())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -111,6 +160,8 @@ class ProcessorSettings:
             backoff_cap_seconds=_int(env, "BACKOFF_CAP_SECONDS", 900),
             idempotency_ttl_seconds=_int(env, "IDEMPOTENCY_TTL_SECONDS", 172800, minimum=60),
             timeline_retention_days=_int(env, "TIMELINE_RETENTION_DAYS", 400, minimum=1),
+            actions_table=env.get("ACTIONS_TABLE", ""),
+            support=SupportSettings.from_env(env),
         )
         if settings.backoff_cap_seconds > 43200:
             raise ConfigError("BACKOFF_CAP_SECONDS must be <= 43200 (the SQS visibility limit)")

@@ -125,7 +125,9 @@ class _Reader:
     def optional_child(self, key: str) -> _Reader:
         return _Reader(self.data.get(key) or {}, self._name(key))
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., allow_none: bool = False) -> Any:
+    def get(
+        self, key: str, kind: type | tuple[type, ...], default: Any = ..., allow_none: bool = False
+    ) -> Any:
         if key not in self.data:
             if default is ...:
                 raise PolicyError(f"{self._name(key)} is required")
@@ -133,7 +135,11 @@ class _Reader:
         value = self.data[key]
         if value is None and allow_none:
             return None
-        if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        if (
+            isinstance(value, bool)
+            and kind is not bool
+            and bool not in (kind if isinstance(kind, tuple) else (kind,))
+        ):
             raise PolicyError(f"{self._name(key)} must be {_kind_name(kind)}, got {value!r}")
         if not isinstance(value, kind):
             raise PolicyError(f"{self._name(key)} must be {_kind_name(kind)}, got {value!r}")
@@ -145,8 +151,14 @@ class _Reader:
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
-             list: "a list", dict: "a mapping"}
+    names = {
+        bool: "true or false",
+        int: "a whole number",
+        float: "a number",
+        str: "text",
+        list: "a list",
+        dict: "a mapping",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -223,13 +235,16 @@ def parse_policy(data: Any, source: str = "") -> SupportPolicy:
     actor_type = actor_reader.get("type", str)
     if actor_type not in ("user", "agent_bot"):
         raise PolicyError(f"actor.type must be user or agent_bot, got {actor_type!r}")
-    actor = Actor(type=actor_type, id=str(actor_reader.get("id", int)))
+    actor_id = actor_reader.get("id", int, default=None, allow_none=True)
+    actor = Actor(type=actor_type, id="" if actor_id is None else str(actor_id))
 
     timezone = root.get("timezone", str)
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise PolicyError(f"timezone must be an IANA time zone like 'America/Bogota', got {timezone!r}") from None
+        raise PolicyError(
+            f"timezone must be an IANA time zone like 'America/Bogota', got {timezone!r}"
+        ) from None
 
     hours_reader = root.child("business_hours")
     unknown_days = set(hours_reader.keys()) - set(WEEKDAYS)
@@ -251,7 +266,9 @@ def parse_policy(data: Any, source: str = "") -> SupportPolicy:
         try:
             holidays.add(value if isinstance(value, date) else date.fromisoformat(str(value)))
         except ValueError:
-            raise PolicyError(f"holidays[{i}] must be a date like 2026-12-25, got {value!r}") from None
+            raise PolicyError(
+                f"holidays[{i}] must be a date like 2026-12-25, got {value!r}"
+            ) from None
 
     sla_reader = root.child("sla")
     fraction = sla_reader.get("at_risk_fraction", (int, float))
@@ -299,14 +316,20 @@ def parse_policy(data: Any, source: str = "") -> SupportPolicy:
     times = reopened.get("times", int)
     count = unanswered.get("count", int)
     if times < 1 or count < 1:
-        raise PolicyError("escalation.rules reopened.times and unanswered_messages.count must be at least 1")
+        raise PolicyError(
+            "escalation.rules reopened.times and unanswered_messages.count must be at least 1"
+        )
     escalation = EscalationPolicy(
         labels=tuple(label.strip() for label in labels),
-        priority=_priority(esc.get("priority", str, default=None, allow_none=True), "escalation.priority"),
+        priority=_priority(
+            esc.get("priority", str, default=None, allow_none=True), "escalation.priority"
+        ),
         team_id=team_id,
         sla_breach=rules.child("sla_breach").get("enabled", bool),
         asks_for_human=PhraseRule(human.get("enabled", bool), _phrases(human, "phrases")),
-        negative_language=PhraseRule(negative.get("enabled", bool), _phrases(negative, "lexicon"), min_hits),
+        negative_language=PhraseRule(
+            negative.get("enabled", bool), _phrases(negative, "lexicon"), min_hits
+        ),
         vip_enabled=vip.get("enabled", bool),
         vip_contact_attribute=vip.get("contact_attribute", str, default=None, allow_none=True),
         vip_label=vip.get("label", str, default=None, allow_none=True),
@@ -339,7 +362,9 @@ def parse_policy_text(text: str, source: str) -> SupportPolicy:
 
 def load_default_policy() -> SupportPolicy:
     """The policy shipped in the layer."""
-    return parse_policy_text(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"), "config/support-policy.yaml")
+    return parse_policy_text(
+        DEFAULT_POLICY_FILE.read_text(encoding="utf-8"), "config/support-policy.yaml"
+    )
 
 
 def load_policy(parameter_name: str | None, fetch_parameter: Any = None) -> SupportPolicy:
@@ -350,4 +375,6 @@ def load_policy(parameter_name: str | None, fetch_parameter: Any = None) -> Supp
         from aws_lambda_powertools.utilities import parameters
 
         fetch_parameter = lambda name: parameters.get_parameter(name, decrypt=True, max_age=300)  # noqa: E731
-    return parse_policy_text(str(fetch_parameter(parameter_name)), f"SSM parameter {parameter_name}")
+    return parse_policy_text(
+        str(fetch_parameter(parameter_name)), f"SSM parameter {parameter_name}"
+    )

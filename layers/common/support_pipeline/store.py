@@ -104,7 +104,9 @@ class ConversationStore:
 
     def register_account(self, account_id: str) -> None:
         """Remember an account, so scheduled sweeps know which open-conversation lists to read."""
-        self._table.put_item(Item={"pk": ACCOUNTS_PK, "sk": f"ACCOUNT#{account_id}", "account_id": account_id})
+        self._table.put_item(
+            Item={"pk": ACCOUNTS_PK, "sk": f"ACCOUNT#{account_id}", "account_id": account_id}
+        )
 
     def accounts(self) -> list[str]:
         return [
@@ -112,7 +114,9 @@ class ConversationStore:
             for item in self._query(KeyConditionExpression=Key("pk").eq(ACCOUNTS_PK))
         ]
 
-    def get_state(self, account_id: str, conversation_id: str, name: str) -> tuple[dict[str, Any], int]:
+    def get_state(
+        self, account_id: str, conversation_id: str, name: str
+    ) -> tuple[dict[str, Any], int]:
         """A named piece of per-conversation state owned by one capability, and its revision."""
         item = self._table.get_item(
             Key={"pk": conversation_pk(account_id, conversation_id), "sk": STATE_PREFIX + name},

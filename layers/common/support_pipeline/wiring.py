@@ -7,30 +7,114 @@ function's cold start never loads the processor's libraries (batch, idempotency,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from support_pipeline import aws
-from support_pipeline.config import IngestSettings, ProcessorSettings
+from support_pipeline.config import (
+    IngestSettings,
+    ProcessorSettings,
+    SupportSettings,
+    SweepSettings,
+)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics
 
+    from support_pipeline.actions import ActionLedger, ActionRunner
+    from support_pipeline.chatwoot.client import ChatwootClient
+    from support_pipeline.escalation import Escalator
     from support_pipeline.ingest import IngestService
+    from support_pipeline.policy import SupportPolicy
     from support_pipeline.processing.consumer import EventConsumer
     from support_pipeline.processing.router import Router
+    from support_pipeline.sla import SlaService, SlaSweep
+    from support_pipeline.store import ConversationStore
+    from support_pipeline.telemetry import Telemetry
+
+
+@dataclass
+class SupportServices:
+    """The support capabilities, wired to one store, ledger and Chatwoot client."""
+
+    policy: SupportPolicy
+    store: ConversationStore
+    ledger: ActionLedger
+    actions: ActionRunner
+    escalator: Escalator
+    sla: SlaService
+    timeline_retention_days: int = 400
+
+
+def chatwoot_client(
+    settings: SupportSettings, fetch_parameter: Callable[[str], str] | None = None
+) -> ChatwootClient | None:
+    """The REST client, or None (dry run) without a base URL."""
+    if settings.dry_run:
+        return None
+    from support_pipeline.chatwoot.client import ChatwootClient
+
+    if fetch_parameter is None:
+        from aws_lambda_powertools.utilities import parameters
+
+        def fetch_parameter(name: str) -> str:
+            return str(parameters.get_parameter(name, decrypt=True, max_age=300))
+
+    parameter = settings.chatwoot_api_token_param
+    return ChatwootClient(settings.chatwoot_base_url, lambda: fetch_parameter(parameter))
+
+
+def build_support(
+    settings: SupportSettings,
+    dynamodb: Any,
+    conversations_table: str,
+    actions_table: str,
+    telemetry: Telemetry,
+    client: ChatwootClient | None,
+    clock: Callable[[], float] = time.time,
+    policy: SupportPolicy | None = None,
+    timeline_retention_days: int = 400,
+) -> SupportServices:
+    from support_pipeline.actions import ActionLedger, ActionRunner
+    from support_pipeline.escalation import Escalator
+    from support_pipeline.policy import load_policy
+    from support_pipeline.sla import SlaService
     from support_pipeline.store import ConversationStore
 
+    policy = policy or load_policy(settings.support_policy_param)
+    store = ConversationStore(dynamodb, conversations_table)
+    ledger = ActionLedger(dynamodb, actions_table, clock=clock)
+    actions = ActionRunner(ledger, client, telemetry)
+    escalator = Escalator(policy, store, actions, clock=clock)
+    sla = SlaService(policy, store, actions, escalator, telemetry)
+    return SupportServices(policy, store, ledger, actions, escalator, sla, timeline_retention_days)
 
-def build_router(store: ConversationStore, settings: ProcessorSettings) -> Router:
-    """Every support handler, by event. Later capabilities register theirs here."""
+
+def build_router(support: SupportServices, clock: Callable[[], float] = time.time) -> Router:
+    """Every support handler, by event, in order: record first, then act on the record."""
+    from support_pipeline.chatwoot.payload import CONVERSATION_EVENTS
     from support_pipeline.conversations import RECORDED_EVENTS, ConversationRecorder
+    from support_pipeline.escalation import ESCALATION_EVENTS, EscalationRules
     from support_pipeline.processing.router import Router
+    from support_pipeline.sla import SlaOutcomes
 
     router = Router()
     router.register(
         RECORDED_EVENTS,
         "conversation_record",
-        ConversationRecorder(store, retention_days=settings.timeline_retention_days),
+        ConversationRecorder(
+            support.store, retention_days=support.timeline_retention_days, clock=clock
+        ),
+    )
+    router.register(
+        {"message_created"} | CONVERSATION_EVENTS, "sla_outcomes", SlaOutcomes(support.sla, clock)
+    )
+    router.register(
+        ESCALATION_EVENTS,
+        "escalation",
+        EscalationRules(support.policy, support.store, support.escalator),
     )
     return router
 
@@ -62,17 +146,29 @@ def build_ingest(metrics: Metrics) -> IngestService:
     )
 
 
-def build_consumer(metrics: Metrics) -> EventConsumer:
+def _dynamodb() -> Any:
     import boto3
+
+    return boto3.session.Session().resource("dynamodb", config=aws.PROCESSOR_CONFIG)
+
+
+def build_consumer(metrics: Metrics) -> EventConsumer:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     from support_pipeline.processing.consumer import EventConsumer
-    from support_pipeline.store import ConversationStore
     from support_pipeline.telemetry import PowertoolsTelemetry
 
     settings = ProcessorSettings.from_env()
-    dynamodb = boto3.session.Session().resource("dynamodb", config=aws.PROCESSOR_CONFIG)
-    store = ConversationStore(dynamodb, settings.conversations_table)
+    telemetry = PowertoolsTelemetry(metrics)
+    support = build_support(
+        settings.support,
+        _dynamodb(),
+        settings.conversations_table,
+        settings.actions_table,
+        telemetry,
+        chatwoot_client(settings.support),
+        timeline_retention_days=settings.timeline_retention_days,
+    )
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table,
         boto3_client=aws.client("dynamodb", aws.PROCESSOR_CONFIG),
@@ -81,7 +177,24 @@ def build_consumer(metrics: Metrics) -> EventConsumer:
         settings=settings,
         sqs=aws.client("sqs", aws.PROCESSOR_CONFIG),
         s3=aws.client("s3", aws.PROCESSOR_CONFIG),
-        router=build_router(store, settings),
+        router=build_router(support),
         persistence=persistence,
-        telemetry=PowertoolsTelemetry(metrics),
+        telemetry=telemetry,
     )
+
+
+def build_sweep(metrics: Metrics) -> SlaSweep:
+    from support_pipeline.sla import SlaSweep
+    from support_pipeline.telemetry import PowertoolsTelemetry
+
+    settings = SweepSettings.from_env()
+    telemetry = PowertoolsTelemetry(metrics)
+    support = build_support(
+        settings.support,
+        _dynamodb(),
+        settings.conversations_table,
+        settings.actions_table,
+        telemetry,
+        chatwoot_client(settings.support),
+    )
+    return SlaSweep(support.sla, telemetry)

@@ -50,7 +50,9 @@ class ChatwootClient:
 
     # ---- transport -------------------------------------------------------------------------
     def _url(self, account_id: str, conversation_id: str, suffix: str) -> str:
-        return f"{self.base_url}/api/v1/accounts/{account_id}/conversations/{conversation_id}{suffix}"
+        return (
+            f"{self.base_url}/api/v1/accounts/{account_id}/conversations/{conversation_id}{suffix}"
+        )
 
     def _call(
         self,
@@ -85,7 +87,9 @@ class ChatwootClient:
         try:
             return response.json()
         except ValueError:
-            raise TransientError("chatwoot_unavailable", f"{name} returned a body that is not JSON") from None
+            raise TransientError(
+                "chatwoot_unavailable", f"{name} returned a body that is not JSON"
+            ) from None
 
     # ---- reading ---------------------------------------------------------------------------
     def get_conversation(self, account_id: str, conversation_id: str) -> dict[str, Any]:
@@ -103,7 +107,9 @@ class ChatwootClient:
         payload = found.get("payload") if isinstance(found, dict) else found
         return [str(label) for label in payload or []]
 
-    def find_action_message(self, account_id: str, conversation_id: str, action_id: str) -> dict[str, Any] | None:
+    def find_action_message(
+        self, account_id: str, conversation_id: str, action_id: str
+    ) -> dict[str, Any] | None:
         """The message a previous attempt of ``action_id`` created, if Chatwoot has it."""
         for message in self.list_messages(account_id, conversation_id):
             attributes = message.get("content_attributes")
@@ -112,7 +118,9 @@ class ChatwootClient:
         return None
 
     # ---- acting ----------------------------------------------------------------------------
-    def create_private_note(self, account_id: str, conversation_id: str, content: str, action_id: str) -> dict[str, Any]:
+    def create_private_note(
+        self, account_id: str, conversation_id: str, content: str, action_id: str
+    ) -> dict[str, Any]:
         """A private note only agents see, tagged with its action id."""
         created = self._call(
             "POST",
@@ -148,14 +156,19 @@ class ChatwootClient:
                 "content": content,
                 "message_type": "outgoing",
                 "private": False,
-                "content_attributes": {ACTION_ATTRIBUTE: action_id, "approval_id": approval.approval_id},
+                "content_attributes": {
+                    ACTION_ATTRIBUTE: action_id,
+                    "approval_id": approval.approval_id,
+                },
             },
         )
         return created if isinstance(created, dict) else {}
 
     def set_labels(self, account_id: str, conversation_id: str, labels: Iterable[str]) -> list[str]:
         """Replace the whole label list (Chatwoot's semantics): prefer add/remove_labels."""
-        found = self._call("POST", account_id, conversation_id, "/labels", {"labels": sorted(set(labels))})
+        found = self._call(
+            "POST", account_id, conversation_id, "/labels", {"labels": sorted(set(labels))}
+        )
         payload = found.get("payload") if isinstance(found, dict) else None
         return [str(label) for label in payload or []]
 
@@ -167,7 +180,9 @@ class ChatwootClient:
             return current
         return self.set_labels(account_id, conversation_id, wanted)
 
-    def remove_labels(self, account_id: str, conversation_id: str, labels: Iterable[str]) -> list[str]:
+    def remove_labels(
+        self, account_id: str, conversation_id: str, labels: Iterable[str]
+    ) -> list[str]:
         """Read, remove only ``labels``, write."""
         current = self.get_labels(account_id, conversation_id)
         wanted = set(current) - set(labels)
@@ -176,7 +191,11 @@ class ChatwootClient:
         return self.set_labels(account_id, conversation_id, wanted)
 
     def assign(
-        self, account_id: str, conversation_id: str, team_id: int | None = None, assignee_id: int | None = None
+        self,
+        account_id: str,
+        conversation_id: str,
+        team_id: int | None = None,
+        assignee_id: int | None = None,
     ) -> None:
         if team_id is None and assignee_id is None:
             raise ValueError("assign needs a team_id or an assignee_id")

@@ -51,7 +51,9 @@ class FakeChatwoot:
         self._server: ThreadingHTTPServer | None = None
 
     # ---- test controls ---------------------------------------------------------------------
-    def add_conversation(self, account_id: str | int, conversation_id: str | int, **state: Any) -> Conversation:
+    def add_conversation(
+        self, account_id: str | int, conversation_id: str | int, **state: Any
+    ) -> Conversation:
         conversation = Conversation(**state)
         self.conversations[(str(account_id), str(conversation_id))] = conversation
         return conversation
@@ -65,13 +67,16 @@ class FakeChatwoot:
 
     def calls_to(self, method: str, suffix: str, ok_only: bool = True) -> list[Call]:
         return [
-            c for c in self.calls
+            c
+            for c in self.calls
             if c.method == method and c.suffix == suffix and (not ok_only or c.status < 400)
         ]
 
     def notes(self, account_id: str | int, conversation_id: str | int) -> list[str]:
         return [
-            m["content"] for m in self.conversation(account_id, conversation_id).messages if m.get("private")
+            m["content"]
+            for m in self.conversation(account_id, conversation_id).messages
+            if m.get("private")
         ]
 
     # ---- server ----------------------------------------------------------------------------
@@ -92,7 +97,9 @@ class FakeChatwoot:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                status, answer = fake._answer(self.command, self.path, dict(self.headers.items()), body)
+                status, answer = fake._answer(
+                    self.command, self.path, dict(self.headers.items()), body
+                )
                 payload = b"" if answer is None else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -106,7 +113,9 @@ class FakeChatwoot:
                 return
 
         self._server = ThreadingHTTPServer((host, port), Handler)
-        threading.Thread(target=self._server.serve_forever, name="fake-chatwoot", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, name="fake-chatwoot", daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -121,7 +130,9 @@ class FakeChatwoot:
         self.stop()
 
     # ---- the API ---------------------------------------------------------------------------
-    def _answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _answer(
+        self, method: str, path: str, headers: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
         with self._lock:
             match = ROUTE.match(path.split("?")[0])
             suffix = (match.group(3) or "") if match else ""
@@ -129,7 +140,9 @@ class FakeChatwoot:
             self.calls.append(Call(method, path, suffix, body, status))
             return status, answer
 
-    def _route(self, method: str, match: re.Match[str] | None, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _route(
+        self, method: str, match: re.Match[str] | None, headers: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
         token = next((v for k, v in headers.items() if k.lower() == "api_access_token"), None)
         if token != self.token:
             return 401, {"error": "Invalid Access Token"}

@@ -22,8 +22,8 @@ def visibility_timeout(
 ) -> int:
     """Seconds to hide a failed message: "equal jitter" in [ceiling/2, ceiling].
 
-    Half the delay is fixed so delays still grow with every attempt; the random half spreads a
-    burst of failures (say, a Chatwoot outage) so retries do not arrive in lockstep.
+    Half the delay is fixed so the delays grow with the attempts; the random half spreads a burst
+    of failures (say, a Chatwoot outage) so retries do not arrive in lockstep.
     """
     ceiling = backoff_ceiling(receive_count, base, cap)
     half = ceiling / 2
