@@ -289,3 +289,59 @@ def new_pipeline(overrides: dict[str, str] | None = None, secret: str = SECRET) 
         dynamodb=boto3.resource("dynamodb", region_name="us-east-1"),
         overrides=dict(overrides or {}),
     )
+
+
+# ---- support actions (issue: SLA, escalations) ------------------------------------------------
+SHIPPED_POLICY = ROOT / "config" / "support-policy.yaml"
+
+
+def policy_with(**changes: Any) -> Any:
+    """The shipped policy with dotted-path changes, e.g. ``{"escalation.team_id": 7}``."""
+    import yaml
+
+    from support_pipeline.policy import parse_policy
+
+    data = yaml.safe_load(SHIPPED_POLICY.read_text())
+    for dotted, value in changes.items():
+        target = data
+        *parents, last = dotted.replace("__", ".").split(".")
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    return parse_policy(data, "test policy")
+
+
+def incoming(content: str, message_id: int, at: float, conversation_id: int = 1, **conversation: Any) -> dict[str, Any]:
+    """A customer message, built from the captured incoming message."""
+    payload = fixture("message_created_incoming")
+    payload["id"] = message_id
+    payload["content"] = content
+    payload["created_at"] = at
+    conv = payload["conversation"]
+    conv["id"] = conversation_id
+    conv["messages"][0].update(id=message_id, content=content, created_at=int(at), updated_at=at)
+    conv["updated_at"] = at + 0.5
+    conv.update(conversation)
+    return payload
+
+
+def agent_message(content: str, message_id: int, at: float, private: bool = False, conversation_id: int = 1,
+                  **conversation: Any) -> dict[str, Any]:
+    """An agent's public reply or private note, built from the captured ones."""
+    payload = fixture("message_created_private_note" if private else "message_created_outgoing_agent")
+    payload["id"] = message_id
+    payload["content"] = content
+    payload["created_at"] = at
+    conv = payload["conversation"]
+    conv["id"] = conversation_id
+    conv["updated_at"] = at + 0.5
+    if not private:
+        conv["first_reply_created_at"] = conv.get("first_reply_created_at") or at
+    conv.update(conversation)
+    return payload
+
+
+def status_changed(status: str, at: float, conversation_id: int = 1, **fields: Any) -> dict[str, Any]:
+    payload = fixture("conversation_status_changed_resolved")
+    payload.update(status=status, updated_at=at, id=conversation_id, **fields)
+    return payload

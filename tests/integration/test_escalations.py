@@ -1,0 +1,217 @@
+"""Escalation rules and exactly-once actions, against moto and a fake Chatwoot over HTTP."""
+
+import json
+
+import pytest
+
+from support_pipeline.actions import ActionLedger
+from support_pipeline.chatwoot.client import ChatwootClient
+from support_pipeline.local.fake_chatwoot import FakeChatwoot
+from tests.support import NOW, agent_message, attributes_of, incoming, policy_with, status_changed
+
+POLICY = policy_with(**{"escalation.team_id": 7})
+
+
+@pytest.fixture
+def chatwoot():
+    with FakeChatwoot() as fake:
+        fake.add_conversation(1, 1, labels=["billing"])
+        yield fake
+
+
+@pytest.fixture
+def run(pipeline, chatwoot):
+    """Post payloads through ingest and the processor wired to the fake Chatwoot."""
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+
+    def post_and_process(*payloads, policy=POLICY, delivery_ids=None):
+        for i, payload in enumerate(payloads):
+            delivery = (delivery_ids or [None] * len(payloads))[i] or f"d-{payload.get('id')}-{i}"
+            assert pipeline.post(payload, delivery_id=delivery)[0] == 202
+        pipeline.drain(pipeline.consumer(chatwoot=client, policy=policy))
+
+    return post_and_process
+
+
+def notes(chatwoot):
+    return chatwoot.notes(1, 1)
+
+
+def escalations(pipeline):
+    return [i for i in pipeline.store().timeline("1", "1") if i["kind"] == "escalation"]
+
+
+def test_refund_request_in_spanish_escalates_once_and_keeps_the_persons_labels(pipeline, chatwoot, run):
+    run(incoming("Hola, quiero un reembolso. Esto es una estafa!", 101, NOW))
+    conversation = chatwoot.conversation(1, 1)
+    assert sorted(conversation.labels) == ["billing", "escalated"]
+    assert conversation.priority == "urgent"
+    assert conversation.team_id == 7
+    [note] = notes(chatwoot)
+    assert note.startswith("Escalated by the support pipeline:")
+    assert '"reembolso"' in note and "negative or abusive" in note
+    assert "priority set to urgent; assigned to team 7" in note
+    [recorded] = escalations(pipeline)
+    assert recorded["reasons"] == ["asks_for_human", "negative_language"]
+    # the same reason again in this episode does not escalate again
+    run(incoming("Sigo esperando mi reembolso", 102, NOW + 60))
+    assert len(notes(chatwoot)) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("I want to talk to a human please", "asks_for_human"),
+        ("Can I speak to a manager", "asks_for_human"),
+        ("I will file a chargeback", "asks_for_human"),
+        ("Voy a poner una demanda", "asks_for_human"),
+        ("Quiero cancelar mi pedido", "asks_for_human"),
+        ("this is useless and unacceptable", "negative_language"),
+        ("Servicio pésimo", "negative_language"),
+    ],
+)
+def test_language_rules_fire_in_english_and_spanish(pipeline, chatwoot, run, text, reason):
+    run(incoming(text, 201, NOW))
+    [recorded] = escalations(pipeline)
+    assert reason in recorded["reasons"]
+    assert len(notes(chatwoot)) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hola, quiero preguntar por un anillo de compromiso",
+        "Do you have this in rose gold?",
+        "humanity is great",  # "human" only as part of another word
+    ],
+)
+def test_ordinary_messages_do_not_escalate(pipeline, chatwoot, run, text):
+    run(incoming(text, 301, NOW))
+    assert escalations(pipeline) == []
+    assert chatwoot.calls_to("POST", "/messages") == []
+    assert chatwoot.conversation(1, 1).labels == ["billing"]
+
+
+def test_vip_contact_by_custom_attribute(pipeline, chatwoot, run):
+    payload = incoming("Hola", 401, NOW)
+    payload["sender"]["custom_attributes"] = {"vip": True}
+    run(payload)
+    assert escalations(pipeline)[0]["reasons"] == ["vip_contact"]
+
+
+def test_vip_contact_by_label(pipeline, chatwoot, run):
+    run(incoming("Hola", 402, NOW, labels=["vip"]))
+    assert escalations(pipeline)[0]["reasons"] == ["vip_contact"]
+
+
+def test_vip_rule_switched_off_does_not_fire(pipeline, chatwoot, run):
+    run(incoming("Hola", 403, NOW, labels=["vip"]), policy=policy_with(**{"escalation.rules.vip_contact.enabled": False}))
+    assert escalations(pipeline) == []
+
+
+def test_customer_messages_in_a_row_without_a_reply(pipeline, chatwoot, run):
+    run(*[incoming(f"mensaje {i}", 500 + i, NOW + i) for i in range(3)])
+    assert escalations(pipeline) == []
+    run(incoming("mensaje 4", 504, NOW + 4))
+    [recorded] = escalations(pipeline)
+    assert recorded["reasons"] == ["unanswered_messages"]
+    assert "4 customer messages in a row" in notes(chatwoot)[0]
+
+
+def test_an_agent_reply_resets_the_unanswered_count(pipeline, chatwoot, run):
+    run(*[incoming(f"mensaje {i}", 510 + i, NOW + i) for i in range(3)])
+    run(agent_message("Hola, ya te ayudo", 520, NOW + 10))
+    run(incoming("gracias", 521, NOW + 20))
+    assert escalations(pipeline) == []
+
+
+def test_conversation_reopened_twice_escalates(pipeline, chatwoot, run):
+    t = NOW
+    run(status_changed("resolved", t + 1), status_changed("open", t + 2), status_changed("resolved", t + 3))
+    assert escalations(pipeline) == []
+    run(status_changed("open", t + 4))
+    [recorded] = escalations(pipeline)
+    assert recorded["reasons"] == ["reopened"]
+
+
+def test_manual_escalate_note_by_an_agent(pipeline, chatwoot, run):
+    run(agent_message("/escalate cliente amenaza con irse", 601, NOW, private=True))
+    [recorded] = escalations(pipeline)
+    assert recorded["reasons"] == ["manual"]
+    [note] = notes(chatwoot)
+    assert "An agent asked for escalation: cliente amenaza con irse" in note
+
+
+def test_the_pipeline_ignores_its_own_notes(pipeline, chatwoot, run):
+    own = agent_message("/escalate should not loop", 701, NOW, private=True)
+    own["content_attributes"] = {"support_pipeline_action": "escalation:1:1:abc/private_note"}
+    run(own)
+    own_by_actor = incoming("reembolso", 702, NOW)
+    own_by_actor["sender"] = {"id": 42, "type": "user"}
+    own_by_actor["message_type"] = "outgoing"
+    run(own_by_actor, policy=policy_with(**{"actor.id": 42}))
+    assert escalations(pipeline) == []
+    assert chatwoot.calls_to("POST", "/messages") == []
+
+
+def test_duplicate_and_out_of_order_deliveries_give_one_escalation(pipeline, chatwoot, run):
+    first = incoming("quiero hablar con una persona", 801, NOW)
+    second = incoming("quiero hablar con una persona YA", 802, NOW + 30)
+    run(second, first, first, second, delivery_ids=["a", "b", "c", "d"])
+    assert len(notes(chatwoot)) == 1
+    assert len(chatwoot.calls_to("POST", "/labels")) == 1
+
+
+def test_chatwoot_429_and_5xx_back_off_then_succeed_with_one_note(pipeline, chatwoot, run):
+    chatwoot.fail("POST", "/messages", 429, times=1)
+    chatwoot.fail("GET", "/labels", 503, times=1)
+    run(incoming("necesito un abogado", 901, NOW))
+    assert notes(chatwoot) == []  # still backing off
+    [waiting] = pipeline.messages(pipeline.queue_url) or [None]
+    for _ in range(4):
+        pipeline.make_visible()
+        pipeline.drain(pipeline.consumer(chatwoot=ChatwootClient(chatwoot.url, lambda: chatwoot.token), policy=POLICY))
+    assert len(notes(chatwoot)) == 1
+    assert sorted(chatwoot.conversation(1, 1).labels) == ["billing", "escalated"]
+    assert pipeline.telemetry.total("EventRetried") == 2
+    assert pipeline.messages(pipeline.dlq_url) == []
+
+
+def test_chatwoot_404_sends_the_event_to_the_dlq_with_a_reason(pipeline, chatwoot, run):
+    run(incoming("quiero un reembolso", 1001, NOW, id=55))
+    [dead] = pipeline.messages(pipeline.dlq_url)
+    attributes = attributes_of(dead)
+    assert attributes["error_type"] == "chatwoot_rejected"
+    assert attributes["error_reason"] == "GET conversations/55/labels returned 404"
+
+
+def test_crash_between_the_call_and_the_ledger_write_posts_the_note_once(pipeline, chatwoot, run, monkeypatch):
+    real = ActionLedger.record_done
+    crashed = []
+
+    def crash_once(self, action, result):
+        if action.kind == "private_note" and not crashed:
+            crashed.append(action.action_id)
+            raise ConnectionError("process died before writing done")
+        return real(self, action, result)
+
+    monkeypatch.setattr(ActionLedger, "record_done", crash_once)
+    run(incoming("quiero un reembolso", 1101, NOW))
+    assert len(chatwoot.calls_to("POST", "/messages")) == 1 and crashed
+    pipeline.make_visible()
+    pipeline.drain(pipeline.consumer(chatwoot=ChatwootClient(chatwoot.url, lambda: chatwoot.token), policy=POLICY))
+    assert len(chatwoot.calls_to("POST", "/messages")) == 1  # found in Chatwoot, not posted again
+    ledger = pipeline.support().ledger.list("1", "1")
+    note = next(item for item in ledger if item["kind"] == "private_note")
+    assert note["status"] == "done" and note["result"]["recovered"] is True
+
+
+def test_without_chatwoot_every_action_is_a_listed_dry_run(pipeline):
+    assert pipeline.post(incoming("quiero un reembolso", 1201, NOW))[0] == 202
+    pipeline.drain(pipeline.consumer(policy=POLICY))
+    items = pipeline.support().ledger.list("1", "1")
+    assert {item["status"] for item in items} == {"dry_run"}
+    assert sorted(item["kind"] for item in items) == ["add_labels", "assign_team", "private_note", "set_priority"]
+    note = next(item for item in items if item["kind"] == "private_note")
+    assert note["detail"]["content"].startswith("Escalated by the support pipeline:")
+    assert json.dumps(items)  # serialisable for `support-pipeline actions list --json`
