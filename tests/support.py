@@ -342,6 +342,8 @@ def agent_message(content: str, message_id: int, at: float, private: bool = Fals
 
 
 def status_changed(status: str, at: float, conversation_id: int = 1, **fields: Any) -> dict[str, Any]:
+    """A status change, built from the captured one (no first reply unless given)."""
     payload = fixture("conversation_status_changed_resolved")
-    payload.update(status=status, updated_at=at, id=conversation_id, **fields)
+    payload.update(status=status, updated_at=at, id=conversation_id, first_reply_created_at=None)
+    payload.update(fields)
     return payload

@@ -180,7 +180,8 @@ class SlaService:
             return outcome  # snoozed: no flags until it wakes (see docs/support-policy.md)
         account, conversation = record["account_id"], record["conversation_id"]
         state, revision = self.store.get_state(account, conversation, STATE)
-        flags: dict[str, str] = dict(state.get("flags") or {})
+        new_state = {**state, "flags": dict(state.get("flags") or {})}
+        flags: dict[str, str] = new_state["flags"]
         clocks = self.clocks(record)
         for clock in clocks:
             status = clock.state(now)
@@ -191,10 +192,16 @@ class SlaService:
             elif status == "at_risk" and clock.instance not in flags:
                 self._at_risk(record, clock)
                 flags[clock.instance] = "at_risk"
+                new_state["at_risk_episode"] = int(new_state.get("at_risk_episode") or 0) + (
+                    0 if new_state.get("at_risk_labelled") else 1
+                )
+                new_state["at_risk_labelled"] = True
                 outcome["at_risk"] += 1
-        if self._clear_if_safe(record, clocks, flags, now):
+        if self._clear_if_safe(record, clocks, new_state, now):
             outcome["cleared"] += 1
-        self._save(account, conversation, state, revision, flags)
+        if new_state != state and not self.store.put_state(account, conversation, STATE, new_state, revision):
+            # Someone else moved the state on; the ledger already kept the actions exactly-once.
+            raise TransientError("write_conflict", "SLA state changed during the sweep")
         return outcome
 
     def _at_risk(self, record: dict[str, Any], clock: SlaClock) -> None:
@@ -275,44 +282,27 @@ class SlaService:
         return f"Target: {span} of {kind}."
 
     def _clear_if_safe(
-        self, record: dict[str, Any], clocks: list[SlaClock], flags: dict[str, str], now: float
+        self, record: dict[str, Any], clocks: list[SlaClock], state: dict[str, Any], now: float
     ) -> bool:
-        """Remove the at-risk label once no open target is at risk (a reply or resolution came)."""
-        flagged = sorted(k for k, v in flags.items() if v == "at_risk")
-        if not flagged:
+        """Remove our at-risk label once no open target is at risk (a reply, resolution or breach)."""
+        if not state.get("at_risk_labelled"):
             return False
         if any(c.state(now) == "at_risk" for c in clocks):
             return False
         account, conversation = record["account_id"], record["conversation_id"]
+        episode = int(state.get("at_risk_episode") or 1)
         self.actions.run(
             Action(
                 account,
                 conversation,
-                f"sla-clear:{account}:{conversation}:{digest(','.join(flagged))}",
+                f"sla-clear:{account}:{conversation}:{episode}",
                 "remove_labels",
                 {"labels": [self.policy.sla.at_risk_label]},
                 reason="sla_cleared",
             )
         )
-        for key in flagged:
-            flags[key] = "cleared"
+        state["at_risk_labelled"] = False
         return True
-
-    def _save(
-        self,
-        account: str,
-        conversation: str,
-        state: dict[str, Any],
-        revision: int,
-        flags: dict[str, str],
-    ) -> None:
-        if flags == (state.get("flags") or {}):
-            return
-        if not self.store.put_state(
-            account, conversation, STATE, {**state, "flags": flags}, revision
-        ):
-            # Someone else moved the state on; the ledger already keeps actions exactly-once.
-            raise TransientError("write_conflict", "SLA state changed during the sweep")
 
     # ---- outcomes (processor) --------------------------------------------------------------
     def record_outcomes(self, record: dict[str, Any], now: float) -> int:
@@ -329,12 +319,10 @@ class SlaService:
         account, conversation = record["account_id"], record["conversation_id"]
         for _ in range(5):
             state, revision = self.store.get_state(account, conversation, STATE)
-            flags = dict(state.get("flags") or {})
-            if not self._clear_if_safe(record, clocks, flags, now):
+            new_state = dict(state)
+            if not self._clear_if_safe(record, clocks, new_state, now):
                 break
-            if self.store.put_state(
-                account, conversation, STATE, {**state, "flags": flags}, revision
-            ):
+            if self.store.put_state(account, conversation, STATE, new_state, revision):
                 break
         return recorded
 
