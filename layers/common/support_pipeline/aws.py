@@ -35,3 +35,8 @@ CLI_CONFIG = Config(
 def client(service: str, config: Config, region_name: str | None = None) -> Any:
     """Create a boto3 client for ``service`` with ``config``."""
     return boto3.session.Session().client(service, config=config, region_name=region_name)  # type: ignore[call-overload]
+
+
+def resource(service: str, config: Config, region_name: str | None = None) -> Any:
+    """Create a boto3 resource (DynamoDB tables) for ``service`` with ``config``."""
+    return boto3.session.Session().resource(service, config=config, region_name=region_name)  # type: ignore[call-overload]

@@ -179,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--yes", action="store_true", help="confirm")
 
+    actions = commands.add_parser("actions", help="what the pipeline did (or would do) in Chatwoot")
+    actions_commands = actions.add_subparsers(dest="actions_command", required=True)
+    actions_list = actions_commands.add_parser("list", parents=[where], help="the action ledger")
+    actions_list.add_argument("--conversation", help="one conversation (needs --account)")
+    actions_list.add_argument("--account", help="Chatwoot account id")
+    actions_list.add_argument("--json", action="store_true", help="machine-readable output")
+
+    policy = commands.add_parser("policy", help="the support policy")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    validate = policy_commands.add_parser("validate", help="check a policy file before using it")
+    validate.add_argument("file", nargs="?", help="YAML policy (default: the shipped one)")
+
     local = commands.add_parser("local", help="run the whole pipeline on this machine (moto)")
     local.add_argument("--host", default="127.0.0.1")
     local.add_argument("--port", type=int, default=3000, help="webhook HTTP port")
@@ -192,7 +204,71 @@ def build_parser() -> argparse.ArgumentParser:
         "--template", default=None, help="path to template.yaml (default: found upward)"
     )
     local.add_argument("--stack-name", default="support-pipeline-local")
+    local.add_argument("--chatwoot-url", default=os.environ.get("CHATWOOT_BASE_URL", ""),
+                       help="act on a real Chatwoot (default: $CHATWOOT_BASE_URL, else dry run)")
+    local.add_argument("--chatwoot-token", default=os.environ.get("CHATWOOT_API_TOKEN", ""),
+                       help="its API access token (default: $CHATWOOT_API_TOKEN)")
+    local.add_argument("--policy", default=None,
+                       help="a support policy YAML to use instead of config/support-policy.yaml")
+    local.add_argument("--sweep-every", type=float, default=None,
+                       help="seconds between SLA sweeps (default: the template's rate)")
     return parser
+
+
+def run_actions(args: argparse.Namespace, table: str, out: TextIO) -> int:
+    from support_pipeline.actions import ActionLedger
+
+    if args.conversation and not args.account:
+        raise UsageError("--conversation needs --account (conversation ids are per account)")
+    dynamodb = aws.resource("dynamodb", aws.CLI_CONFIG, region_name=args.region)
+    items = ActionLedger(dynamodb, table).list(args.account, args.conversation)
+    if args.json:
+        json.dump(items, out, indent=2, default=str)
+        out.write("\n")
+        return 0
+    if not items:
+        out.write("No actions recorded.\n")
+        return 0
+    for item in items:
+        detail = item.get("detail") or {}
+        summary = detail.get("content", "").splitlines()[0] if "content" in detail else json.dumps(detail)
+        out.write(
+            f"{item.get('created_at', ''):<25} {item.get('status', ''):<8} "
+            f"{item.get('account_id')}/{item.get('conversation_id'):<6} {item.get('kind', ''):<14} {summary}\n"
+        )
+    return 0
+
+
+def run_policy_validate(args: argparse.Namespace, out: TextIO) -> int:
+    from pathlib import Path
+
+    from support_pipeline.policy import PolicyError, load_default_policy, parse_policy_text
+
+    try:
+        if args.file:
+            policy = parse_policy_text(Path(args.file).read_text(encoding="utf-8"), args.file)
+        else:
+            policy = load_default_policy()
+    except (PolicyError, OSError) as error:
+        raise UsageError(str(error)) from None
+    out.write(
+        f"{policy.source}: valid. Time zone {policy.timezone}; "
+        f"urgent first response {policy.sla.targets['urgent'].first_response} s.\n"
+    )
+    return 0
+
+
+def actions_table(stack: str | None, cloudformation: Any | None) -> str:
+    if stack and cloudformation is not None:
+        found = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+        for output in found.get("Outputs", []):
+            if output["OutputKey"] == "ActionsTableName":
+                return str(output["OutputValue"])
+        raise UsageError(f"stack {stack!r} has no output ActionsTableName")
+    table = os.environ.get("ACTIONS_TABLE", "")
+    if not table:
+        raise UsageError("say which pipeline: --stack NAME, or ACTIONS_TABLE (`support-pipeline local` prints it)")
+    return table
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -203,6 +279,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             from support_pipeline.local.stack import run_local
 
             return run_local(args)
+        if args.command == "policy":
+            return run_policy_validate(args, out)
+        if args.command == "actions":
+            cloudformation = (
+                aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region) if args.stack else None
+            )
+            return run_actions(args, actions_table(args.stack, cloudformation), out)
         sqs = aws.client("sqs", aws.CLI_CONFIG, region_name=args.region)
         cloudformation = (
             aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)

@@ -147,9 +147,7 @@ def build_ingest(metrics: Metrics) -> IngestService:
 
 
 def _dynamodb() -> Any:
-    import boto3
-
-    return boto3.session.Session().resource("dynamodb", config=aws.PROCESSOR_CONFIG)
+    return aws.resource("dynamodb", aws.PROCESSOR_CONFIG)
 
 
 def build_consumer(metrics: Metrics) -> EventConsumer:

@@ -18,20 +18,26 @@ import signal
 import socket
 import sys
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 
+from support_pipeline.chatwoot.payload import to_epoch
 from support_pipeline.local import lambda_shim
 from support_pipeline.local import template as cfn
 
 WEBHOOK_PATH = "/webhooks/chatwoot"
 STATUS_PATH = "/_local/status"
+SWEEP_PATH = "/_local/sweep"
+LOCAL_POLICY_PARAM = "/support-pipeline/support-policy"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -64,6 +70,10 @@ class LocalStack:
     port: int = 3000
     moto_port: int = 5005
     stack_name: str = "support-pipeline-local"
+    chatwoot_url: str = ""
+    chatwoot_token: str = ""
+    sweep_every: float | None = None  # seconds; None: the template's rate; 0: only on request
+    policy_file: Path | None = None  # a support policy to load through SSM, as a deployment would
     stack: cfn.Stack | None = None
     counts: dict[str, int] = field(
         default_factory=lambda: {"received": 0, "accepted": 0, "batches": 0}
@@ -71,6 +81,7 @@ class LocalStack:
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sweep_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def endpoint(self) -> str:
@@ -98,21 +109,83 @@ class LocalStack:
             name: boto3.client(name, region_name=cfn.REGION)
             for name in ("sqs", "dynamodb", "s3", "ssm")
         }
+        secrets = {"WebhookSecretParamName": self.secret}
+        overrides = {}
+        if self.chatwoot_url:
+            if not self.chatwoot_token:
+                raise ValueError("a Chatwoot URL needs its API access token (--chatwoot-token)")
+            overrides["ChatwootBaseUrl"] = self.chatwoot_url
+            secrets["ChatwootApiTokenParamName"] = self.chatwoot_token
+        if self.policy_file is not None:
+            overrides["SupportPolicyParamName"] = LOCAL_POLICY_PARAM
         self.stack = cfn.provision(
             cfn.load(self.template_path),
             clients,
             stack_name=self.stack_name,
-            secrets={"WebhookSecretParamName": self.secret},
+            overrides=overrides,
+            secrets=secrets,
         )
-        for function in ("IngestFunction", "ProcessorFunction"):
+        if self.policy_file is not None:
+            from support_pipeline.policy import parse_policy_text
+
+            text = Path(self.policy_file).read_text(encoding="utf-8")
+            parse_policy_text(text, str(self.policy_file))  # refuse a bad policy before starting
+            clients["ssm"].put_parameter(Name=LOCAL_POLICY_PARAM, Value=text, Type="String", Overwrite=True)
+        for function in ("IngestFunction", "ProcessorFunction", "SlaSweepFunction"):
             os.environ.update(self.stack.function_environment(function))
         root = self.template_path.parent
         self._ingest = load_function(root, "ingest")
         self._processor = load_function(root, "processor")
+        self._sweeper = load_function(root, "sla_sweep")
         self._sqs = clients["sqs"]
         self._start_http()
         self._start_poller()
+        self._start_sweeper()
         return self
+
+    def sweep(self, now: float | None = None) -> dict[str, Any]:
+        """Run the SLA sweep as its schedule would, as of ``now`` (default: the real time)."""
+        when = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": cfn.REGION,
+            "resources": [],
+            "detail": {},
+        }
+        with self._sweep_lock:
+            result: dict[str, Any] = self._sweeper.handler(
+                event, lambda_shim.LocalContext(function_name="sla-sweep", timeout_seconds=120)
+            )
+        return result
+
+    def sweep_interval(self) -> float:
+        if self.sweep_every is not None:
+            return self.sweep_every
+        return 60.0 * float(self._running().parameters.get("SlaSweepRateMinutes", "5"))
+
+    def sweep_schedule(self) -> str:
+        every = self.sweep_interval()
+        return f"every {every:g} s" if every > 0 else "only on request"
+
+    def _start_sweeper(self) -> None:
+        every = self.sweep_interval()
+        if every <= 0:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(every):
+                try:
+                    self.sweep()
+                except Exception as exc:  # the next sweep tries again
+                    print(f"local sweep: {type(exc).__name__}", file=sys.stderr)
+
+        thread = threading.Thread(target=loop, name="local-sla-sweep", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def _start_http(self) -> None:
         stack = self
@@ -124,6 +197,11 @@ class LocalStack:
                 url = urlsplit(self.path)
                 if url.path == STATUS_PATH and self.command == "GET":
                     self._answer(200, stack.status())
+                    return
+                if url.path == SWEEP_PATH and self.command == "POST":
+                    query = dict(parse_qsl(url.query))
+                    now = to_epoch(query.get("now")) if query.get("now") else None
+                    self._answer(200, stack.sweep(now))
                     return
                 if url.path != WEBHOOK_PATH:
                     self._answer(404, {"status": "rejected", "reason": "no such route"})
@@ -241,6 +319,7 @@ class LocalStack:
             "EVENTS_QUEUE_URL": stack.physical["EventsQueue"],
             "EVENTS_DLQ_URL": stack.physical["EventsDLQ"],
             "PAYLOAD_BUCKET": stack.physical["PayloadBucket"],
+            "ACTIONS_TABLE": stack.physical["ActionsTable"],
         }
 
     def stop(self) -> None:
@@ -279,6 +358,10 @@ def run_local(args: argparse.Namespace) -> int:
         port=args.port,
         moto_port=args.moto_port,
         stack_name=args.stack_name,
+        chatwoot_url=args.chatwoot_url,
+        chatwoot_token=args.chatwoot_token,
+        sweep_every=args.sweep_every,
+        policy_file=Path(args.policy) if args.policy else None,
     )
     try:
         stack.start()
@@ -294,6 +377,9 @@ Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS acco
   Webhook URL:     {stack.webhook_url}
   Webhook secret:  {secret}
   Status:          http://{stack.host}:{stack.port}{STATUS_PATH}
+  Chatwoot:        {stack.chatwoot_url or "none: actions are dry runs (support-pipeline actions list)"}
+  SLA sweep:       {stack.sweep_schedule()}; run one now with
+                   curl -X POST http://{stack.host}:{stack.port}{SWEEP_PATH}
 
 Point Chatwoot (or a tunnel to it) at the URL and give it this secret, or pass your
 webhook's own secret with --secret / $CHATWOOT_WEBHOOK_SECRET. For the ops CLI, in another shell:

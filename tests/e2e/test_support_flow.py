@@ -1,0 +1,117 @@
+"""End to end: a customer waits, nobody answers, the SLA sweep (injected clock) acts in Chatwoot.
+
+The local stack runs the real handlers on moto; a fake Chatwoot on loopback receives the calls.
+"""
+
+import os
+import time
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+import yaml
+
+from support_pipeline.local.fake_chatwoot import FakeChatwoot
+from support_pipeline.local.stack import LocalStack, free_port
+from tests.support import ROOT, SHIPPED_POLICY, body_of, incoming, signed_headers
+
+pytestmark = pytest.mark.e2e
+SECRET = "e2e-support-secret"  # invented
+BOGOTA = ZoneInfo("America/Bogota")
+
+
+def bogota(*parts):
+    return datetime(*parts, tzinfo=BOGOTA).timestamp()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    policy = yaml.safe_load(SHIPPED_POLICY.read_text())
+    policy["escalation"]["team_id"] = 7
+    policy_file = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(policy))
+    saved = dict(os.environ)
+    fake = FakeChatwoot(token="e2e-chatwoot-token").start()  # noqa: S106 - invented
+    stack = LocalStack(
+        template_path=ROOT / "template.yaml",
+        secret=SECRET,
+        port=0,
+        moto_port=free_port(),
+        chatwoot_url=fake.url,
+        chatwoot_token=fake.token,
+        sweep_every=0,
+        policy_file=policy_file,
+    )
+    stack.start()
+    try:
+        yield stack, fake
+    finally:
+        stack.stop()
+        fake.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def sweep(stack, at):
+    answer = requests.post(f"http://127.0.0.1:{stack.port}/_local/sweep?now={at}", timeout=10)
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def settle(stack):
+    for _ in range(200):
+        if stack.status()["queued"] == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(stack.status())
+
+
+def writes(fake):
+    return [(c.method, c.suffix, c.body) for c in fake.calls if c.method == "POST" and c.status < 400]
+
+
+def test_unanswered_customer_is_flagged_at_risk_then_breached_and_escalated(setup):
+    stack, fake = setup
+    fake.add_conversation(1, 3003, labels=["billing"])
+    # Saturday 21:14 in Bogota, after hours: a 4 h business-time first response is due Monday 12:00.
+    created = bogota(2026, 9, 26, 21, 14)
+    payload = incoming("Hola, ¿me ayudan con mi pedido?", 9001, created + 5, conversation_id=3003,
+                       status="open", created_at=created)
+    body = body_of(payload)
+    answer = requests.post(stack.webhook_url, data=body, timeout=5,
+                           headers=signed_headers(body, secret=SECRET, timestamp=time.time(), delivery_id="e2e-sla"))
+    assert answer.status_code == 202
+    settle(stack)
+    assert writes(fake) == []  # an ordinary question: nothing to do yet
+
+    assert sweep(stack, bogota(2026, 9, 28, 10, 0))["at_risk"] == 0  # 2 business hours in
+    result = sweep(stack, bogota(2026, 9, 28, 11, 30))  # past 80 % of 4 h
+    assert result["at_risk"] == 1
+    assert writes(fake) == [
+        ("POST", "/labels", {"labels": ["billing", "sla-at-risk"]}),
+        ("POST", "/messages", {
+            "content": "SLA at risk: the first response is due 2026-09-28 12:00 (America/Bogota). "
+                       "Target: 4 h of business time.",
+            "message_type": "outgoing",
+            "private": True,
+            "content_attributes": {"support_pipeline_action": "sla-at-risk:1:3003:first_response@1790475240/note"},
+        }),
+    ]
+
+    result = sweep(stack, bogota(2026, 9, 28, 12, 5))
+    assert (result["breached"], result["cleared"]) == (1, 1)
+    later = writes(fake)[2:]
+    assert [(m, s) for m, s, _ in later] == [
+        ("POST", "/labels"), ("POST", "/toggle_priority"), ("POST", "/assignments"), ("POST", "/messages"),
+        ("POST", "/labels"),
+    ]
+    assert later[1][2] == {"priority": "urgent"}
+    assert later[2][2] == {"team_id": 7}
+    assert later[3][2]["content"].startswith("Escalated by the support pipeline:\n- SLA breached: the first response")
+    conversation = fake.conversation(1, 3003)
+    assert sorted(conversation.labels) == ["billing", "escalated", "sla-breached"]
+
+    for minutes in (10, 20, 60):
+        sweep(stack, bogota(2026, 9, 28, 12, 5) + minutes * 60)
+    assert len(writes(fake)) == 7  # nothing more, however often the sweep runs
