@@ -85,10 +85,14 @@ def main() -> None:
         "message_created_outgoing_agent",
         "conversation_status_changed_resolved",
     ]
-    write(
-        events / "processor" / "conversation_batch.json",
-        {"Records": [sqs_record(name, i) for i, name in enumerate(names, start=1)]},
-    )
+    # A second conversation left waiting, open: the sweep sample finds it.
+    waiting = json.loads(fixture_body("message_created_incoming"))
+    waiting["id"] = 7
+    waiting["conversation"].update(id=2, status="open")
+    waiting["conversation"]["messages"][0].update(id=7, conversation_id=2)
+    records = [sqs_record(name, i) for i, name in enumerate(names, start=1)]
+    records.append(sqs_record("waiting", len(records) + 1, body=json.dumps(waiting).encode()))
+    write(events / "processor" / "conversation_batch.json", {"Records": records})
     write(
         events / "processor" / "poison_to_dlq.json",
         {
@@ -100,6 +104,18 @@ def main() -> None:
         },
     )
 
+    write(events / "sla_sweep" / "scheduled.json", {
+        "version": "0",
+        "id": "00000000-0000-4000-8000-000000000099",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": cfn.ACCOUNT_ID,
+        "time": "2026-09-28T17:30:00Z",
+        "region": cfn.REGION,
+        "resources": [f"arn:aws:events:{cfn.REGION}:{cfn.ACCOUNT_ID}:rule/support-pipeline-local-sweep"],
+        "detail": {},
+    })
+
     stack = cfn.Stack(
         name="support-pipeline-local",
         template=cfn.load(ROOT / "template.yaml"),
@@ -109,10 +125,10 @@ def main() -> None:
         queue = f"support-pipeline-local-{'events' if logical == 'EventsQueue' else 'events-dlq'}"
         stack.physical[logical] = f"http://127.0.0.1:5005/{cfn.ACCOUNT_ID}/{queue}"
         stack.attributes[(logical, "QueueName")] = queue
-    for logical in ("IdempotencyTable", "ConversationsTable"):
+    for logical in ("IdempotencyTable", "ConversationsTable", "ActionsTable"):
         stack.physical[logical] = f"support-pipeline-local-{logical}"
     stack.physical["PayloadBucket"] = "support-pipeline-local-payloadbucket"
-    env = {fn: stack.function_environment(fn) for fn in ("IngestFunction", "ProcessorFunction")}
+    env = {fn: stack.function_environment(fn) for fn in ("IngestFunction", "ProcessorFunction", "SlaSweepFunction")}
     write(events / "env.json", env)
 
 
