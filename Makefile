@@ -46,7 +46,7 @@ run: $(VENV)/.installed ## start the whole pipeline locally (moto + HTTP + proce
 	$(VENV)/bin/support-pipeline local
 
 test: $(VENV)/.installed ## every test: unit, integration (moto), contract and end-to-end
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadfile -q
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit

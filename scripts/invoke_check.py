@@ -33,7 +33,11 @@ from support_pipeline.local.stack import free_port  # noqa: E402
 
 # What the Lambda python3.13 runtime ships besides the standard library.
 RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3"]
-FUNCTIONS = {"IngestFunction": "ingest", "ProcessorFunction": "processor", "SlaSweepFunction": "sla_sweep"}
+FUNCTIONS = {
+    "IngestFunction": "ingest",
+    "ProcessorFunction": "processor",
+    "SlaSweepFunction": "sla_sweep",
+}
 
 
 def runtime_dir(target: Path) -> Path:

@@ -104,17 +104,22 @@ def main() -> None:
         },
     )
 
-    write(events / "sla_sweep" / "scheduled.json", {
-        "version": "0",
-        "id": "00000000-0000-4000-8000-000000000099",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": cfn.ACCOUNT_ID,
-        "time": "2026-09-28T17:30:00Z",
-        "region": cfn.REGION,
-        "resources": [f"arn:aws:events:{cfn.REGION}:{cfn.ACCOUNT_ID}:rule/support-pipeline-local-sweep"],
-        "detail": {},
-    })
+    write(
+        events / "sla_sweep" / "scheduled.json",
+        {
+            "version": "0",
+            "id": "00000000-0000-4000-8000-000000000099",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": cfn.ACCOUNT_ID,
+            "time": "2026-09-28T17:30:00Z",
+            "region": cfn.REGION,
+            "resources": [
+                f"arn:aws:events:{cfn.REGION}:{cfn.ACCOUNT_ID}:rule/support-pipeline-local-sweep"
+            ],
+            "detail": {},
+        },
+    )
 
     stack = cfn.Stack(
         name="support-pipeline-local",
@@ -128,7 +133,10 @@ def main() -> None:
     for logical in ("IdempotencyTable", "ConversationsTable", "ActionsTable"):
         stack.physical[logical] = f"support-pipeline-local-{logical}"
     stack.physical["PayloadBucket"] = "support-pipeline-local-payloadbucket"
-    env = {fn: stack.function_environment(fn) for fn in ("IngestFunction", "ProcessorFunction", "SlaSweepFunction")}
+    env = {
+        fn: stack.function_environment(fn)
+        for fn in ("IngestFunction", "ProcessorFunction", "SlaSweepFunction")
+    }
     write(events / "env.json", env)
 
 

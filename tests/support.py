@@ -164,7 +164,7 @@ class Pipeline:
         return ConversationStore(self.dynamodb, self.stack.physical["ConversationsTable"])
 
     def support(self, chatwoot: Any = None, policy: Any = None) -> SupportServices:
-        """The support capabilities against moto; ``chatwoot`` a ChatwootClient or None (dry run)."""
+        """Support capabilities on moto; ``chatwoot`` a ChatwootClient, or None for dry runs."""
         settings = self.processor_settings()
         return build_support(
             settings.support,
@@ -311,7 +311,9 @@ def policy_with(**changes: Any) -> Any:
     return parse_policy(data, "test policy")
 
 
-def incoming(content: str, message_id: int, at: float, conversation_id: int = 1, **conversation: Any) -> dict[str, Any]:
+def incoming(
+    content: str, message_id: int, at: float, conversation_id: int = 1, **conversation: Any
+) -> dict[str, Any]:
     """A customer message, built from the captured incoming message."""
     payload = fixture("message_created_incoming")
     payload["id"] = message_id
@@ -325,10 +327,18 @@ def incoming(content: str, message_id: int, at: float, conversation_id: int = 1,
     return payload
 
 
-def agent_message(content: str, message_id: int, at: float, private: bool = False, conversation_id: int = 1,
-                  **conversation: Any) -> dict[str, Any]:
+def agent_message(
+    content: str,
+    message_id: int,
+    at: float,
+    private: bool = False,
+    conversation_id: int = 1,
+    **conversation: Any,
+) -> dict[str, Any]:
     """An agent's public reply or private note, built from the captured ones."""
-    payload = fixture("message_created_private_note" if private else "message_created_outgoing_agent")
+    payload = fixture(
+        "message_created_private_note" if private else "message_created_outgoing_agent"
+    )
     payload["id"] = message_id
     payload["content"] = content
     payload["created_at"] = at
@@ -341,7 +351,9 @@ def agent_message(content: str, message_id: int, at: float, private: bool = Fals
     return payload
 
 
-def status_changed(status: str, at: float, conversation_id: int = 1, **fields: Any) -> dict[str, Any]:
+def status_changed(
+    status: str, at: float, conversation_id: int = 1, **fields: Any
+) -> dict[str, Any]:
     """A status change, built from the captured one (no first reply unless given)."""
     payload = fixture("conversation_status_changed_resolved")
     payload.update(status=status, updated_at=at, id=conversation_id, first_reply_created_at=None)

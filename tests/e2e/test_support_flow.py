@@ -5,7 +5,7 @@ The local stack runs the real handlers on moto; a fake Chatwoot on loopback rece
 
 import os
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -32,7 +32,7 @@ def setup(tmp_path_factory):
     policy_file = tmp_path_factory.mktemp("policy") / "policy.yaml"
     policy_file.write_text(yaml.safe_dump(policy))
     saved = dict(os.environ)
-    fake = FakeChatwoot(token="e2e-chatwoot-token").start()  # noqa: S106 - invented
+    fake = FakeChatwoot(token="e2e-chatwoot-token").start()
     stack = LocalStack(
         template_path=ROOT / "template.yaml",
         secret=SECRET,
@@ -42,6 +42,7 @@ def setup(tmp_path_factory):
         chatwoot_token=fake.token,
         sweep_every=0,
         policy_file=policy_file,
+        stack_name="e2e-support",  # moto servers in one process share their state
     )
     stack.start()
     try:
@@ -68,7 +69,9 @@ def settle(stack):
 
 
 def writes(fake):
-    return [(c.method, c.suffix, c.body) for c in fake.calls if c.method == "POST" and c.status < 400]
+    return [
+        (c.method, c.suffix, c.body) for c in fake.calls if c.method == "POST" and c.status < 400
+    ]
 
 
 def test_unanswered_customer_is_flagged_at_risk_then_breached_and_escalated(setup):
@@ -76,11 +79,21 @@ def test_unanswered_customer_is_flagged_at_risk_then_breached_and_escalated(setu
     fake.add_conversation(1, 3003, labels=["billing"])
     # Saturday 21:14 in Bogota, after hours: a 4 h business-time first response is due Monday 12:00.
     created = bogota(2026, 9, 26, 21, 14)
-    payload = incoming("Hola, ¿me ayudan con mi pedido?", 9001, created + 5, conversation_id=3003,
-                       status="open", created_at=created)
+    payload = incoming(
+        "Hola, ¿me ayudan con mi pedido?",
+        9001,
+        created + 5,
+        conversation_id=3003,
+        status="open",
+        created_at=created,
+    )
     body = body_of(payload)
-    answer = requests.post(stack.webhook_url, data=body, timeout=5,
-                           headers=signed_headers(body, secret=SECRET, timestamp=time.time(), delivery_id="e2e-sla"))
+    answer = requests.post(
+        stack.webhook_url,
+        data=body,
+        timeout=5,
+        headers=signed_headers(body, secret=SECRET, timestamp=time.time(), delivery_id="e2e-sla"),
+    )
     assert answer.status_code == 202
     settle(stack)
     assert writes(fake) == []  # an ordinary question: nothing to do yet
@@ -90,25 +103,36 @@ def test_unanswered_customer_is_flagged_at_risk_then_breached_and_escalated(setu
     assert result["at_risk"] == 1
     assert writes(fake) == [
         ("POST", "/labels", {"labels": ["billing", "sla-at-risk"]}),
-        ("POST", "/messages", {
-            "content": "SLA at risk: the first response is due 2026-09-28 12:00 (America/Bogota). "
-                       "Target: 4 h of business time.",
-            "message_type": "outgoing",
-            "private": True,
-            "content_attributes": {"support_pipeline_action": "sla-at-risk:1:3003:first_response@1790475240/note"},
-        }),
+        (
+            "POST",
+            "/messages",
+            {
+                "content": "SLA at risk: the first response is due 2026-09-28 12:00 "
+                "(America/Bogota). Target: 4 h of business time.",
+                "message_type": "outgoing",
+                "private": True,
+                "content_attributes": {
+                    "support_pipeline_action": "sla-at-risk:1:3003:first_response@1790475240/note"
+                },
+            },
+        ),
     ]
 
     result = sweep(stack, bogota(2026, 9, 28, 12, 5))
     assert (result["breached"], result["cleared"]) == (1, 1)
     later = writes(fake)[2:]
     assert [(m, s) for m, s, _ in later] == [
-        ("POST", "/labels"), ("POST", "/toggle_priority"), ("POST", "/assignments"), ("POST", "/messages"),
+        ("POST", "/labels"),
+        ("POST", "/toggle_priority"),
+        ("POST", "/assignments"),
+        ("POST", "/messages"),
         ("POST", "/labels"),
     ]
     assert later[1][2] == {"priority": "urgent"}
     assert later[2][2] == {"team_id": 7}
-    assert later[3][2]["content"].startswith("Escalated by the support pipeline:\n- SLA breached: the first response")
+    assert later[3][2]["content"].startswith(
+        "Escalated by the support pipeline:\n- SLA breached: the first response"
+    )
     conversation = fake.conversation(1, 3003)
     assert sorted(conversation.labels) == ["billing", "escalated", "sla-breached"]
 

@@ -41,7 +41,9 @@ def escalations(pipeline):
     return [i for i in pipeline.store().timeline("1", "1") if i["kind"] == "escalation"]
 
 
-def test_refund_request_in_spanish_escalates_once_and_keeps_the_persons_labels(pipeline, chatwoot, run):
+def test_refund_request_in_spanish_escalates_once_and_keeps_the_persons_labels(
+    pipeline, chatwoot, run
+):
     run(incoming("Hola, quiero un reembolso. Esto es una estafa!", 101, NOW))
     conversation = chatwoot.conversation(1, 1)
     assert sorted(conversation.labels) == ["billing", "escalated"]
@@ -105,7 +107,10 @@ def test_vip_contact_by_label(pipeline, chatwoot, run):
 
 
 def test_vip_rule_switched_off_does_not_fire(pipeline, chatwoot, run):
-    run(incoming("Hola", 403, NOW, labels=["vip"]), policy=policy_with(**{"escalation.rules.vip_contact.enabled": False}))
+    run(
+        incoming("Hola", 403, NOW, labels=["vip"]),
+        policy=policy_with(**{"escalation.rules.vip_contact.enabled": False}),
+    )
     assert escalations(pipeline) == []
 
 
@@ -127,7 +132,11 @@ def test_an_agent_reply_resets_the_unanswered_count(pipeline, chatwoot, run):
 
 def test_conversation_reopened_twice_escalates(pipeline, chatwoot, run):
     t = NOW
-    run(status_changed("resolved", t + 1), status_changed("open", t + 2), status_changed("resolved", t + 3))
+    run(
+        status_changed("resolved", t + 1),
+        status_changed("open", t + 2),
+        status_changed("resolved", t + 3),
+    )
     assert escalations(pipeline) == []
     run(status_changed("open", t + 4))
     [recorded] = escalations(pipeline)
@@ -167,10 +176,17 @@ def test_chatwoot_429_and_5xx_back_off_then_succeed_with_one_note(pipeline, chat
     chatwoot.fail("GET", "/labels", 503, times=1)
     run(incoming("necesito un abogado", 901, NOW))
     assert notes(chatwoot) == []  # still backing off
-    [waiting] = pipeline.messages(pipeline.queue_url) or [None]
+    hidden = pipeline.sqs.get_queue_attributes(
+        QueueUrl=pipeline.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]["ApproximateNumberOfMessagesNotVisible"]
+    assert hidden == "1"  # backing off on EventsQueue
     for _ in range(4):
         pipeline.make_visible()
-        pipeline.drain(pipeline.consumer(chatwoot=ChatwootClient(chatwoot.url, lambda: chatwoot.token), policy=POLICY))
+        pipeline.drain(
+            pipeline.consumer(
+                chatwoot=ChatwootClient(chatwoot.url, lambda: chatwoot.token), policy=POLICY
+            )
+        )
     assert len(notes(chatwoot)) == 1
     assert sorted(chatwoot.conversation(1, 1).labels) == ["billing", "escalated"]
     assert pipeline.telemetry.total("EventRetried") == 2
@@ -185,7 +201,9 @@ def test_chatwoot_404_sends_the_event_to_the_dlq_with_a_reason(pipeline, chatwoo
     assert attributes["error_reason"] == "GET conversations/55/labels returned 404"
 
 
-def test_crash_between_the_call_and_the_ledger_write_posts_the_note_once(pipeline, chatwoot, run, monkeypatch):
+def test_crash_between_the_call_and_the_ledger_write_posts_the_note_once(
+    pipeline, chatwoot, run, monkeypatch
+):
     real = ActionLedger.record_done
     crashed = []
 
@@ -199,7 +217,11 @@ def test_crash_between_the_call_and_the_ledger_write_posts_the_note_once(pipelin
     run(incoming("quiero un reembolso", 1101, NOW))
     assert len(chatwoot.calls_to("POST", "/messages")) == 1 and crashed
     pipeline.make_visible()
-    pipeline.drain(pipeline.consumer(chatwoot=ChatwootClient(chatwoot.url, lambda: chatwoot.token), policy=POLICY))
+    pipeline.drain(
+        pipeline.consumer(
+            chatwoot=ChatwootClient(chatwoot.url, lambda: chatwoot.token), policy=POLICY
+        )
+    )
     assert len(chatwoot.calls_to("POST", "/messages")) == 1  # found in Chatwoot, not posted again
     ledger = pipeline.support().ledger.list("1", "1")
     note = next(item for item in ledger if item["kind"] == "private_note")
@@ -211,7 +233,12 @@ def test_without_chatwoot_every_action_is_a_listed_dry_run(pipeline):
     pipeline.drain(pipeline.consumer(policy=POLICY))
     items = pipeline.support().ledger.list("1", "1")
     assert {item["status"] for item in items} == {"dry_run"}
-    assert sorted(item["kind"] for item in items) == ["add_labels", "assign_team", "private_note", "set_priority"]
+    assert sorted(item["kind"] for item in items) == [
+        "add_labels",
+        "assign_team",
+        "private_note",
+        "set_priority",
+    ]
     note = next(item for item in items if item["kind"] == "private_note")
     assert note["detail"]["content"].startswith("Escalated by the support pipeline:")
     assert json.dumps(items)  # serialisable for `support-pipeline actions list --json`

@@ -5,7 +5,7 @@ import pytest
 from support_pipeline.chatwoot.client import ChatwootClient
 from support_pipeline.local.fake_chatwoot import FakeChatwoot
 from support_pipeline.sla import SlaSweep
-from tests.support import NOW, agent_message, incoming, policy_with, status_changed
+from tests.support import agent_message, incoming, policy_with, status_changed
 
 HOUR = 3600
 # Wall-clock targets so the arithmetic in these tests is plain; business time has its own tests.
@@ -13,7 +13,11 @@ POLICY = policy_with(
     **{
         "escalation.team_id": 7,
         "sla.clock_starts": "created",
-        "sla.business_hours_only": {"first_response": False, "next_response": False, "resolution": False},
+        "sla.business_hours_only": {
+            "first_response": False,
+            "next_response": False,
+            "resolution": False,
+        },
         "sla.targets.none": {"first_response": "1h", "next_response": "2h", "resolution": "1d"},
     }
 )
@@ -35,7 +39,10 @@ def world(pipeline, chatwoot):
         def post(self, *payloads, policy=POLICY):
             for i, payload in enumerate(payloads):
                 delivery = f"sla-{payload.get('id')}-{i}"
-                assert pipeline.post(payload, delivery_id=delivery, timestamp=pipeline.clock.now)[0] == 202
+                assert (
+                    pipeline.post(payload, delivery_id=delivery, timestamp=pipeline.clock.now)[0]
+                    == 202
+                )
             pipeline.drain(pipeline.consumer(chatwoot=client, policy=policy))
 
         def sweep(self, at, policy=POLICY):
@@ -75,12 +82,18 @@ def test_nobody_answers_at_risk_then_breach_each_once_across_many_sweeps(pipelin
     assert len(chatwoot.calls_to("POST", "/toggle_priority")) == 1
     assert len(chatwoot.calls_to("POST", "/assignments")) == 1
     [breach] = timeline(pipeline, "sla_breach")
-    assert (breach["target"], breach["met"], breach["priority"]) == ("first_response", False, "none")
+    assert (breach["target"], breach["met"], breach["priority"]) == (
+        "first_response",
+        False,
+        "none",
+    )
     [escalation] = timeline(pipeline, "escalation")
     assert escalation["reasons"] == ["sla_breach"]
 
 
-def test_a_reply_before_the_sweep_clears_the_risk_and_records_the_target_met(pipeline, chatwoot, world):
+def test_a_reply_before_the_sweep_clears_the_risk_and_records_the_target_met(
+    pipeline, chatwoot, world
+):
     world.post(incoming("Hola", 1, CREATED + 10, status="open"))
     world.sweep(CREATED + 0.85 * HOUR)
     assert "sla-at-risk" in chatwoot.conversation(1, 1).labels
@@ -112,7 +125,13 @@ def test_resolution_records_the_outcome_and_leaves_the_sweep(pipeline, chatwoot,
     world.post(status_changed("resolved", CREATED + 2 * HOUR))
     outcomes = {(o["target"], o["met"]) for o in timeline(pipeline, "sla_outcome")}
     assert ("resolution", True) in outcomes
-    assert world.sweep(CREATED + 30 * HOUR) == {"conversations": 0, "at_risk": 0, "breached": 0, "cleared": 0, "failed": 0}
+    assert world.sweep(CREATED + 30 * HOUR) == {
+        "conversations": 0,
+        "at_risk": 0,
+        "breached": 0,
+        "cleared": 0,
+        "failed": 0,
+    }
 
 
 def test_chatwoots_applied_sla_wins_over_the_policy(pipeline, chatwoot, world):
@@ -131,13 +150,22 @@ def test_chatwoots_applied_sla_wins_over_the_policy(pipeline, chatwoot, world):
 def test_priority_picks_the_target(pipeline, chatwoot, world):
     world.post(incoming("Hola", 1, CREATED + 10, status="open", priority="urgent"))
     # urgent first response is 15 minutes of business time in the shipped policy
-    policy = policy_with(**{"sla.clock_starts": "created", "sla.business_hours_only.first_response": False})
+    policy = policy_with(
+        **{"sla.clock_starts": "created", "sla.business_hours_only.first_response": False}
+    )
     assert world.sweep(CREATED + 16 * 60, policy=policy)["breached"] == 1
 
 
-def test_time_with_a_bot_in_pending_does_not_count_when_clocks_start_on_open(pipeline, chatwoot, world):
-    policy = policy_with(**{"sla.clock_starts": "opened", "sla.business_hours_only.first_response": False,
-                            "sla.targets.none.first_response": "1h"})
+def test_time_with_a_bot_in_pending_does_not_count_when_clocks_start_on_open(
+    pipeline, chatwoot, world
+):
+    policy = policy_with(
+        **{
+            "sla.clock_starts": "opened",
+            "sla.business_hours_only.first_response": False,
+            "sla.targets.none.first_response": "1h",
+        }
+    )
     world.post(incoming("Hola", 1, CREATED + 10, status="pending"), policy=policy)
     assert world.sweep(CREATED + 5 * HOUR, policy=policy)["breached"] == 0  # the bot has it
     world.post(status_changed("open", CREATED + 5 * HOUR), policy=policy)
@@ -153,7 +181,9 @@ def test_snoozed_conversations_are_not_flagged_until_they_wake(pipeline, chatwoo
     assert world.sweep(CREATED + 4.1 * HOUR)["breached"] == 1
 
 
-def test_a_failing_chatwoot_during_the_sweep_is_retried_by_the_next_sweep(pipeline, chatwoot, world):
+def test_a_failing_chatwoot_during_the_sweep_is_retried_by_the_next_sweep(
+    pipeline, chatwoot, world
+):
     world.post(incoming("Hola", 1, CREATED + 10, status="open"))
     chatwoot.fail("GET", "/labels", 503, times=1)
     assert world.sweep(CREATED + 1.1 * HOUR)["failed"] == 1

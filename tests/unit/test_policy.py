@@ -83,7 +83,7 @@ def test_a_bad_field_is_named(path, value, message):
 def test_a_missing_section_is_named():
     data = copy.deepcopy(SHIPPED)
     del data["sla"]["targets"]["low"]
-    with pytest.raises(PolicyError, match="sla.targets.low is required"):
+    with pytest.raises(PolicyError, match=r"sla\.targets\.low is required"):
         parse_policy(data)
 
 
@@ -108,7 +108,7 @@ def test_ssm_policy_overrides_the_file_and_bad_yaml_is_named():
     policy = load_policy("/support-pipeline/policy", fetch_parameter=lambda name: text)
     assert policy.timezone == "Europe/Madrid"
     assert load_policy("", fetch_parameter=lambda name: text).timezone == "America/Bogota"
-    with pytest.raises(PolicyError, match="SSM parameter /p is not valid YAML"):
+    with pytest.raises(PolicyError, match=r"SSM parameter /p is not valid YAML"):
         load_policy("/p", fetch_parameter=lambda name: "a: [b")
 
 

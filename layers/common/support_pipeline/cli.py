@@ -204,14 +204,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--template", default=None, help="path to template.yaml (default: found upward)"
     )
     local.add_argument("--stack-name", default="support-pipeline-local")
-    local.add_argument("--chatwoot-url", default=os.environ.get("CHATWOOT_BASE_URL", ""),
-                       help="act on a real Chatwoot (default: $CHATWOOT_BASE_URL, else dry run)")
-    local.add_argument("--chatwoot-token", default=os.environ.get("CHATWOOT_API_TOKEN", ""),
-                       help="its API access token (default: $CHATWOOT_API_TOKEN)")
-    local.add_argument("--policy", default=None,
-                       help="a support policy YAML to use instead of config/support-policy.yaml")
-    local.add_argument("--sweep-every", type=float, default=None,
-                       help="seconds between SLA sweeps (default: the template's rate)")
+    local.add_argument(
+        "--chatwoot-url",
+        default=os.environ.get("CHATWOOT_BASE_URL", ""),
+        help="act on a real Chatwoot (default: $CHATWOOT_BASE_URL, else dry run)",
+    )
+    local.add_argument(
+        "--chatwoot-token",
+        default=os.environ.get("CHATWOOT_API_TOKEN", ""),
+        help="its API access token (default: $CHATWOOT_API_TOKEN)",
+    )
+    local.add_argument(
+        "--policy",
+        default=None,
+        help="a support policy YAML to use instead of config/support-policy.yaml",
+    )
+    local.add_argument(
+        "--sweep-every",
+        type=float,
+        default=None,
+        help="seconds between SLA sweeps (default: the template's rate)",
+    )
     return parser
 
 
@@ -231,10 +244,13 @@ def run_actions(args: argparse.Namespace, table: str, out: TextIO) -> int:
         return 0
     for item in items:
         detail = item.get("detail") or {}
-        summary = detail.get("content", "").splitlines()[0] if "content" in detail else json.dumps(detail)
+        summary = (
+            detail.get("content", "").splitlines()[0] if "content" in detail else json.dumps(detail)
+        )
         out.write(
             f"{item.get('created_at', ''):<25} {item.get('status', ''):<8} "
-            f"{item.get('account_id')}/{item.get('conversation_id'):<6} {item.get('kind', ''):<14} {summary}\n"
+            f"{item.get('account_id')}/{item.get('conversation_id'):<6} "
+            f"{item.get('kind', ''):<14} {summary}\n"
         )
     return 0
 
@@ -267,7 +283,10 @@ def actions_table(stack: str | None, cloudformation: Any | None) -> str:
         raise UsageError(f"stack {stack!r} has no output ActionsTableName")
     table = os.environ.get("ACTIONS_TABLE", "")
     if not table:
-        raise UsageError("say which pipeline: --stack NAME, or ACTIONS_TABLE (`support-pipeline local` prints it)")
+        raise UsageError(
+            "say which pipeline: --stack NAME, or ACTIONS_TABLE "
+            "(`support-pipeline local` prints it)"
+        )
     return table
 
 
@@ -283,7 +302,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return run_policy_validate(args, out)
         if args.command == "actions":
             cloudformation = (
-                aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region) if args.stack else None
+                aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)
+                if args.stack
+                else None
             )
             return run_actions(args, actions_table(args.stack, cloudformation), out)
         sqs = aws.client("sqs", aws.CLI_CONFIG, region_name=args.region)

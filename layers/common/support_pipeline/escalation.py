@@ -230,7 +230,8 @@ class EscalationRules:
         if context.event == "message_created":
             kind = cw.message_type(payload)
             private = bool(payload.get("private"))
-            content = payload.get("content") if isinstance(payload.get("content"), str) else ""
+            raw_content = payload.get("content")
+            content: str = raw_content if isinstance(raw_content, str) else ""
             if kind == "outgoing" and private and _is_agent(payload):
                 command = content.strip()
                 if command.lower().startswith(MANUAL_COMMAND):
@@ -246,7 +247,8 @@ class EscalationRules:
                     reasons.append(
                         Reason(
                             "asks_for_human",
-                            f"The customer asks for a person, refund, cancellation or legal action ({quoted}).",
+                            "The customer asks for a person, refund, cancellation or legal "
+                            f"action ({quoted}).",
                         )
                     )
             if rules.negative_language.enabled:

@@ -7,6 +7,7 @@ a bad policy raises :class:`PolicyError` naming the field, never a half-applied 
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -200,7 +201,7 @@ def _window(text: Any, path: str) -> tuple[int, int]:
 def _phrases(reader: _Reader, key: str) -> dict[str, tuple[str, ...]]:
     lists = reader.child(key)
     result: dict[str, tuple[str, ...]] = {}
-    for language in lists.keys():
+    for language in lists.keys():  # noqa: SIM118 - _Reader.keys, not a dict
         path = f"{lists.path}.{language}"
         if not LANGUAGE_RE.match(language):
             raise PolicyError(f"{path}: language must be a code like 'en' or 'es'")
@@ -254,7 +255,7 @@ def parse_policy(data: Any, source: str = "") -> SupportPolicy:
     for index, day in enumerate(WEEKDAYS):
         windows = hours_reader.get(day, list, default=[])
         parsed = sorted(_window(w, f"business_hours.{day}[{i}]") for i, w in enumerate(windows))
-        for (_, end), (start, _) in zip(parsed, parsed[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(parsed):
             if start < end:
                 raise PolicyError(f"business_hours.{day} has overlapping windows")
         business_hours[index] = tuple(parsed)

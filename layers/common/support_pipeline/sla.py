@@ -24,7 +24,7 @@ from aws_lambda_powertools import Logger
 from support_pipeline.actions import Action, ActionRunner
 from support_pipeline.business_time import BusinessCalendar, WallClock
 from support_pipeline.chatwoot import payload as cw
-from support_pipeline.escalation import Escalator, Reason, digest
+from support_pipeline.escalation import Escalator, Reason
 from support_pipeline.policy import TARGETS, SupportPolicy
 from support_pipeline.processing.errors import PermanentError, TransientError
 from support_pipeline.processing.router import EventContext
@@ -199,7 +199,9 @@ class SlaService:
                 outcome["at_risk"] += 1
         if self._clear_if_safe(record, clocks, new_state, now):
             outcome["cleared"] += 1
-        if new_state != state and not self.store.put_state(account, conversation, STATE, new_state, revision):
+        if new_state != state and not self.store.put_state(
+            account, conversation, STATE, new_state, revision
+        ):
             # Someone else moved the state on; the ledger already kept the actions exactly-once.
             raise TransientError("write_conflict", "SLA state changed during the sweep")
         return outcome
@@ -225,8 +227,9 @@ class SlaService:
                 f"{base}/note",
                 "private_note",
                 {
-                    "content": f"SLA at risk: the {word} is due {_local(clock.due_at, self.policy)} "
-                    f"({self.policy.timezone}). {self._target_words(clock)}"
+                    "content": f"SLA at risk: the {word} is due "
+                    f"{_local(clock.due_at, self.policy)} ({self.policy.timezone}). "
+                    f"{self._target_words(clock)}"
                 },
                 reason="sla_at_risk",
             )
@@ -238,8 +241,8 @@ class SlaService:
         word = TARGET_WORDS[clock.target]
         reason = Reason(
             "sla_breach",
-            f"SLA breached: the {word} was due {_local(clock.due_at, self.policy)} ({self.policy.timezone}). "
-            f"{self._target_words(clock)}",
+            f"SLA breached: the {word} was due {_local(clock.due_at, self.policy)} "
+            f"({self.policy.timezone}). {self._target_words(clock)}",
         )
         escalation_id = f"sla-breach:{account}:{conversation}:{clock.instance}"
         if self.policy.escalation.sla_breach:
@@ -284,7 +287,7 @@ class SlaService:
     def _clear_if_safe(
         self, record: dict[str, Any], clocks: list[SlaClock], state: dict[str, Any], now: float
     ) -> bool:
-        """Remove our at-risk label once no open target is at risk (a reply, resolution or breach)."""
+        """Remove our at-risk label once no open target is at risk (reply, resolution, breach)."""
         if not state.get("at_risk_labelled"):
             return False
         if any(c.state(now) == "at_risk" for c in clocks):

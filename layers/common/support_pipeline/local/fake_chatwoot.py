@@ -62,7 +62,7 @@ class FakeChatwoot:
         return self.conversations[(str(account_id), str(conversation_id))]
 
     def fail(self, method: str, suffix: str, status: int, times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` on ``suffix`` (e.g. "/messages") with ``status``."""
+        """Answer the next ``times`` calls of ``method`` on ``suffix`` with ``status``."""
         self._failures.append({"method": method, "suffix": suffix, "status": status, "left": times})
 
     def calls_to(self, method: str, suffix: str, ok_only: bool = True) -> list[Call]:
@@ -84,7 +84,7 @@ class FakeChatwoot:
     def url(self) -> str:
         assert self._server is not None, "start() first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> FakeChatwoot:
         fake = self
@@ -109,7 +109,7 @@ class FakeChatwoot:
 
             do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self._server = ThreadingHTTPServer((host, port), Handler)

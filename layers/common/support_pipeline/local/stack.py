@@ -130,7 +130,9 @@ class LocalStack:
 
             text = Path(self.policy_file).read_text(encoding="utf-8")
             parse_policy_text(text, str(self.policy_file))  # refuse a bad policy before starting
-            clients["ssm"].put_parameter(Name=LOCAL_POLICY_PARAM, Value=text, Type="String", Overwrite=True)
+            clients["ssm"].put_parameter(
+                Name=LOCAL_POLICY_PARAM, Value=text, Type="String", Overwrite=True
+            )
         for function in ("IngestFunction", "ProcessorFunction", "SlaSweepFunction"):
             os.environ.update(self.stack.function_environment(function))
         root = self.template_path.parent
@@ -377,7 +379,7 @@ Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS acco
   Webhook URL:     {stack.webhook_url}
   Webhook secret:  {secret}
   Status:          http://{stack.host}:{stack.port}{STATUS_PATH}
-  Chatwoot:        {stack.chatwoot_url or "none: actions are dry runs (support-pipeline actions list)"}
+  Chatwoot:        {stack.chatwoot_url or "none: actions are dry runs (`actions list`)"}
   SLA sweep:       {stack.sweep_schedule()}; run one now with
                    curl -X POST http://{stack.host}:{stack.port}{SWEEP_PATH}
 
