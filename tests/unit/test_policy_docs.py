@@ -1,0 +1,36 @@
+"""docs/support-policy.md documents every field of the shipped policy."""
+
+import yaml
+
+from support_pipeline.policy import PRIORITIES, WEEKDAYS
+from tests.support import ROOT
+
+DOC = (ROOT / "docs" / "support-policy.md").read_text()
+
+
+def leaf_paths(node, prefix=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            yield from leaf_paths(value, path)
+    else:
+        yield prefix
+
+
+def documented_name(path: str) -> str:
+    parts = path.split(".")
+    if parts[0] == "business_hours":
+        return "business_hours"
+    if parts[:2] == ["sla", "targets"] and parts[2] in PRIORITIES:
+        parts[2] = "<priority>"
+    if parts[-2:-1] and parts[-2] in ("phrases", "lexicon"):
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def test_every_field_of_the_shipped_policy_is_documented():
+    shipped = yaml.safe_load((ROOT / "config" / "support-policy.yaml").read_text())
+    names = sorted({documented_name(p) for p in leaf_paths(shipped)})
+    missing = [name for name in names if f"`{name}`" not in DOC and f"## {name}" not in DOC]
+    assert missing == []
+    assert all(day in WEEKDAYS for day in shipped["business_hours"])
