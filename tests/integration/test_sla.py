@@ -189,3 +189,24 @@ def test_a_failing_chatwoot_during_the_sweep_is_retried_by_the_next_sweep(
     assert world.sweep(CREATED + 1.1 * HOUR)["failed"] == 1
     assert world.sweep(CREATED + 1.2 * HOUR)["breached"] == 1
     assert len(chatwoot.notes(1, 1)) == 1
+
+
+def test_with_the_breach_rule_off_a_breach_is_labelled_and_noted_but_not_escalated(
+    pipeline, chatwoot, world
+):
+    policy = policy_with(
+        **{
+            "escalation.team_id": 7,
+            "escalation.rules.sla_breach.enabled": False,
+            "sla.clock_starts": "created",
+            "sla.business_hours_only.first_response": False,
+            "sla.targets.none.first_response": "1h",
+        }
+    )
+    world.post(incoming("Hola", 1, CREATED + 10, status="open"), policy=policy)
+    assert world.sweep(CREATED + 1.1 * HOUR, policy=policy)["breached"] == 1
+    conversation = chatwoot.conversation(1, 1)
+    assert sorted(conversation.labels) == ["billing", "sla-breached"]
+    assert conversation.priority is None and conversation.team_id is None
+    assert chatwoot.notes(1, 1)[0].startswith("SLA breached: the first response was due")
+    assert timeline(pipeline, "escalation") == []

@@ -48,7 +48,11 @@ def test_assignment_priority_and_status(fake, client):
     client.set_priority("1", "5", "urgent")
     client.set_status("1", "5", "pending")
     conversation = fake.conversation(1, 5)
-    assert (conversation.team_id, conversation.priority, conversation.status) == (3, "urgent", "pending")
+    assert (conversation.team_id, conversation.priority, conversation.status) == (
+        3,
+        "urgent",
+        "pending",
+    )
     assert client.get_conversation("1", "5")["priority"] == "urgent"
 
 
@@ -60,7 +64,9 @@ def test_a_public_message_needs_a_humans_approval(fake, client):
     approval = Approval("appr-1", approved_by="agent-3", approved_at="2026-11-26T10:00:00Z")
     client.create_public_message("1", "5", "Hola", "draft:1", approval=approval)
     [call] = fake.calls_to("POST", "/messages")
-    assert call.body["private"] is False and call.body["content_attributes"]["approval_id"] == "appr-1"
+    assert (
+        call.body["private"] is False and call.body["content_attributes"]["approval_id"] == "appr-1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,7 +81,9 @@ def test_a_public_message_needs_a_humans_approval(fake, client):
         (422, PermanentError, "chatwoot_rejected"),
     ],
 )
-def test_http_errors_map_onto_failure_classes_naming_call_and_status(fake, client, status, kind, error_type):
+def test_http_errors_map_onto_failure_classes_naming_call_and_status(
+    fake, client, status, kind, error_type
+):
     fake.fail("POST", "/toggle_priority", status)
     with pytest.raises(kind) as error:
         client.set_priority("1", "5", "high")

@@ -24,7 +24,13 @@ def local(epoch):
 
 
 def message(kind, at, sender="Contact", private=False):
-    return {"kind": "event", "message_type": kind, "occurred_at": iso(at), "sender_type": sender, "private": private}
+    return {
+        "kind": "event",
+        "message_type": kind,
+        "occurred_at": iso(at),
+        "sender_type": sender,
+        "private": private,
+    }
 
 
 def record(**fields):
@@ -49,7 +55,9 @@ def test_friday_evening_message_is_due_monday_in_business_time():
 
 def test_holiday_pushes_the_due_date():
     created = bogota(2026, 12, 7, 16, 0)  # Monday; Tuesday 2026-12-08 is a holiday
-    first = by_target(compute_clocks(record(created_at=created), [], POLICY, CALENDAR))["first_response"]
+    first = by_target(compute_clocks(record(created_at=created), [], POLICY, CALENDAR))[
+        "first_response"
+    ]
     assert local(first.due_at) == datetime(2026, 12, 9, 10, 0)
 
 
@@ -60,11 +68,15 @@ def test_met_and_missed_targets():
         message("incoming", created),
         message("outgoing", replied, sender="User"),
         message("incoming", bogota(2026, 11, 25, 11, 0)),
-        message("outgoing", bogota(2026, 11, 25, 11, 30), sender="User", private=True),  # a note is no reply
+        message(
+            "outgoing", bogota(2026, 11, 25, 11, 30), sender="User", private=True
+        ),  # a note is no reply
         message("outgoing", bogota(2026, 11, 25, 11, 40), sender="AgentBot"),  # a bot is no reply
         message("outgoing", bogota(2026, 11, 26, 9, 30), sender="User"),
     ]
-    clocks = compute_clocks(record(created_at=created, first_reply_created_at=replied), timeline, POLICY, CALENDAR)
+    clocks = compute_clocks(
+        record(created_at=created, first_reply_created_at=replied), timeline, POLICY, CALENDAR
+    )
     first = by_target(clocks)["first_response"]
     assert first.state(replied) == "met"
     [next_response] = [c for c in clocks if c.target == "next_response"]
@@ -92,9 +104,16 @@ def test_pending_with_a_bot_starts_the_clock_when_opened():
     assert local(first.due_at) == datetime(2026, 11, 26, 9, 0)  # 15-18 (3 h) + Thu 08-09
 
 
-@pytest.mark.parametrize(("now_offset", "state"), [(0, "running"), (0.79, "running"), (0.8, "at_risk"), (1.0, "breached")])
+@pytest.mark.parametrize(
+    ("now_offset", "state"),
+    [(0, "running"), (0.79, "running"), (0.8, "at_risk"), (1.0, "breached")],
+)
 def test_states_along_a_wall_clock_target(now_offset, state):
-    policy = policy_with(**{"sla.business_hours_only.first_response": False, "sla.targets.none.first_response": "1h"})
+    policy = policy_with(
+        **{"sla.business_hours_only.first_response": False, "sla.targets.none.first_response": "1h"}
+    )
     created = bogota(2026, 11, 25, 9, 0)
-    first = by_target(compute_clocks(record(created_at=created), [], policy, CALENDAR))["first_response"]
+    first = by_target(compute_clocks(record(created_at=created), [], policy, CALENDAR))[
+        "first_response"
+    ]
     assert first.state(created + now_offset * 3600) == state

@@ -1,0 +1,53 @@
+"""`support-pipeline actions list` and `policy validate`, and the support settings."""
+
+import io
+import json
+
+import pytest
+import yaml
+
+from support_pipeline.cli import main
+from support_pipeline.config import ConfigError, SupportSettings
+from tests.support import NOW, SHIPPED_POLICY, incoming, policy_with
+
+
+def cli(*argv):
+    out = io.StringIO()
+    return main(list(argv), out=out), out.getvalue()
+
+
+def test_actions_list_shows_dry_runs_per_conversation_and_overall(pipeline, monkeypatch):
+    monkeypatch.setenv("ACTIONS_TABLE", pipeline.stack.physical["ActionsTable"])
+    assert pipeline.post(incoming("I want a refund", 1, NOW))[0] == 202
+    assert pipeline.post(incoming("I want a refund", 2, NOW, conversation_id=2))[0] == 202
+    pipeline.drain(pipeline.consumer(policy=policy_with(**{"escalation.team_id": 7})))
+    code, text = cli("actions", "list", "--account", "1", "--conversation", "1", "--json")
+    assert code == 0
+    items = json.loads(text)
+    assert {i["conversation_id"] for i in items} == {"1"}
+    assert {i["status"] for i in items} == {"dry_run"}
+    assert len(json.loads(cli("actions", "list", "--json")[1])) == 2 * len(items)
+    code, table = cli("actions", "list")
+    assert "dry_run" in table and "Escalated by the support pipeline:" in table
+    assert cli("actions", "list", "--conversation", "1")[0] == 2  # needs --account
+
+
+def test_policy_validate_names_the_bad_field(tmp_path, capsys):
+    code, text = cli("policy", "validate")
+    assert code == 0 and "valid" in text
+    bad = yaml.safe_load(SHIPPED_POLICY.read_text())
+    bad["sla"]["at_risk_fraction"] = 2
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert cli("policy", "validate", str(path))[0] == 2
+    assert "sla.at_risk_fraction must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_a_chatwoot_url_without_a_token_parameter_is_a_config_error():
+    with pytest.raises(ConfigError, match="CHATWOOT_API_TOKEN_PARAM"):
+        SupportSettings.from_env({"CHATWOOT_BASE_URL": "https://chatwoot.example.test"})
+    with pytest.raises(ConfigError, match="https://"):
+        SupportSettings.from_env(
+            {"CHATWOOT_BASE_URL": "chatwoot.example.test", "CHATWOOT_API_TOKEN_PARAM": "/t"}
+        )
+    assert SupportSettings.from_env({}).dry_run
