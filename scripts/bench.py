@@ -162,16 +162,17 @@ This excludes the SendMessage round trip (a few ms inside AWS), which dominates 
 ## 3. Processor throughput under moto
 
 {proc["events"]} queued `message_created` events over 50 conversations, drained through the real
-consumer (Powertools batch + idempotency, conversation record and timeline writes) by the local
-poller in batches of 10, all against in-process moto.
+consumer (Powertools batch + idempotency, conversation record, timeline, SLA and escalation
+handlers) by the local poller in batches of 10, all against in-process moto.
 
 | events | seconds | events/second |
 | ---: | ---: | ---: |
 | {proc["events"]} | {proc["seconds"]:.2f} | {proc["events_per_second"]:.0f} |
 
 moto is far slower than DynamoDB and SQS per call, so this is a floor for regression tracking,
-not a production capacity figure. Each event costs one idempotency put and update, one record
-read and conditional put, and one timeline put.
+not a production capacity figure. A customer message costs an idempotency put and update, a
+record read and conditional put, a timeline put and (for the escalation rules) a timeline
+read; a person's reply or a resolution adds the SLA-outcome reads; actions run as dry runs.
 
 ## Reproduce
 

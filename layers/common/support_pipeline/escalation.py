@@ -183,7 +183,12 @@ class EscalationRules:
         conversation_id = cw.conversation_id(payload)
         if not account or not conversation_id:
             return {"skipped": "no conversation"}
-        record = self.store.get_record(account, conversation_id) or {}
+        # Only conversation events need the record (reopen count, resolution ends an episode).
+        record = (
+            self.store.get_record(account, conversation_id) or {}
+            if context.event in cw.CONVERSATION_EVENTS
+            else {}
+        )
         reasons, manual = self._fired(context, account, conversation_id, record)
         if record.get("status") == "resolved":
             self._update_state(account, conversation_id, lambda state: {"escalated": []})

@@ -361,6 +361,19 @@ class SlaService:
         )
 
 
+def can_meet_a_target(context: EventContext) -> bool:
+    """Only a person's public reply or a resolution meets a target (saves reads otherwise)."""
+    payload = context.payload
+    if context.event == "message_created":
+        sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
+        return (
+            cw.message_type(payload) == "outgoing"
+            and not payload.get("private")
+            and str((sender or {}).get("type") or "").lower() == "user"
+        )
+    return str(payload.get("status") or "") == "resolved"
+
+
 @dataclass
 class SlaOutcomes:
     """Route handler: after a reply or resolution, record SLA outcomes and clear risk flags."""
@@ -369,6 +382,8 @@ class SlaOutcomes:
     clock: Callable[[], float] = time.time
 
     def __call__(self, context: EventContext) -> dict[str, Any]:
+        if not can_meet_a_target(context):
+            return {"skipped": "cannot meet a target"}
         account = cw.account_id(context.payload)
         conversation = cw.conversation_id(context.payload)
         if not account or not conversation:
