@@ -33,3 +33,13 @@ def pipeline(aws: None):
     from tests.support import new_pipeline
 
     return new_pipeline()
+
+
+@pytest.fixture
+def chatwoot():
+    """A fake Chatwoot on loopback with conversation 1 of account 1, labelled by a person."""
+    from support_pipeline.local.fake_chatwoot import FakeChatwoot
+
+    with FakeChatwoot() as fake:
+        fake.add_conversation(1, 1, labels=["billing"])
+        yield fake

@@ -6,17 +6,9 @@ import pytest
 
 from support_pipeline.actions import ActionLedger
 from support_pipeline.chatwoot.client import ChatwootClient
-from support_pipeline.local.fake_chatwoot import FakeChatwoot
 from tests.support import NOW, agent_message, attributes_of, incoming, policy_with, status_changed
 
 POLICY = policy_with(**{"escalation.team_id": 7})
-
-
-@pytest.fixture
-def chatwoot():
-    with FakeChatwoot() as fake:
-        fake.add_conversation(1, 1, labels=["billing"])
-        yield fake
 
 
 @pytest.fixture

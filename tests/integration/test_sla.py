@@ -3,7 +3,6 @@
 import pytest
 
 from support_pipeline.chatwoot.client import ChatwootClient
-from support_pipeline.local.fake_chatwoot import FakeChatwoot
 from support_pipeline.sla import SlaSweep
 from tests.support import agent_message, incoming, policy_with, status_changed
 
@@ -22,13 +21,6 @@ POLICY = policy_with(
     }
 )
 CREATED = 1790475251  # the captured conversation's created_at
-
-
-@pytest.fixture
-def chatwoot():
-    with FakeChatwoot() as fake:
-        fake.add_conversation(1, 1, labels=["billing"])
-        yield fake
 
 
 @pytest.fixture

@@ -20,11 +20,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
 
 from support_pipeline.chatwoot.client import ChatwootClient
 from support_pipeline.chatwoot.payload import iso
-from support_pipeline.store import from_dynamo, to_dynamo
+from support_pipeline.store import from_dynamo, put_if, to_dynamo
 from support_pipeline.telemetry import Telemetry
 
 logger = Logger(child=True)
@@ -71,29 +70,19 @@ class ActionLedger:
 
     def _put_new(self, action: Action, status: str) -> bool:
         now = self._clock()
-        try:
-            self._table.put_item(
-                Item=to_dynamo(
-                    {
-                        "conversation": action.conversation_key,
-                        "action_id": action.action_id,
-                        "account_id": action.account_id,
-                        "conversation_id": action.conversation_id,
-                        "kind": action.kind,
-                        "detail": action.detail,
-                        "reason": action.reason,
-                        "status": status,
-                        "created_at": iso(now),
-                        "expires_at": int(now + self._retention),
-                    }
-                ),
-                ConditionExpression=Attr("action_id").not_exists(),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        item = {
+            "conversation": action.conversation_key,
+            "action_id": action.action_id,
+            "account_id": action.account_id,
+            "conversation_id": action.conversation_id,
+            "kind": action.kind,
+            "detail": action.detail,
+            "reason": action.reason,
+            "status": status,
+            "created_at": iso(now),
+            "expires_at": int(now + self._retention),
+        }
+        return put_if(self._table, item, Attr("action_id").not_exists())
 
     def record_intent(self, action: Action) -> bool:
         return self._put_new(action, INTENT)

@@ -16,8 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from support_pipeline import claimcheck
-from support_pipeline.ingest import to_message_attributes
-from support_pipeline.processing.consumer import original_attributes
+from support_pipeline.messages import original_attributes, to_message_attributes
 
 PEEK_VISIBILITY_SECONDS = 30
 UNKNOWN = "unknown (moved by the queue's redrive policy: the processor crashed or timed out)"

@@ -29,6 +29,7 @@ from support_pipeline.chatwoot.signature import (
     verify,
 )
 from support_pipeline.config import IngestSettings
+from support_pipeline.messages import to_message_attributes
 from support_pipeline.telemetry import Telemetry
 
 logger = Logger(child=True)
@@ -267,15 +268,6 @@ class IngestService:
             MessageBody=message_body,
             MessageAttributes=to_message_attributes(attributes),
         )
-
-
-def to_message_attributes(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """SQS message attributes from plain strings; empty values are left out (SQS refuses them)."""
-    return {
-        name: {"DataType": "String", "StringValue": value}
-        for name, value in attributes.items()
-        if value != ""
-    }
 
 
 def _decode_body(request: WebhookRequest) -> bytes | None:

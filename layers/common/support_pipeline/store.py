@@ -60,6 +60,20 @@ def from_dynamo(value: Any) -> Any:
     return value
 
 
+def put_if(table: Any, item: dict[str, Any], condition: Any) -> bool:
+    """Put ``item`` (None values dropped) if ``condition`` holds; False when it does not."""
+    try:
+        table.put_item(
+            Item=to_dynamo({k: v for k, v in item.items() if v is not None}),
+            ConditionExpression=condition,
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 class ConversationStore:
     """Reads and writes conversation records and timeline items."""
 
@@ -80,27 +94,11 @@ class ConversationStore:
             if expected_revision is None
             else Attr("revision").eq(expected_revision)
         )
-        item = {k: v for k, v in record.items() if v is not None}
-        try:
-            self._table.put_item(Item=to_dynamo(item), ConditionExpression=condition)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return put_if(self._table, record, condition)
 
     def add_timeline_item(self, item: dict[str, Any]) -> bool:
         """Add one timeline item; False if it was already there (a retried write)."""
-        try:
-            self._table.put_item(
-                Item=to_dynamo({k: v for k, v in item.items() if v is not None}),
-                ConditionExpression=Attr("sk").not_exists(),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return put_if(self._table, item, Attr("sk").not_exists())
 
     def register_account(self, account_id: str) -> None:
         """Remember an account, so scheduled sweeps know which open-conversation lists to read."""
@@ -132,23 +130,13 @@ class ConversationStore:
     ) -> bool:
         """Write state read at ``revision``; False if someone wrote it meanwhile."""
         condition = Attr("pk").not_exists() if revision == 0 else Attr("revision").eq(revision)
-        try:
-            self._table.put_item(
-                Item=to_dynamo(
-                    {
-                        "pk": conversation_pk(account_id, conversation_id),
-                        "sk": STATE_PREFIX + name,
-                        "data": data,
-                        "revision": revision + 1,
-                    }
-                ),
-                ConditionExpression=condition,
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        item = {
+            "pk": conversation_pk(account_id, conversation_id),
+            "sk": STATE_PREFIX + name,
+            "data": data,
+            "revision": revision + 1,
+        }
+        return put_if(self._table, item, condition)
 
     def timeline(self, account_id: str, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's timeline, oldest first."""

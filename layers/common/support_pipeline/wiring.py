@@ -146,8 +146,19 @@ def build_ingest(metrics: Metrics) -> IngestService:
     )
 
 
-def _dynamodb() -> Any:
-    return aws.resource("dynamodb", aws.PROCESSOR_CONFIG)
+def _deployed_support(
+    settings: ProcessorSettings | SweepSettings, telemetry: Telemetry, retention_days: int = 400
+) -> SupportServices:
+    """The support services against real AWS and Chatwoot, from a function's settings."""
+    return build_support(
+        settings.support,
+        aws.resource("dynamodb", aws.PROCESSOR_CONFIG),
+        settings.conversations_table,
+        settings.actions_table,
+        telemetry,
+        chatwoot_client(settings.support),
+        timeline_retention_days=retention_days,
+    )
 
 
 def build_consumer(metrics: Metrics) -> EventConsumer:
@@ -158,15 +169,7 @@ def build_consumer(metrics: Metrics) -> EventConsumer:
 
     settings = ProcessorSettings.from_env()
     telemetry = PowertoolsTelemetry(metrics)
-    support = build_support(
-        settings.support,
-        _dynamodb(),
-        settings.conversations_table,
-        settings.actions_table,
-        telemetry,
-        chatwoot_client(settings.support),
-        timeline_retention_days=settings.timeline_retention_days,
-    )
+    support = _deployed_support(settings, telemetry, settings.timeline_retention_days)
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table,
         boto3_client=aws.client("dynamodb", aws.PROCESSOR_CONFIG),
@@ -187,12 +190,5 @@ def build_sweep(metrics: Metrics) -> SlaSweep:
 
     settings = SweepSettings.from_env()
     telemetry = PowertoolsTelemetry(metrics)
-    support = build_support(
-        settings.support,
-        _dynamodb(),
-        settings.conversations_table,
-        settings.actions_table,
-        telemetry,
-        chatwoot_client(settings.support),
-    )
+    support = _deployed_support(settings, telemetry)
     return SlaSweep(support.sla, telemetry)

@@ -118,10 +118,14 @@ class ChatwootClient:
         return None
 
     # ---- acting ----------------------------------------------------------------------------
-    def create_private_note(
-        self, account_id: str, conversation_id: str, content: str, action_id: str
+    def _create_message(
+        self,
+        account_id: str,
+        conversation_id: str,
+        content: str,
+        private: bool,
+        attributes: dict[str, str],
     ) -> dict[str, Any]:
-        """A private note only agents see, tagged with its action id."""
         created = self._call(
             "POST",
             account_id,
@@ -130,11 +134,19 @@ class ChatwootClient:
             {
                 "content": content,
                 "message_type": "outgoing",
-                "private": True,
-                "content_attributes": {ACTION_ATTRIBUTE: action_id},
+                "private": private,
+                "content_attributes": attributes,
             },
         )
         return created if isinstance(created, dict) else {}
+
+    def create_private_note(
+        self, account_id: str, conversation_id: str, content: str, action_id: str
+    ) -> dict[str, Any]:
+        """A private note only agents see, tagged with its action id."""
+        return self._create_message(
+            account_id, conversation_id, content, True, {ACTION_ATTRIBUTE: action_id}
+        )
 
     def create_public_message(
         self,
@@ -147,22 +159,13 @@ class ChatwootClient:
         """A message the customer sees: refused unless a human approved it."""
         if approval is None or not approval.approved:
             raise PermanentError("approval_required", "a public message needs a human's approval")
-        created = self._call(
-            "POST",
+        return self._create_message(
             account_id,
             conversation_id,
-            "/messages",
-            {
-                "content": content,
-                "message_type": "outgoing",
-                "private": False,
-                "content_attributes": {
-                    ACTION_ATTRIBUTE: action_id,
-                    "approval_id": approval.approval_id,
-                },
-            },
+            content,
+            False,
+            {ACTION_ATTRIBUTE: action_id, "approval_id": approval.approval_id},
         )
-        return created if isinstance(created, dict) else {}
 
     def set_labels(self, account_id: str, conversation_id: str, labels: Iterable[str]) -> list[str]:
         """Replace the whole label list (Chatwoot's semantics): prefer add/remove_labels."""

@@ -31,18 +31,13 @@ from aws_lambda_powertools.utilities.idempotency import (
 from support_pipeline import claimcheck
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.config import ProcessorSettings
-from support_pipeline.ingest import to_message_attributes
+from support_pipeline.messages import DLQ_COPIED, original_attributes, to_message_attributes
 from support_pipeline.processing.backoff import visibility_timeout
 from support_pipeline.processing.errors import Failure, PermanentError, classify
 from support_pipeline.processing.router import EventContext, Router
 from support_pipeline.telemetry import Telemetry
 
 logger = Logger(child=True)
-
-# Attributes the DLQ copy adds; everything the ingest set is kept in ``original_attributes``.
-DLQ_ATTRIBUTES = ("error_type", "error_reason", "failed_at", "receive_count", "original_attributes")
-# Originals repeated as top-level DLQ attributes for listing and selective redrive (SQS allows 10).
-DLQ_COPIED = ("event", "conversation_id", "account_id", "dedupe_key", "delivery_id")
 
 
 def record_attributes(record: SQSRecord) -> dict[str, str]:
@@ -54,21 +49,6 @@ def record_attributes(record: SQSRecord) -> dict[str, str]:
         if isinstance(value, Mapping) and value.get("stringValue") is not None
     }
     return original_attributes(flat)
-
-
-def original_attributes(flat: Mapping[str, str]) -> dict[str, str]:
-    """Undo the DLQ's attribute packing, if the message went through the DLQ."""
-    if "original_attributes" not in flat:
-        return dict(flat)
-    try:
-        restored = json.loads(flat["original_attributes"])
-    except ValueError:
-        restored = {}
-    if not isinstance(restored, dict):
-        restored = {}
-    merged = {k: v for k, v in flat.items() if k not in DLQ_ATTRIBUTES}
-    merged.update({str(k): str(v) for k, v in restored.items()})
-    return merged
 
 
 @dataclass
