@@ -79,3 +79,27 @@ def test_the_template_names_the_secret_parameter_but_never_holds_a_secret():
     assert "AWS::SSM::Parameter" not in kinds and "AWS::SecretsManager::Secret" not in kinds
     env = TEMPLATE["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
     assert env["WEBHOOK_SECRET_PARAM"] == {"Ref": "WebhookSecretParamName"}
+
+
+README = (ROOT / "README.md").read_text()
+CONFIG_ROW = re.compile(r"^\| ((?:`\w+`(?: / )?)+) \| ([^|]+) \|", re.MULTILINE)
+
+
+def readme_defaults() -> dict[str, str]:
+    found = {}
+    section = README.split("### Configuration", 1)[1].split("\n## ", 1)[0]
+    for names, values in CONFIG_ROW.findall(section):
+        keys = re.findall(r"`(\w+)`", names)
+        cells = [v.strip().strip("`") for v in values.split(" / ")]
+        if len(cells) != len(keys):
+            continue
+        for key, cell in zip(keys, cells, strict=True):
+            found[key] = "" if cell.startswith("(empty") else cell
+    return found
+
+
+def test_readme_configuration_defaults_match_the_template():
+    documented = readme_defaults()
+    assert len(documented) >= 12, "the README's configuration table was not found"
+    for name, value in documented.items():
+        assert template_value(name) == value, name

@@ -34,3 +34,15 @@ def test_every_field_of_the_shipped_policy_is_documented():
     missing = [name for name in names if f"`{name}`" not in DOC and f"## {name}" not in DOC]
     assert missing == []
     assert all(day in WEEKDAYS for day in shipped["business_hours"])
+
+
+def test_the_agents_guide_quotes_the_shipped_policy():
+    from support_pipeline.policy import load_default_policy
+
+    guide = (ROOT / "docs" / "support-workflow.md").read_text()
+    policy = load_default_policy()
+    assert f"{round(policy.sla.at_risk_fraction * 100)} %" in guide
+    assert {2: "reopened twice"}[policy.escalation.reopened_times] in guide
+    assert f"{policy.escalation.unanswered_count} messages in a row" in guide
+    assert f"`{policy.sla.at_risk_label}`" in guide and f"`{policy.sla.breached_label}`" in guide
+    assert all(f"`{label}`" in guide for label in policy.escalation.labels)
