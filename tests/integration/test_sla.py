@@ -202,3 +202,26 @@ def test_with_the_breach_rule_off_a_breach_is_labelled_and_noted_but_not_escalat
     assert conversation.priority is None and conversation.team_id is None
     assert chatwoot.notes(1, 1)[0].startswith("SLA breached: the first response was due")
     assert timeline(pipeline, "escalation") == []
+
+
+def test_one_broken_conversation_does_not_stop_the_sweep_for_the_others(
+    pipeline, chatwoot, world, monkeypatch
+):
+    chatwoot.add_conversation(1, 2)
+    world.post(
+        incoming("Hola", 1, CREATED + 10, status="open"),
+        incoming("Hola", 2, CREATED + 10, conversation_id=2, status="open"),
+    )
+    from support_pipeline.store import ConversationStore
+
+    real = ConversationStore.timeline
+
+    def broken_for_one(self, account_id, conversation_id):
+        if conversation_id == "1":
+            raise RuntimeError("corrupt item")
+        return real(self, account_id, conversation_id)
+
+    monkeypatch.setattr(ConversationStore, "timeline", broken_for_one)
+    result = world.sweep(CREATED + 1.1 * HOUR)
+    assert (result["failed"], result["breached"]) == (1, 1)
+    assert chatwoot.notes(1, 2) and not chatwoot.notes(1, 1)

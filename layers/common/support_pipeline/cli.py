@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from support_pipeline import aws
 from support_pipeline.dlq import DeadLetter, DeadLetterQueue
 
@@ -320,6 +322,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except UsageError as error:
         print(f"support-pipeline: {error}", file=sys.stderr)
         return 2
+    except (BotoCoreError, ClientError) as error:
+        print(f"support-pipeline: AWS said: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

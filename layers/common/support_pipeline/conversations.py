@@ -299,9 +299,11 @@ class ConversationRecorder:
                 revision=(revision or 0) + 1,
                 expires_at=expires_at,
             )
+            if current is None:
+                # Before the record exists, so a crash in between cannot hide the account from
+                # the SLA sweep; registering twice is harmless.
+                self.store.register_account(facts.account_id)
             if self.store.put_record(record, revision):
-                if current is None:
-                    self.store.register_account(facts.account_id)
                 return
             logger.debug("conversation record changed concurrently; retrying")
         raise TransientError("write_conflict", "conversation record kept changing under us")

@@ -26,7 +26,7 @@ from support_pipeline.business_time import BusinessCalendar, WallClock
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.escalation import Escalator, Reason
 from support_pipeline.policy import TARGETS, SupportPolicy
-from support_pipeline.processing.errors import PermanentError, TransientError
+from support_pipeline.processing.errors import TransientError, classify
 from support_pipeline.processing.router import EventContext
 from support_pipeline.store import ConversationStore, conversation_pk, timeline_sk
 from support_pipeline.telemetry import Telemetry
@@ -409,17 +409,19 @@ class SlaSweep:
                 try:
                     for key, value in self.sla.sweep_conversation(record, now).items():
                         totals[key] += value
-                except (TransientError, PermanentError) as exc:
-                    # The next sweep tries again; the ledger keeps every action exactly-once.
+                except Exception as exc:
+                    # One conversation never stops the sweep; the next sweep tries it again and
+                    # the ledger keeps every action exactly-once.
+                    failure = classify(exc)
                     totals["failed"] += 1
-                    self.telemetry.count("SlaSweepFailed", reason=exc.error_type)
+                    self.telemetry.count("SlaSweepFailed", reason=failure.error_type)
                     logger.warning(
                         "sla sweep failed for a conversation",
                         extra={
                             "account_id": account,
                             "conversation_id": record.get("conversation_id"),
-                            "error_type": exc.error_type,
-                            "error_reason": exc.reason,
+                            "error_type": failure.error_type,
+                            "error_reason": failure.reason,
                         },
                     )
         logger.info("sla sweep finished", extra={**totals, "now": cw.iso(now)})
