@@ -115,7 +115,12 @@ class IngestService:
     clock: Clock = field(default=time.time)
 
     def handle(self, request: WebhookRequest) -> Response:
-        response = self._handle(request)
+        try:
+            response = self._handle(request)
+        except Exception:
+            # A bug of ours must still not look like Chatwoot's fault, nor crash into a bare 500.
+            logger.exception("ingest failed unexpectedly")
+            response = _refuse(503, "internal error; nothing was accepted")
         if response.status >= 400:
             reason = str(response.body.get("reason", "unknown"))
             self.telemetry.count(
@@ -184,16 +189,14 @@ class IngestService:
             logger.info("webhook ignored", extra={"event": event, "delivery_id": delivery_id})
             return Response(200, {"status": "ignored", "event": event})
 
-        dedupe_key = cw.dedupe_key(payload, delivery_id, body)
         attributes = {
-            "event": event,
-            "delivery_id": delivery_id or "",
-            "dedupe_key": dedupe_key,
+            "event": event[:256],
+            "delivery_id": (delivery_id or "")[:256],
             "received_at": cw.iso(self.clock()),
-            "account_id": cw.account_id(payload) or "",
-            "conversation_id": cw.conversation_id(payload) or "",
             "signed": "true" if signed else "false",
+            **_describe(payload, delivery_id, body),
         }
+        dedupe_key = attributes["dedupe_key"]
         try:
             self._enqueue(body, attributes)
         except (ClientError, BotoCoreError) as exc:
@@ -268,6 +271,23 @@ class IngestService:
             MessageBody=message_body,
             MessageAttributes=to_message_attributes(attributes),
         )
+
+
+def _describe(payload: cw.Payload, delivery_id: str | None, body: bytes) -> dict[str, str]:
+    """Dedupe key and ids; a payload too odd to read still gets a key (never a refusal)."""
+    try:
+        return {
+            "dedupe_key": cw.dedupe_key(payload, delivery_id, body)[:512],
+            "account_id": (cw.account_id(payload) or "")[:64],
+            "conversation_id": (cw.conversation_id(payload) or "")[:64],
+        }
+    except Exception:
+        logger.exception("payload ids unreadable; falling back to a body digest")
+        return {
+            "dedupe_key": cw.dedupe_key({}, delivery_id, body),
+            "account_id": "",
+            "conversation_id": "",
+        }
 
 
 def _decode_body(request: WebhookRequest) -> bytes | None:
