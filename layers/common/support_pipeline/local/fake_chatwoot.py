@@ -40,7 +40,11 @@ class Conversation:
 class FakeChatwoot:
     """Start with ``start()``; ``url`` is the base URL to give the client."""
 
-    def __init__(self, token: str = "fake-chatwoot-token", actor_id: int = 1) -> None:  # noqa: S107
+    def __init__(
+        self,
+        token: str = "fake-chatwoot-token",  # noqa: S107  # nosec B107 - a fake's invented token
+        actor_id: int = 1,
+    ) -> None:
         self.token = token
         self.actor_id = actor_id
         self.conversations: dict[tuple[str, str], Conversation] = {}
@@ -82,7 +86,8 @@ class FakeChatwoot:
     # ---- server ----------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() first"
+        if self._server is None:
+            raise RuntimeError("start() the fake first")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
