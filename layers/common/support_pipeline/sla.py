@@ -206,43 +206,50 @@ class SlaService:
             raise TransientError("write_conflict", "SLA state changed during the sweep")
         return outcome
 
-    def _at_risk(self, record: dict[str, Any], clock: SlaClock) -> None:
+    def _label_and_note(
+        self, record: dict[str, Any], action_base: str, label: str, note: str, reason: str
+    ) -> None:
         account, conversation = record["account_id"], record["conversation_id"]
-        base = f"sla-at-risk:{account}:{conversation}:{clock.instance}"
-        word = TARGET_WORDS[clock.target]
         self.actions.run(
             Action(
                 account,
                 conversation,
-                f"{base}/labels",
+                f"{action_base}/labels",
                 "add_labels",
-                {"labels": [self.policy.sla.at_risk_label]},
-                reason="sla_at_risk",
+                {"labels": [label]},
+                reason,
             )
         )
         self.actions.run(
             Action(
                 account,
                 conversation,
-                f"{base}/note",
+                f"{action_base}/note",
                 "private_note",
-                {
-                    "content": f"SLA at risk: the {word} is due "
-                    f"{_local(clock.due_at, self.policy)} ({self.policy.timezone}). "
-                    f"{self._target_words(clock)}"
-                },
-                reason="sla_at_risk",
+                {"content": note},
+                reason,
             )
+        )
+
+    def _at_risk(self, record: dict[str, Any], clock: SlaClock) -> None:
+        self._label_and_note(
+            record,
+            f"sla-at-risk:{record['account_id']}:{record['conversation_id']}:{clock.instance}",
+            self.policy.sla.at_risk_label,
+            f"SLA at risk: the {TARGET_WORDS[clock.target]} is due "
+            f"{_local(clock.due_at, self.policy)} ({self.policy.timezone}). "
+            f"{self._target_words(clock)}",
+            "sla_at_risk",
         )
         self.telemetry.count("SlaAtRisk", reason=clock.target)
 
     def _breach(self, record: dict[str, Any], clock: SlaClock) -> None:
         account, conversation = record["account_id"], record["conversation_id"]
-        word = TARGET_WORDS[clock.target]
         reason = Reason(
             "sla_breach",
-            f"SLA breached: the {word} was due {_local(clock.due_at, self.policy)} "
-            f"({self.policy.timezone}). {self._target_words(clock)}",
+            f"SLA breached: the {TARGET_WORDS[clock.target]} was due "
+            f"{_local(clock.due_at, self.policy)} ({self.policy.timezone}). "
+            f"{self._target_words(clock)}",
         )
         escalation_id = f"sla-breach:{account}:{conversation}:{clock.instance}"
         if self.policy.escalation.sla_breach:
@@ -255,25 +262,8 @@ class SlaService:
                 occurred_at=clock.due_at,
             )
         else:
-            self.actions.run(
-                Action(
-                    account,
-                    conversation,
-                    f"{escalation_id}/labels",
-                    "add_labels",
-                    {"labels": [self.policy.sla.breached_label]},
-                    reason="sla_breach",
-                )
-            )
-            self.actions.run(
-                Action(
-                    account,
-                    conversation,
-                    f"{escalation_id}/note",
-                    "private_note",
-                    {"content": reason.text},
-                    reason="sla_breach",
-                )
+            self._label_and_note(
+                record, escalation_id, self.policy.sla.breached_label, reason.text, "sla_breach"
             )
         self._timeline(record, clock, "sla_breach", clock.due_at, met=False)
         self.telemetry.count("SlaBreached", reason=clock.target)
