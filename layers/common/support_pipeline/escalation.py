@@ -20,7 +20,6 @@ from support_pipeline.actions import Action, ActionRunner
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.chatwoot.client import ACTION_ATTRIBUTE
 from support_pipeline.policy import PhraseRule, SupportPolicy, normalize_text
-from support_pipeline.processing.errors import TransientError
 from support_pipeline.processing.router import EventContext
 from support_pipeline.store import ConversationStore, conversation_pk, timeline_sk
 
@@ -191,7 +190,9 @@ class EscalationRules:
         )
         reasons, manual = self._fired(context, account, conversation_id, record)
         if record.get("status") == "resolved":
-            self._update_state(account, conversation_id, lambda state: {"escalated": []})
+            self.store.update_state(
+                account, conversation_id, STATE, lambda state: {"escalated": []}
+            )
         if not reasons:
             return {"escalated": []}
 
@@ -209,22 +210,13 @@ class EscalationRules:
             or cw.to_epoch(payload.get("updated_at")),
         )
         codes = {r.code for r in new}
-        self._update_state(
+        self.store.update_state(
             account,
             conversation_id,
+            STATE,
             lambda s: {**s, "escalated": sorted(set(s.get("escalated") or []) | codes)},
         )
         return {"escalated": sorted(codes)}
-
-    def _update_state(
-        self, account: str, conversation_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
-    ) -> None:
-        for _ in range(5):
-            state, revision = self.store.get_state(account, conversation_id, STATE)
-            new = change(state)
-            if new == state or self.store.put_state(account, conversation_id, STATE, new, revision):
-                return
-        raise TransientError("write_conflict", "escalation state kept changing under us")
 
     def _fired(
         self, context: EventContext, account: str, conversation_id: str, record: dict[str, Any]

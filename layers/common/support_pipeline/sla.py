@@ -309,14 +309,12 @@ class SlaService:
             if self._timeline(record, clock, "sla_outcome", clock.met_at, met=met):
                 recorded += 1
                 self.telemetry.count("SlaMet" if met else "SlaMissed", reason=clock.target)
-        account, conversation = record["account_id"], record["conversation_id"]
-        for _ in range(5):
-            state, revision = self.store.get_state(account, conversation, STATE)
-            new_state = dict(state)
-            if not self._clear_if_safe(record, clocks, new_state, now):
-                break
-            if self.store.put_state(account, conversation, STATE, new_state, revision):
-                break
+
+        def clear(state: dict[str, Any]) -> dict[str, Any]:
+            self._clear_if_safe(record, clocks, state, now)
+            return state
+
+        self.store.update_state(record["account_id"], record["conversation_id"], STATE, clear)
         return recorded
 
     def _timeline(

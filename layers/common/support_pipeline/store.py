@@ -14,12 +14,14 @@ One table, keyed for the queries the support features make:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
+
+from support_pipeline.processing.errors import TransientError
 
 RECORD_SK = "RECORD"
 STATE_PREFIX = "STATE#"
@@ -137,6 +139,22 @@ class ConversationStore:
             "revision": revision + 1,
         }
         return put_if(self._table, item, condition)
+
+    def update_state(
+        self,
+        account_id: str,
+        conversation_id: str,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        attempts: int = 5,
+    ) -> dict[str, Any]:
+        """Read, ``change`` (a copy), write back with optimistic concurrency; retry on a race."""
+        for _ in range(attempts):
+            state, revision = self.get_state(account_id, conversation_id, name)
+            new = change(dict(state))
+            if new == state or self.put_state(account_id, conversation_id, name, new, revision):
+                return new
+        raise TransientError("write_conflict", f"{name} state kept changing under us")
 
     def timeline(self, account_id: str, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's timeline, oldest first."""
