@@ -11,11 +11,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from support_pipeline.chatwoot.payload import to_epoch
 from support_pipeline.sla import SlaSweep
 from support_pipeline.telemetry import NAMESPACE
-from support_pipeline.wiring import build_sweep
+from support_pipeline.wiring import PerPolicy, build_sweep
 
 logger = Logger(service="sla-sweep")
 metrics = Metrics(namespace=NAMESPACE, service="sla-sweep")
-_sweep: SlaSweep | None = None
+_sweep: PerPolicy[SlaSweep] | None = None
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -27,4 +27,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     # The scheduled event's own time is "now": a late or replayed invocation judges SLAs as of
     # its schedule, and tests drive the clock through the event.
     now = to_epoch(event.get("time")) or time.time()
-    return _sweep.run(now)
+    return _sweep.get().run(now)

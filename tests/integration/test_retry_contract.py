@@ -23,7 +23,7 @@ def processor(pipeline, monkeypatch):
         {"Records": []}, LocalContext(function_name="processor")
     )  # builds the consumer once
     visibility: list[int] = []
-    app._consumer.sqs.meta.events.register(
+    app._consumer.get().sqs.meta.events.register(
         "provide-client-params.sqs.ChangeMessageVisibility",
         lambda params, **_: visibility.append(params["VisibilityTimeout"]),
     )
@@ -33,7 +33,7 @@ def processor(pipeline, monkeypatch):
 
 def flaky(app, failures: int):
     """Make the routed work fail ``failures`` times with a transient error, then work."""
-    router = app._consumer.router
+    router = app._consumer.get().router
     real = router.handlers_for("message_created")
     state = {"left": failures}
 

@@ -368,6 +368,54 @@ def load_default_policy() -> SupportPolicy:
     )
 
 
+class PolicySource:
+    """The policy in force: the SSM parameter's (re-read at most every ``max_age`` seconds),
+    else the shipped file.
+
+    A changed parameter takes effect without a deployment. A changed but invalid parameter is
+    refused with an error naming the field, and the last good policy stays in force; an invalid
+    policy at start-up stops the function (it has nothing good to fall back on).
+    """
+
+    def __init__(
+        self, parameter_name: str | None, fetch_parameter: Any = None, max_age: int = 300
+    ) -> None:
+        self.parameter_name = parameter_name or ""
+        self._fetch = fetch_parameter
+        self._max_age = max_age
+        self._text: str | None = None
+        self._policy: SupportPolicy | None = None
+        self.last_error: str | None = None
+
+    def _read(self) -> str:
+        if self._fetch is None:
+            from aws_lambda_powertools.utilities import parameters
+
+            return str(
+                parameters.get_parameter(self.parameter_name, decrypt=True, max_age=self._max_age)
+            )
+        return str(self._fetch(self.parameter_name))
+
+    def current(self) -> SupportPolicy:
+        if not self.parameter_name:
+            if self._policy is None:
+                self._policy = load_default_policy()
+            return self._policy
+        text = self._read()
+        if text == self._text and self._policy is not None:
+            return self._policy
+        try:
+            policy = parse_policy_text(text, f"SSM parameter {self.parameter_name}")
+        except PolicyError as error:
+            if self._policy is None:
+                raise
+            self.last_error = str(error)
+            self._text = text  # do not re-parse the same bad text on every call
+            return self._policy
+        self._text, self._policy, self.last_error = text, policy, None
+        return policy
+
+
 def load_policy(parameter_name: str | None, fetch_parameter: Any = None) -> SupportPolicy:
     """The SSM parameter's policy when ``parameter_name`` is set, else the shipped default."""
     if not parameter_name:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
+
 from support_pipeline import aws
 from support_pipeline.config import (
     IngestSettings,
@@ -27,12 +29,44 @@ if TYPE_CHECKING:
     from support_pipeline.chatwoot.client import ChatwootClient
     from support_pipeline.escalation import Escalator
     from support_pipeline.ingest import IngestService
-    from support_pipeline.policy import SupportPolicy
+    from support_pipeline.policy import PolicySource, SupportPolicy
     from support_pipeline.processing.consumer import EventConsumer
     from support_pipeline.processing.router import Router
     from support_pipeline.sla import SlaService, SlaSweep
     from support_pipeline.store import ConversationStore
     from support_pipeline.telemetry import Telemetry
+
+logger = Logger(child=True)
+
+
+class PerPolicy[T]:
+    """One service per process, rebuilt when the support policy in force changes."""
+
+    def __init__(
+        self,
+        build: Callable[[SupportPolicy], T],
+        source: PolicySource,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self._build = build
+        self._source = source
+        self._telemetry = telemetry
+        self._policy: SupportPolicy | None = None
+        self._service: T | None = None
+
+    def get(self) -> T:
+        policy = self._source.current()
+        if self._source.last_error:
+            logger.error(
+                "support policy refused; the previous one stays in force",
+                extra={"error": self._source.last_error},
+            )
+            if self._telemetry is not None:
+                self._telemetry.count("PolicyRefused")
+        if self._service is None or policy is not self._policy:
+            self._service = self._build(policy)
+            self._policy = policy
+        return self._service
 
 
 @dataclass
@@ -147,7 +181,10 @@ def build_ingest(metrics: Metrics) -> IngestService:
 
 
 def _deployed_support(
-    settings: ProcessorSettings | SweepSettings, telemetry: Telemetry, retention_days: int = 400
+    settings: ProcessorSettings | SweepSettings,
+    telemetry: Telemetry,
+    policy: SupportPolicy,
+    retention_days: int = 400,
 ) -> SupportServices:
     """The support services against real AWS and Chatwoot, from a function's settings."""
     return build_support(
@@ -157,11 +194,13 @@ def _deployed_support(
         settings.actions_table,
         telemetry,
         chatwoot_client(settings.support),
+        policy=policy,
         timeline_retention_days=retention_days,
     )
 
 
-def build_consumer(metrics: Metrics) -> EventConsumer:
+def build_consumer(metrics: Metrics) -> PerPolicy[EventConsumer]:
+    """The processor's consumer, rebuilt when the support policy changes."""
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     from support_pipeline.processing.consumer import EventConsumer
@@ -169,26 +208,40 @@ def build_consumer(metrics: Metrics) -> EventConsumer:
 
     settings = ProcessorSettings.from_env()
     telemetry = PowertoolsTelemetry(metrics)
-    support = _deployed_support(settings, telemetry, settings.timeline_retention_days)
+    sqs = aws.client("sqs", aws.PROCESSOR_CONFIG)
+    s3 = aws.client("s3", aws.PROCESSOR_CONFIG)
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.idempotency_table,
         boto3_client=aws.client("dynamodb", aws.PROCESSOR_CONFIG),
     )
-    return EventConsumer(
-        settings=settings,
-        sqs=aws.client("sqs", aws.PROCESSOR_CONFIG),
-        s3=aws.client("s3", aws.PROCESSOR_CONFIG),
-        router=build_router(support),
-        persistence=persistence,
-        telemetry=telemetry,
-    )
+
+    def build(policy: SupportPolicy) -> EventConsumer:
+        support = _deployed_support(settings, telemetry, policy, settings.timeline_retention_days)
+        return EventConsumer(
+            settings=settings,
+            sqs=sqs,
+            s3=s3,
+            router=build_router(support),
+            persistence=persistence,
+            telemetry=telemetry,
+        )
+
+    from support_pipeline.policy import PolicySource
+
+    return PerPolicy(build, PolicySource(settings.support.support_policy_param), telemetry)
 
 
-def build_sweep(metrics: Metrics) -> SlaSweep:
+def build_sweep(metrics: Metrics) -> PerPolicy[SlaSweep]:
+    """The SLA sweep, rebuilt when the support policy changes."""
     from support_pipeline.sla import SlaSweep
     from support_pipeline.telemetry import PowertoolsTelemetry
 
     settings = SweepSettings.from_env()
     telemetry = PowertoolsTelemetry(metrics)
-    support = _deployed_support(settings, telemetry)
-    return SlaSweep(support.sla, telemetry)
+
+    def build(policy: SupportPolicy) -> SlaSweep:
+        return SlaSweep(_deployed_support(settings, telemetry, policy).sla, telemetry)
+
+    from support_pipeline.policy import PolicySource
+
+    return PerPolicy(build, PolicySource(settings.support.support_policy_param), telemetry)
