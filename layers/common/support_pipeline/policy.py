@@ -418,12 +418,4 @@ class PolicySource:
 
 def load_policy(parameter_name: str | None, fetch_parameter: Any = None) -> SupportPolicy:
     """The SSM parameter's policy when ``parameter_name`` is set, else the shipped default."""
-    if not parameter_name:
-        return load_default_policy()
-    if fetch_parameter is None:
-        from aws_lambda_powertools.utilities import parameters
-
-        fetch_parameter = lambda name: parameters.get_parameter(name, decrypt=True, max_age=300)  # noqa: E731
-    return parse_policy_text(
-        str(fetch_parameter(parameter_name)), f"SSM parameter {parameter_name}"
-    )
+    return PolicySource(parameter_name, fetch_parameter).current()
