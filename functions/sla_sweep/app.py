@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from support_pipeline import deadline
 from support_pipeline.chatwoot.payload import to_epoch
 from support_pipeline.sla import SlaSweep
 from support_pipeline.telemetry import NAMESPACE
@@ -27,4 +28,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     # The scheduled event's own time is "now": a late or replayed invocation judges SLAs as of
     # its schedule, and tests drive the clock through the event.
     now = to_epoch(event.get("time")) or time.time()
-    return _sweep.get().run(now)
+    with deadline.running_until(deadline.from_lambda_context(context)):
+        return _sweep.get().run(now)

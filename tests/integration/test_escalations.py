@@ -143,16 +143,46 @@ def test_manual_escalate_note_by_an_agent(pipeline, chatwoot, run):
     assert "An agent asked for escalation: cliente amenaza con irse" in note
 
 
-def test_the_pipeline_ignores_its_own_notes(pipeline, chatwoot, run):
-    own = agent_message("/escalate should not loop", 701, NOW, private=True)
-    own["content_attributes"] = {"support_pipeline_action": "escalation:1:1:abc/private_note"}
-    run(own)
-    own_by_actor = incoming("reembolso", 702, NOW)
-    own_by_actor["sender"] = {"id": 42, "type": "user"}
-    own_by_actor["message_type"] = "outgoing"
-    run(own_by_actor, policy=policy_with(**{"actor.id": 42}))
+def echo_of(message, message_id, at):
+    """The webhook Chatwoot sends for a message the pipeline created through the API."""
+    payload = agent_message(message["content"], message_id, at, private=message["private"])
+    payload["sender"] = {"id": message["sender"]["id"], "type": "user", "name": "Support pipeline"}
+    payload["content_attributes"] = message["content_attributes"]  # what Chatwoot kept: nothing
+    return payload
+
+
+def test_the_pipelines_own_note_echoed_back_triggers_no_call(pipeline, chatwoot, run):
+    run(agent_message("/escalate el cliente amenaza con irse", 701, NOW, private=True))
+    [ours] = [m for m in chatwoot.conversation(1, 1).messages if m["private"]]
+    assert "/escalate" not in ours["content"] and ours["content_attributes"] == {}
+    calls = len(chatwoot.calls)
+    # The note quotes the agent's reason; an echo must not escalate again, nor call anything.
+    ours["content"] = "/escalate " + ours["content"]
+    run(echo_of(ours, 702, NOW + 1))
+    assert len(chatwoot.calls) == calls
+    assert len(escalations(pipeline)) == 1
+
+
+def test_messages_by_the_tokens_own_user_are_recognised_without_configuration(
+    pipeline, chatwoot, run
+):
+    mine = {
+        "content": "/escalate sin referencia",
+        "private": True,
+        "sender": {"id": chatwoot.actor_id},
+        "content_attributes": {},
+    }
+    run(echo_of(mine, 711, NOW))
+    run(echo_of(mine, 712, NOW + 1))
     assert escalations(pipeline) == []
     assert chatwoot.calls_to("POST", "/messages") == []
+    assert len([c for c in chatwoot.calls if c.path == "/api/v1/profile"]) == 1  # asked once
+    # An explicit actor in the policy wins and needs no call at all.
+    by_actor = incoming("reembolso", 713, NOW + 2)
+    by_actor["sender"] = {"id": 42, "type": "user"}
+    by_actor["message_type"] = "outgoing"
+    run(by_actor, policy=policy_with(**{"actor.id": 42}))
+    assert escalations(pipeline) == []
 
 
 def test_duplicate_and_out_of_order_deliveries_give_one_escalation(pipeline, chatwoot, run):
@@ -199,15 +229,24 @@ def test_crash_between_the_call_and_the_ledger_write_posts_the_note_once(
     real = ActionLedger.record_done
     crashed = []
 
-    def crash_once(self, action, result):
+    def crash_once(self, action, owner, result):
         if action.kind == "private_note" and not crashed:
             crashed.append(action.action_id)
-            raise ConnectionError("process died before writing done")
-        return real(self, action, result)
+            raise ConnectionError("DynamoDB unreachable after the note was posted")
+        return real(self, action, owner, result)
 
     monkeypatch.setattr(ActionLedger, "record_done", crash_once)
     run(incoming("quiero un reembolso", 1101, NOW))
     assert len(chatwoot.calls_to("POST", "/messages")) == 1 and crashed
+    # The note's claim is kept (the note may be in Chatwoot) until its lease lapses.
+    pipeline.make_visible()
+    pipeline.drain(
+        pipeline.consumer(
+            chatwoot=ChatwootClient(chatwoot.url, lambda: chatwoot.token), policy=POLICY
+        )
+    )
+    assert pipeline.telemetry.total("ActionContended") == 1
+    pipeline.clock.advance(120)
     pipeline.make_visible()
     pipeline.drain(
         pipeline.consumer(

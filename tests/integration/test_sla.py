@@ -123,6 +123,8 @@ def test_resolution_records_the_outcome_and_leaves_the_sweep(pipeline, chatwoot,
         "breached": 0,
         "cleared": 0,
         "failed": 0,
+        "gone": 0,
+        "left_for_next_sweep": 0,
     }
 
 

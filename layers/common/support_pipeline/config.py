@@ -144,6 +144,7 @@ class ProcessorSettings:
     idempotency_ttl_seconds: int = 172800
     timeline_retention_days: int = 400
     actions_table: str = ""
+    record_start_seconds: float = 5.0
     support: SupportSettings = field(default_factory=lambda: SupportSettings())
 
     @classmethod
@@ -161,6 +162,7 @@ class ProcessorSettings:
             idempotency_ttl_seconds=_int(env, "IDEMPOTENCY_TTL_SECONDS", 172800, minimum=60),
             timeline_retention_days=_int(env, "TIMELINE_RETENTION_DAYS", 400, minimum=1),
             actions_table=env.get("ACTIONS_TABLE", ""),
+            record_start_seconds=_int(env, "RECORD_START_SECONDS", 5, minimum=1),
             support=SupportSettings.from_env(env),
         )
         if settings.backoff_cap_seconds > 43200:

@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 
 from support_pipeline.actions import Action, ActionRunner
 from support_pipeline.chatwoot import payload as cw
-from support_pipeline.chatwoot.client import ACTION_ATTRIBUTE
+from support_pipeline.chatwoot.client import Identity, reference_in
 from support_pipeline.policy import PhraseRule, SupportPolicy, normalize_text
 from support_pipeline.processing.router import EventContext
 from support_pipeline.store import ConversationStore, conversation_pk, timeline_sk
@@ -49,18 +49,28 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def is_own_event(payload: cw.Payload, policy: SupportPolicy) -> bool:
-    """True for messages the pipeline itself created (no loops)."""
-    attributes = payload.get("content_attributes")
-    if isinstance(attributes, dict) and ACTION_ATTRIBUTE in attributes:
+def is_own_message(payload: cw.Payload, own: Callable[[], Identity | None]) -> bool:
+    """True for messages the pipeline itself wrote (no loops).
+
+    Its notes end with a reference line (no call needed); anything else it writes is sent as
+    the token's own user, so a message by that user is the pipeline's too. Contacts are never
+    the pipeline, so ``own`` (which may ask Chatwoot once per process) is only asked about
+    messages by users and bots.
+    """
+    if cw.base_event(str(payload.get("event", ""))) not in cw.MESSAGE_EVENTS:
+        return False
+    if reference_in(payload.get("content")):
         return True
     sender = payload.get("sender")
-    if policy.actor.id and isinstance(sender, dict):
-        return (
-            str(sender.get("type") or "") == policy.actor.type
-            and str(sender.get("id")) == policy.actor.id
-        )
-    return False
+    if not isinstance(sender, dict):
+        return False
+    sender_type = str(sender.get("type") or "").lower()
+    if sender_type not in ("user", "agent_bot"):
+        return False
+    identity = own()
+    if identity is None:
+        return False
+    return identity.type == sender_type and identity.id == str(sender.get("id"))
 
 
 def matched_phrases(text: str, rule: PhraseRule) -> list[str]:
@@ -173,10 +183,11 @@ class EscalationRules:
     policy: SupportPolicy
     store: ConversationStore
     escalator: Escalator
+    own: Callable[[], Identity | None] = lambda: None
 
     def __call__(self, context: EventContext) -> dict[str, Any]:
         payload = context.payload
-        if is_own_event(payload, self.policy):
+        if is_own_message(payload, self.own):
             return {"skipped": "own event"}
         account = cw.account_id(payload)
         conversation_id = cw.conversation_id(payload)
@@ -191,32 +202,43 @@ class EscalationRules:
         reasons, manual = self._fired(context, account, conversation_id, record)
         if record.get("status") == "resolved":
             self.store.update_state(
-                account, conversation_id, STATE, lambda state: {"escalated": []}
+                account, conversation_id, STATE, lambda state: {"escalated": {}}
             )
         if not reasons:
             return {"escalated": []}
-
-        state, _ = self.store.get_state(account, conversation_id, STATE)
-        already = set(state.get("escalated") or [])
-        new = [r for r in reasons if manual or r.code not in already]
+        escalation_id = f"escalation:{account}:{conversation_id}:{digest(context.dedupe_key)}"
+        new = reasons if manual else self._claim(account, conversation_id, escalation_id, reasons)
         if not new:
-            return {"escalated": [], "already": sorted(already)}
+            return {"escalated": [], "already": sorted(r.code for r in reasons)}
         self.escalator.escalate(
             account,
             conversation_id,
-            f"escalation:{account}:{conversation_id}:{digest(context.dedupe_key)}",
+            escalation_id,
             new,
             occurred_at=cw.to_epoch(payload.get("created_at"))
             or cw.to_epoch(payload.get("updated_at")),
         )
-        codes = {r.code for r in new}
-        self.store.update_state(
-            account,
-            conversation_id,
-            STATE,
-            lambda s: {**s, "escalated": sorted(set(s.get("escalated") or []) | codes)},
-        )
-        return {"escalated": sorted(codes)}
+        return {"escalated": sorted(r.code for r in new)}
+
+    def _claim(
+        self, account: str, conversation_id: str, escalation_id: str, reasons: list[Reason]
+    ) -> list[Reason]:
+        """Claim each reason for this escalation with a conditional write, before acting.
+
+        A reason escalates once per episode: the first escalation to claim it owns it, a
+        concurrent event with the same reason loses the write and does nothing, and a retry of
+        the owning event finds its own claim and finishes the escalation.
+        """
+
+        def claim(state: dict[str, Any]) -> dict[str, Any]:
+            owned = _owned(state)
+            for reason in reasons:
+                owned.setdefault(reason.code, escalation_id)
+            return {**state, "escalated": owned}
+
+        state = self.store.update_state(account, conversation_id, STATE, claim)
+        owned = _owned(state)
+        return [r for r in reasons if owned.get(r.code) == escalation_id]
 
     def _fired(
         self, context: EventContext, account: str, conversation_id: str, record: dict[str, Any]
@@ -303,18 +325,29 @@ def _is_vip(payload: cw.Payload, attribute: str | None, label: str | None) -> bo
     return False
 
 
+def _owned(state: dict[str, Any]) -> dict[str, str]:
+    """Reason code -> the escalation that claimed it in this episode."""
+    escalated = state.get("escalated") or {}
+    if isinstance(escalated, list):  # written before claims carried their escalation
+        return {str(code): "" for code in escalated}
+    return {str(code): str(owner) for code, owner in dict(escalated).items()}
+
+
 def unanswered_count(timeline: list[dict[str, Any]]) -> int:
-    """Customer messages since the last public reply by a person."""
-    count = 0
+    """Distinct customer messages since the last public reply by a person.
+
+    An edit or update of a message (``message_updated``) is the same message, not a new one.
+    """
+    waiting: set[str] = set()
     for item in sorted(timeline, key=lambda i: i.get("occurred_at", "")):
         if item.get("kind", "event") != "event" or not item.get("message_type"):
             continue
         if item["message_type"] == "incoming" and not item.get("private"):
-            count += 1
+            waiting.add(str(item.get("message_id") or item.get("dedupe_key")))
         elif (
             item["message_type"] == "outgoing"
             and not item.get("private")
             and item.get("sender_type") == "User"
         ):
-            count = 0
-    return count
+            waiting.clear()
+    return len(waiting)

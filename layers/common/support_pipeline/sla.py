@@ -14,6 +14,7 @@ as replies and resolutions arrive, and clears the at-risk label when nothing is 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,9 +22,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from support_pipeline.actions import Action, ActionRunner
+from support_pipeline import deadline
+from support_pipeline.actions import LEASE_MARGIN_SECONDS, Action, ActionRunner
 from support_pipeline.business_time import BusinessCalendar, WallClock
 from support_pipeline.chatwoot import payload as cw
+from support_pipeline.chatwoot.client import NotFoundError
 from support_pipeline.escalation import Escalator, Reason
 from support_pipeline.policy import TARGETS, SupportPolicy
 from support_pipeline.processing.errors import TransientError, classify
@@ -174,37 +177,64 @@ class SlaService:
 
     # ---- the sweep -------------------------------------------------------------------------
     def sweep_conversation(self, record: dict[str, Any], now: float) -> dict[str, int]:
-        """Flag at-risk and breached targets once each; clear at-risk when nothing is."""
+        """Flag at-risk and breached targets once each; clear at-risk when nothing is.
+
+        Each flag is claimed in the SLA state with a conditional write before anything is done
+        in Chatwoot, and stays ``pending`` until its actions are done: a concurrent sweep loses
+        the write and does nothing, and a sweep that died half-way is finished by the next one
+        (the action ledger keeps each action exactly once).
+        """
         outcome = {"at_risk": 0, "breached": 0, "cleared": 0}
         if record.get("status") not in ("open", "pending"):
             return outcome  # snoozed: no flags until it wakes (see docs/support-policy.md)
         account, conversation = record["account_id"], record["conversation_id"]
         state, revision = self.store.get_state(account, conversation, STATE)
-        new_state = {**state, "flags": dict(state.get("flags") or {})}
-        flags: dict[str, str] = new_state["flags"]
         clocks = self.clocks(record)
+        new_state = {
+            **state,
+            "flags": dict(state.get("flags") or {}),
+            "pending": dict(state.get("pending") or {}),
+        }
+        flags: dict[str, str] = new_state["flags"]
+        pending: dict[str, str] = new_state["pending"]
         for clock in clocks:
             status = clock.state(now)
             if status == "breached" and flags.get(clock.instance) != "breached":
-                self._breach(record, clock)
-                flags[clock.instance] = "breached"
-                outcome["breached"] += 1
+                flags[clock.instance] = pending[clock.instance] = "breached"
             elif status == "at_risk" and clock.instance not in flags:
-                self._at_risk(record, clock)
-                flags[clock.instance] = "at_risk"
+                flags[clock.instance] = pending[clock.instance] = "at_risk"
                 new_state["at_risk_episode"] = int(new_state.get("at_risk_episode") or 0) + (
                     0 if new_state.get("at_risk_labelled") else 1
                 )
                 new_state["at_risk_labelled"] = True
-                outcome["at_risk"] += 1
-        if self._clear_if_safe(record, clocks, new_state, now):
-            outcome["cleared"] += 1
-        if new_state != state and not self.store.put_state(
+        if new_state["flags"] != (state.get("flags") or {}) and not self.store.put_state(
             account, conversation, STATE, new_state, revision
         ):
-            # Someone else moved the state on; the ledger already kept the actions exactly-once.
+            # Another sweep or event claimed first; whatever it claimed, it does.
             raise TransientError("write_conflict", "SLA state changed during the sweep")
+        by_instance = {clock.instance: clock for clock in clocks}
+        for instance, kind in sorted(pending.items()):
+            claimed = by_instance.get(instance)
+            if claimed is not None:
+                if kind == "breached":
+                    self._breach(record, claimed)
+                else:
+                    self._at_risk(record, claimed)
+                outcome[kind] += 1
+            self._confirm(account, conversation, instance)
+        if self._clear_if_safe(record, clocks, now, known=new_state):
+            outcome["cleared"] += 1
         return outcome
+
+    def _confirm(self, account: str, conversation: str, instance: str) -> None:
+        """The flag's actions are done: it is no longer pending."""
+
+        def done(state: dict[str, Any]) -> dict[str, Any]:
+            left = dict(state.get("pending") or {})
+            left.pop(instance, None)
+            return {**state, "pending": left}
+
+        self.store.update_state(account, conversation, STATE, done)
 
     def _label_and_note(
         self, record: dict[str, Any], action_base: str, label: str, note: str, reason: str
@@ -268,6 +298,26 @@ class SlaService:
         self._timeline(record, clock, "sla_breach", clock.due_at, met=False)
         self.telemetry.count("SlaBreached", reason=clock.target)
 
+    def forget_if_gone(self, record: dict[str, Any]) -> bool:
+        """After a 404: if Chatwoot confirms the conversation is gone while its API answers
+        for the token, close the record so the sweep stops visiting it."""
+        client = self.actions.client
+        if client is None:
+            return False
+        account, conversation = record["account_id"], record["conversation_id"]
+        try:
+            client.get_conversation(account, conversation)
+            return False  # it is there: the 404 was about something else
+        except NotFoundError:
+            client.identity()  # the token and base URL work, so the 404 is about the conversation
+        self.store.close_gone(account, conversation, self.escalator.clock())
+        self.telemetry.count("ConversationGone")
+        logger.warning(
+            "conversation gone in Chatwoot; closed and no longer swept",
+            extra={"account_id": account, "conversation_id": conversation},
+        )
+        return True
+
     def _target_words(self, clock: SlaClock) -> str:
         hours = clock.threshold_seconds / 3600
         span = f"{hours:g} h" if hours >= 1 else f"{clock.threshold_seconds // 60} min"
@@ -275,15 +325,38 @@ class SlaService:
         return f"Target: {span} of {kind}."
 
     def _clear_if_safe(
-        self, record: dict[str, Any], clocks: list[SlaClock], state: dict[str, Any], now: float
+        self,
+        record: dict[str, Any],
+        clocks: list[SlaClock],
+        now: float,
+        known: dict[str, Any] | None = None,
     ) -> bool:
-        """Remove our at-risk label once no open target is at risk (reply, resolution, breach)."""
-        if not state.get("at_risk_labelled"):
-            return False
+        """Remove our at-risk label once no open target is at risk (reply, resolution, breach).
+
+        The clearing is claimed in the SLA state first (``clearing`` names the episode), then
+        done, then confirmed; a clearing left over by a failed attempt is finished first.
+        ``known`` is the state as the caller just wrote it, which saves a read when nothing is
+        labelled.
+        """
         if any(c.state(now) == "at_risk" for c in clocks):
             return False
+        if known is not None and not known.get("at_risk_labelled") and not known.get("clearing"):
+            return False
         account, conversation = record["account_id"], record["conversation_id"]
-        episode = int(state.get("at_risk_episode") or 1)
+
+        def claim(state: dict[str, Any]) -> dict[str, Any]:
+            if not state.get("at_risk_labelled"):
+                return state
+            return {
+                **state,
+                "at_risk_labelled": False,
+                "clearing": int(state.get("at_risk_episode") or 1),
+            }
+
+        state = self.store.update_state(account, conversation, STATE, claim)
+        episode = state.get("clearing")
+        if not episode:
+            return False
         self.actions.run(
             Action(
                 account,
@@ -294,7 +367,13 @@ class SlaService:
                 reason="sla_cleared",
             )
         )
-        state["at_risk_labelled"] = False
+
+        def done(state: dict[str, Any]) -> dict[str, Any]:
+            if state.get("clearing") != episode:
+                return state
+            return {k: v for k, v in state.items() if k != "clearing"}
+
+        self.store.update_state(account, conversation, STATE, done)
         return True
 
     # ---- outcomes (processor) --------------------------------------------------------------
@@ -310,11 +389,7 @@ class SlaService:
                 recorded += 1
                 self.telemetry.count("SlaMet" if met else "SlaMissed", reason=clock.target)
 
-        def clear(state: dict[str, Any]) -> dict[str, Any]:
-            self._clear_if_safe(record, clocks, state, now)
-            return state
-
-        self.store.update_state(record["account_id"], record["conversation_id"], STATE, clear)
+        self._clear_if_safe(record, clocks, now)
         return recorded
 
     def _timeline(
@@ -382,35 +457,128 @@ class SlaOutcomes:
         return {"outcomes": self.sla.record_outcomes(record, self.clock())}
 
 
-class SlaSweep:
-    """The scheduled sweep over every account's open conversations (no table scan)."""
+SWEEP_LEASE = "sla-sweep"
+# The sweep stops starting conversations when less than this is left of its invocation.
+SWEEP_STOP_SECONDS = 10.0
+# Without a Lambda deadline (CLI, tests) a sweep's lease lasts this long.
+SWEEP_LEASE_SECONDS = 900.0
 
-    def __init__(self, sla: SlaService, telemetry: Telemetry) -> None:
+
+def sweep_position(account: str, record: dict[str, Any]) -> list[Any]:
+    """Where a record sits in the sweep's order: account, then waiting since, then key."""
+    number = int(account) if account.isdigit() else 0
+    return [number, float(record.get("waiting_since_key") or 0), str(record.get("pk", ""))]
+
+
+class SlaSweep:
+    """The scheduled sweep over every account's open conversations (no table scan).
+
+    One sweep runs at a time (a lease in the table, besides the function's reserved
+    concurrency of 1). It stops starting conversations when its invocation is nearly out of
+    time, remembers where it stopped, and the next sweep starts there and wraps around, so no
+    conversation starves at the end of a long list. A conversation Chatwoot says is gone (404,
+    with the API otherwise answering) is closed in the store and leaves the sweep.
+    """
+
+    def __init__(
+        self,
+        sla: SlaService,
+        telemetry: Telemetry,
+        clock: Callable[[], float] = time.time,
+        stop_seconds: float = SWEEP_STOP_SECONDS,
+    ) -> None:
         self.sla = sla
         self.telemetry = telemetry
+        self.clock = clock
+        self.stop_seconds = stop_seconds
 
     def run(self, now: float) -> dict[str, int]:
-        totals = {"conversations": 0, "at_risk": 0, "breached": 0, "cleared": 0, "failed": 0}
-        for account in self.sla.store.accounts():
-            for record in self.sla.store.open_conversations(account):
-                totals["conversations"] += 1
-                try:
-                    for key, value in self.sla.sweep_conversation(record, now).items():
-                        totals[key] += value
-                except Exception as exc:
-                    # One conversation never stops the sweep; the next sweep tries it again and
-                    # the ledger keeps every action exactly-once.
-                    failure = classify(exc)
-                    totals["failed"] += 1
-                    self.telemetry.count("SlaSweepFailed", reason=failure.error_type)
-                    logger.warning(
-                        "sla sweep failed for a conversation",
-                        extra={
-                            "account_id": account,
-                            "conversation_id": record.get("conversation_id"),
-                            "error_type": failure.error_type,
-                            "error_reason": failure.reason,
-                        },
-                    )
+        """One sweep as of ``now`` (the schedule's time); counts of what it did."""
+        totals = {
+            "conversations": 0,
+            "at_risk": 0,
+            "breached": 0,
+            "cleared": 0,
+            "failed": 0,
+            "gone": 0,
+            "left_for_next_sweep": 0,
+        }
+        store = self.sla.store
+        owner = uuid.uuid4().hex
+        left = deadline.remaining()
+        lease_seconds = (
+            SWEEP_LEASE_SECONDS if left is None else max(left, 0.0) + LEASE_MARGIN_SECONDS
+        )
+        if not store.acquire_lease(SWEEP_LEASE, owner, self.clock() + lease_seconds, self.clock()):
+            logger.warning("another sla sweep is running; this one does nothing")
+            self.telemetry.count("SlaSweepSkipped")
+            return {**totals, "skipped": 1}
+        try:
+            self._sweep(now, totals)
+        finally:
+            store.release_lease(SWEEP_LEASE, owner)
         logger.info("sla sweep finished", extra={**totals, "now": cw.iso(now)})
         return totals
+
+    def _ordered(self) -> list[tuple[list[Any], str, dict[str, Any]]]:
+        """Every open conversation in sweep order, starting after the last sweep's stop."""
+        store = self.sla.store
+        entries = sorted(
+            (
+                (sweep_position(account, record), account, record)
+                for account in store.accounts()
+                for record in store.open_conversations(account)
+            ),
+            key=lambda entry: entry[0],
+        )
+        resume = store.get_sweep_cursor()
+        if resume is None:
+            return entries
+        after = [e for e in entries if e[0] > resume]
+        return after + [e for e in entries if e[0] <= resume]
+
+    def _sweep(self, now: float, totals: dict[str, int]) -> None:
+        store = self.sla.store
+        entries = self._ordered()
+        for index, (_, account, record) in enumerate(entries):
+            left = deadline.remaining()
+            if left is not None and left < self.stop_seconds:
+                totals["left_for_next_sweep"] = len(entries) - index
+                if index:
+                    store.set_sweep_cursor(entries[index - 1][0])
+                self.telemetry.count("SlaSweepStoppedEarly")
+                logger.warning(
+                    "sla sweep out of time; the next sweep resumes here",
+                    extra={"left_for_next_sweep": totals["left_for_next_sweep"]},
+                )
+                return
+            totals["conversations"] += 1
+            try:
+                for key, value in self.sla.sweep_conversation(record, now).items():
+                    totals[key] += value
+            except NotFoundError:
+                if self.sla.forget_if_gone(record):
+                    totals["gone"] += 1
+                else:
+                    self._failed(account, record, totals, NotFoundError("chatwoot_rejected", "404"))
+            except Exception as exc:
+                # One conversation never stops the sweep; the next sweep tries it again and
+                # the claims and the ledger keep every action exactly-once.
+                self._failed(account, record, totals, exc)
+        store.set_sweep_cursor(None)
+
+    def _failed(
+        self, account: str, record: dict[str, Any], totals: dict[str, int], exc: BaseException
+    ) -> None:
+        failure = classify(exc)
+        totals["failed"] += 1
+        self.telemetry.count("SlaSweepFailed", reason=failure.error_type)
+        logger.warning(
+            "sla sweep failed for a conversation",
+            extra={
+                "account_id": account,
+                "conversation_id": record.get("conversation_id"),
+                "error_type": failure.error_type,
+                "error_reason": failure.reason,
+            },
+        )

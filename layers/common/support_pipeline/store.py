@@ -26,6 +26,8 @@ from support_pipeline.processing.errors import TransientError
 RECORD_SK = "RECORD"
 STATE_PREFIX = "STATE#"
 ACCOUNTS_PK = "ACCOUNTS"
+SWEEP_PK = "SWEEP"
+SWEEP_CURSOR_SK = "CURSOR"
 EVENT_PREFIX = "EVENT#"
 BY_ACCOUNT_DAY = "ByAccountDay"
 OPEN_CONVERSATIONS = "OpenConversations"
@@ -155,6 +157,58 @@ class ConversationStore:
             if new == state or self.put_state(account_id, conversation_id, name, new, revision):
                 return new
         raise TransientError("write_conflict", f"{name} state kept changing under us")
+
+    # ---- the sweep's own items -------------------------------------------------------------
+    def acquire_lease(self, name: str, owner: str, until: float, now: float) -> bool:
+        """Hold the ``name`` lease until ``until`` unless someone else holds it now."""
+        return put_if(
+            self._table,
+            {"pk": SWEEP_PK, "sk": f"LEASE#{name}", "owner": owner, "lease_until": until},
+            Attr("pk").not_exists() | Attr("lease_until").lt(to_dynamo(now)),
+        )
+
+    def release_lease(self, name: str, owner: str) -> None:
+        try:
+            self._table.update_item(
+                Key={"pk": SWEEP_PK, "sk": f"LEASE#{name}"},
+                UpdateExpression="SET lease_until = :zero",
+                ConditionExpression=Attr("owner").eq(owner),
+                ExpressionAttributeValues={":zero": 0},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def get_sweep_cursor(self) -> list[Any] | None:
+        """Where the last sweep stopped for lack of time, if it did."""
+        item = self._table.get_item(
+            Key={"pk": SWEEP_PK, "sk": SWEEP_CURSOR_SK}, ConsistentRead=True
+        ).get("Item")
+        position = from_dynamo(item).get("position") if item else None
+        return list(position) if position else None
+
+    def set_sweep_cursor(self, position: list[Any] | None) -> None:
+        self._table.put_item(
+            Item=to_dynamo({"pk": SWEEP_PK, "sk": SWEEP_CURSOR_SK, "position": position or []})
+        )
+
+    def close_gone(self, account_id: str, conversation_id: str, now: float) -> None:
+        """The conversation no longer exists in Chatwoot: mark it and take it off the open
+        index (a sparse index: removing ``open_account`` removes the entry)."""
+        try:
+            self._table.update_item(
+                Key={"pk": conversation_pk(account_id, conversation_id), "sk": RECORD_SK},
+                UpdateExpression="SET #status = :deleted, gone_at = :now, "
+                "revision = if_not_exists(revision, :zero) + :one REMOVE open_account",
+                ConditionExpression=Attr("pk").exists(),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_dynamo(
+                    {":deleted": "deleted", ":now": now, ":zero": 0, ":one": 1}
+                ),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     def timeline(self, account_id: str, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's timeline, oldest first."""

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics
 
     from support_pipeline.actions import ActionLedger, ActionRunner
-    from support_pipeline.chatwoot.client import ChatwootClient
+    from support_pipeline.chatwoot.client import ChatwootClient, Identity
     from support_pipeline.escalation import Escalator
     from support_pipeline.ingest import IngestService
     from support_pipeline.policy import PolicySource, SupportPolicy
@@ -148,9 +148,44 @@ def build_router(support: SupportServices, clock: Callable[[], float] = time.tim
     router.register(
         ESCALATION_EVENTS,
         "escalation",
-        EscalationRules(support.policy, support.store, support.escalator),
+        EscalationRules(
+            support.policy,
+            support.store,
+            support.escalator,
+            own=pipeline_identity(support.policy, support.actions.client),
+        ),
     )
     return router
+
+
+def pipeline_identity(
+    policy: SupportPolicy, client: ChatwootClient | None
+) -> Callable[[], Identity | None]:
+    """Who the pipeline is in Chatwoot: the policy's ``actor.id`` when set, else the access
+    token's own user (``GET /api/v1/profile``, asked once per process)."""
+    from support_pipeline.chatwoot.client import Identity
+    from support_pipeline.processing.errors import PermanentError
+
+    if policy.actor.id:
+        configured = Identity(policy.actor.type, policy.actor.id)
+        return lambda: configured
+    if client is None:
+        return lambda: None
+    live = client
+    refused: list[bool] = []
+
+    def ask() -> Identity | None:
+        if refused:
+            return None
+        try:
+            return live.identity()
+        except PermanentError:
+            # e.g. an agent bot's token, which has no profile: set actor.id in the policy
+            logger.warning("the API token has no profile; own messages are known by ref only")
+            refused.append(True)
+            return None
+
+    return ask
 
 
 def build_ingest(metrics: Metrics) -> IngestService:

@@ -3,34 +3,76 @@
 Header ``api_access_token``; base ``{CHATWOOT_BASE_URL}/api/v1/accounts/{account}/conversations``.
 429, 5xx, timeouts and connection errors are transient (the event backs off and retries);
 401/403/404/422 and other 4xx are permanent with a reason naming the call and status.
+
+What Chatwoot keeps shapes how the pipeline recognises its own work: of a message created
+through the API it keeps ``content``, ``private``, ``message_type``, ``content_type`` and only a
+few known ``content_attributes`` keys, so the action id travels in the note's text as a short
+reference line (:func:`with_reference`). ``GET .../messages`` answers the latest 20 messages;
+``after=<id>`` pages forward 100 at a time, which is how a lost answer is recovered. The token's
+own user (``GET /api/v1/profile``) is the sender of everything the pipeline writes.
+
 Chatwoot does not deduplicate message creation: callers go through the action ledger
-(:mod:`support_pipeline.actions`), which tags every message with its action id.
+(:mod:`support_pipeline.actions`). Nothing here can send a message the customer sees or change a
+conversation's status (resolving can send the customer a CSAT survey): both need a stored human
+approval, and the approval flow does not exist yet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from support_pipeline import deadline
 from support_pipeline.processing.errors import PermanentError, TransientError
 
-ACTION_ATTRIBUTE = "support_pipeline_action"
 DEFAULT_TIMEOUT = (3.05, 10.0)  # connect, read
+# A call needs at least this long to be worth starting, and this much is kept back after it for
+# the caller to record the outcome before Lambda's timeout.
+MIN_CALL_SECONDS = 0.25
+RESERVE_SECONDS = 0.5
 PRIORITIES = ("urgent", "high", "medium", "low", "none")
-STATUSES = ("open", "resolved", "pending", "snoozed")
+LATEST_PAGE = 20  # GET .../messages without a cursor: the latest 20, ascending
+AFTER_PAGE = 100  # GET .../messages?after=<id>: up to 100 after, ascending
+REFERENCE_RE = re.compile(r"(?:^|\n)ref: sp-([0-9a-f]{16})\s*$")
+
+
+def reference(action_id: str) -> str:
+    """The short, stable reference of an action that its note carries as its last line."""
+    return "sp-" + hashlib.sha256(action_id.encode()).hexdigest()[:16]
+
+
+def with_reference(content: str, action_id: str) -> str:
+    """``content`` with the action's reference line appended (Chatwoot keeps the text)."""
+    return f"{content.rstrip()}\n\nref: {reference(action_id)}"
+
+
+def reference_in(content: Any) -> str | None:
+    """The pipeline reference a message's text ends with, if any."""
+    if not isinstance(content, str):
+        return None
+    found = REFERENCE_RE.search(content)
+    return f"sp-{found.group(1)}" if found else None
 
 
 @dataclass(frozen=True)
-class Approval:
-    """A human's explicit approval of a customer-facing message (recorded by the approval flow)."""
+class Identity:
+    """Who a Chatwoot message is from: ``user`` or ``agent_bot`` and the id."""
 
-    approval_id: str
-    approved_by: str
-    approved_at: str
-    approved: bool = True
+    type: str
+    id: str
+
+
+class NoAnswerError(TransientError):
+    """The call got no answer (timeout, connection lost): Chatwoot may or may not have acted."""
+
+
+class NotFoundError(PermanentError):
+    """Chatwoot answered 404: the conversation (or account, or route) does not exist."""
 
 
 class ChatwootClient:
@@ -47,6 +89,7 @@ class ChatwootClient:
         self._token = token
         self._session = session or requests.Session()
         self._timeout = timeout
+        self._identity: Identity | None = None
 
     # ---- transport -------------------------------------------------------------------------
     def _url(self, account_id: str, conversation_id: str, suffix: str) -> str:
@@ -54,32 +97,48 @@ class ChatwootClient:
             f"{self.base_url}/api/v1/accounts/{account_id}/conversations/{conversation_id}{suffix}"
         )
 
-    def _call(
+    def _timeouts(self, name: str) -> tuple[float, float]:
+        """The default timeouts, cut to what the invocation has left (minus a reserve)."""
+        left = deadline.remaining()
+        if left is None:
+            return self._timeout
+        usable = left - RESERVE_SECONDS
+        if usable < MIN_CALL_SECONDS:
+            raise TransientError(
+                "deadline", f"{name} not started: {max(left, 0):.1f} s left in the invocation"
+            )
+        connect, read = self._timeout
+        return (min(connect, usable), min(read, usable))
+
+    def _request(
         self,
         method: str,
-        account_id: str,
-        conversation_id: str,
-        suffix: str = "",
+        url: str,
+        name: str,
         body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> Any:
-        name = f"{method} conversations/{conversation_id}{suffix}"
+        timeout = self._timeouts(name)
         try:
             response = self._session.request(
                 method,
-                self._url(account_id, conversation_id, suffix),
+                url,
                 json=body,
+                params=params,
                 headers={"api_access_token": self._token(), "Accept": "application/json"},
-                timeout=self._timeout,
+                timeout=timeout,
             )
         except requests.Timeout:
-            raise TransientError("chatwoot_unavailable", f"{name} timed out") from None
+            raise NoAnswerError("chatwoot_unavailable", f"{name} timed out") from None
         except requests.ConnectionError:
-            raise TransientError("chatwoot_unavailable", f"{name} could not connect") from None
+            raise NoAnswerError("chatwoot_unavailable", f"{name} got no answer") from None
         status = response.status_code
         if status == 429:
             raise TransientError("chatwoot_throttled", f"{name} returned 429")
         if status >= 500:
             raise TransientError("chatwoot_unavailable", f"{name} returned {status}")
+        if status == 404:
+            raise NotFoundError("chatwoot_rejected", f"{name} returned 404")
         if status >= 400:
             raise PermanentError("chatwoot_rejected", f"{name} returned {status}")
         if not response.content:
@@ -91,81 +150,104 @@ class ChatwootClient:
                 "chatwoot_unavailable", f"{name} returned a body that is not JSON"
             ) from None
 
+    def _call(
+        self,
+        method: str,
+        account_id: str,
+        conversation_id: str,
+        suffix: str = "",
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        name = f"{method} conversations/{conversation_id}{suffix}"
+        return self._request(
+            method, self._url(account_id, conversation_id, suffix), name, body, params
+        )
+
+    # ---- who we are ------------------------------------------------------------------------
+    def identity(self) -> Identity:
+        """The user the access token belongs to (``GET /api/v1/profile``), asked once."""
+        if self._identity is None:
+            found = self._request("GET", f"{self.base_url}/api/v1/profile", "GET profile")
+            user_id = found.get("id") if isinstance(found, dict) else None
+            if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
+                raise TransientError("chatwoot_unavailable", "GET profile returned no user id")
+            self._identity = Identity("user", str(user_id))
+        return self._identity
+
     # ---- reading ---------------------------------------------------------------------------
     def get_conversation(self, account_id: str, conversation_id: str) -> dict[str, Any]:
         found = self._call("GET", account_id, conversation_id)
         return found if isinstance(found, dict) else {}
 
-    def list_messages(self, account_id: str, conversation_id: str) -> list[dict[str, Any]]:
-        """The conversation's recent messages (Chatwoot returns the latest page)."""
-        found = self._call("GET", account_id, conversation_id, "/messages")
+    def list_messages(
+        self,
+        account_id: str,
+        conversation_id: str,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """One page of messages, oldest first: the latest 20, 20 ``before`` an id, or up to
+        100 ``after`` one (Chatwoot's paging)."""
+        params: dict[str, Any] = {}
+        if after is not None:
+            params["after"] = after
+        if before is not None:
+            params["before"] = before
+        found = self._call("GET", account_id, conversation_id, "/messages", params=params or None)
         payload = found.get("payload") if isinstance(found, dict) else found
         return [m for m in payload or [] if isinstance(m, dict)]
+
+    def latest_message_id(self, account_id: str, conversation_id: str) -> int:
+        """The newest message's id (0 for a conversation without messages)."""
+        ids = [_int_id(m.get("id")) for m in self.list_messages(account_id, conversation_id)]
+        return max([i for i in ids if i is not None], default=0)
+
+    def messages_after(
+        self, account_id: str, conversation_id: str, after: int
+    ) -> Iterator[dict[str, Any]]:
+        """Every message newer than ``after``, oldest first, page by page."""
+        cursor = after
+        while True:
+            page = self.list_messages(account_id, conversation_id, after=cursor)
+            yield from page
+            ids = [i for i in (_int_id(m.get("id")) for m in page) if i is not None]
+            if len(page) < AFTER_PAGE or not ids or max(ids) <= cursor:
+                return
+            cursor = max(ids)
+
+    def find_note(
+        self, account_id: str, conversation_id: str, action_id: str, after: int
+    ) -> dict[str, Any] | None:
+        """The private note an earlier attempt of ``action_id`` created after message ``after``."""
+        wanted = reference(action_id)
+        for message in self.messages_after(account_id, conversation_id, after):
+            if message.get("private") and reference_in(message.get("content")) == wanted:
+                return message
+        return None
 
     def get_labels(self, account_id: str, conversation_id: str) -> list[str]:
         found = self._call("GET", account_id, conversation_id, "/labels")
         payload = found.get("payload") if isinstance(found, dict) else found
         return [str(label) for label in payload or []]
 
-    def find_action_message(
-        self, account_id: str, conversation_id: str, action_id: str
-    ) -> dict[str, Any] | None:
-        """The message a previous attempt of ``action_id`` created, if Chatwoot has it."""
-        for message in self.list_messages(account_id, conversation_id):
-            attributes = message.get("content_attributes")
-            if isinstance(attributes, dict) and attributes.get(ACTION_ATTRIBUTE) == action_id:
-                return message
-        return None
-
     # ---- acting ----------------------------------------------------------------------------
-    def _create_message(
-        self,
-        account_id: str,
-        conversation_id: str,
-        content: str,
-        private: bool,
-        attributes: dict[str, str],
+    def create_private_note(
+        self, account_id: str, conversation_id: str, content: str, action_id: str
     ) -> dict[str, Any]:
+        """A private note only agents see, ending with the action's reference line."""
         created = self._call(
             "POST",
             account_id,
             conversation_id,
             "/messages",
             {
-                "content": content,
+                "content": with_reference(content, action_id),
                 "message_type": "outgoing",
-                "private": private,
-                "content_attributes": attributes,
+                "private": True,
             },
         )
         return created if isinstance(created, dict) else {}
-
-    def create_private_note(
-        self, account_id: str, conversation_id: str, content: str, action_id: str
-    ) -> dict[str, Any]:
-        """A private note only agents see, tagged with its action id."""
-        return self._create_message(
-            account_id, conversation_id, content, True, {ACTION_ATTRIBUTE: action_id}
-        )
-
-    def create_public_message(
-        self,
-        account_id: str,
-        conversation_id: str,
-        content: str,
-        action_id: str,
-        approval: Approval | None,
-    ) -> dict[str, Any]:
-        """A message the customer sees: refused unless a human approved it."""
-        if approval is None or not approval.approved:
-            raise PermanentError("approval_required", "a public message needs a human's approval")
-        return self._create_message(
-            account_id,
-            conversation_id,
-            content,
-            False,
-            {ACTION_ATTRIBUTE: action_id, "approval_id": approval.approval_id},
-        )
 
     def set_labels(self, account_id: str, conversation_id: str, labels: Iterable[str]) -> list[str]:
         """Replace the whole label list (Chatwoot's semantics): prefer add/remove_labels."""
@@ -175,23 +257,39 @@ class ChatwootClient:
         payload = found.get("payload") if isinstance(found, dict) else None
         return [str(label) for label in payload or []]
 
-    def add_labels(self, account_id: str, conversation_id: str, labels: Iterable[str]) -> list[str]:
-        """Read, merge, write: never drops a label a person set."""
+    def change_labels(
+        self,
+        account_id: str,
+        conversation_id: str,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+    ) -> list[str]:
+        """Read, change only ``add``/``remove``, write, and check what Chatwoot kept.
+
+        Callers serialise label changes per conversation (the action runner's label lock), so
+        the pipeline's own writers never overwrite each other.
+        """
+        added, removed = set(add), set(remove)
         current = self.get_labels(account_id, conversation_id)
-        wanted = set(current) | set(labels)
+        wanted = (set(current) | added) - removed
         if wanted == set(current):
             return current
-        return self.set_labels(account_id, conversation_id, wanted)
+        result = self.set_labels(account_id, conversation_id, wanted)
+        if not added <= set(result) or removed & set(result):
+            raise TransientError(
+                "label_conflict", f"POST conversations/{conversation_id}/labels did not stick"
+            )
+        return result
+
+    def add_labels(self, account_id: str, conversation_id: str, labels: Iterable[str]) -> list[str]:
+        """Read, merge, write: never drops a label a person set."""
+        return self.change_labels(account_id, conversation_id, add=labels)
 
     def remove_labels(
         self, account_id: str, conversation_id: str, labels: Iterable[str]
     ) -> list[str]:
         """Read, remove only ``labels``, write."""
-        current = self.get_labels(account_id, conversation_id)
-        wanted = set(current) - set(labels)
-        if wanted == set(current):
-            return current
-        return self.set_labels(account_id, conversation_id, wanted)
+        return self.change_labels(account_id, conversation_id, remove=labels)
 
     def assign(
         self,
@@ -210,7 +308,12 @@ class ChatwootClient:
             raise ValueError(f"unknown priority {priority!r}")
         self._call("POST", account_id, conversation_id, "/toggle_priority", {"priority": priority})
 
-    def set_status(self, account_id: str, conversation_id: str, status: str) -> None:
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        self._call("POST", account_id, conversation_id, "/toggle_status", {"status": status})
+
+def _int_id(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None

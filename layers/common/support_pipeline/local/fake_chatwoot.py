@@ -1,8 +1,22 @@
 """A small, honest fake of the Chatwoot application API on loopback, for tests and demos.
 
-It keeps real state (labels, priority, status, team, messages) per conversation, checks the
-``api_access_token`` header, answers the shapes of Chatwoot's OpenAPI description, records every
-call it receives, and can be told to fail a call (429, 5xx, 404) a number of times.
+It keeps real state (labels, priority, status, team, messages) per conversation and behaves the
+way Chatwoot does where the pipeline depends on it, never more kindly (checked against Chatwoot's
+controllers, MessageFinder and MessageBuilder, and its OpenAPI description):
+
+- ``api_access_token`` is checked; ``GET /api/v1/profile`` answers the token's own user.
+- ``POST .../messages`` keeps ``content``, ``private``, ``message_type``, ``content_type`` and,
+  of ``content_attributes``, only the keys Chatwoot's MessageBuilder reads (``in_reply_to``,
+  ``items``, ``automation_rule_id``); the sender is the token's user. Creation is not
+  deduplicated. ``incoming`` is refused outside API inboxes.
+- ``GET .../messages`` answers the latest 20, oldest first; ``before=<id>`` the 20 before;
+  ``after=<id>`` up to 100 after; both: the range.
+- ``POST .../labels`` replaces the whole list.
+- An unknown conversation is 404 ``{"error": "Resource could not be found"}``.
+
+Test controls: add conversations and customer messages, fail the next calls of a route with a
+status, or *lose the answer* of the next calls (the call takes effect, the connection is closed
+without a response: what a read timeout looks like to the client). Every call is recorded.
 """
 
 from __future__ import annotations
@@ -14,8 +28,14 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 ROUTE = re.compile(r"^/api/v1/accounts/(\d+)/conversations/(\d+)(/[a-z_]+)?$")
+PROFILE = "/api/v1/profile"
+KEPT_CONTENT_ATTRIBUTES = ("in_reply_to", "items", "automation_rule_id")
+MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
+LATEST_PAGE, BEFORE_PAGE, AFTER_PAGE, BETWEEN_PAGE = 20, 20, 100, 1000
+NOT_FOUND = {"error": "Resource could not be found"}
 
 
 @dataclass
@@ -25,6 +45,7 @@ class Call:
     suffix: str
     body: Any
     status: int
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -34,7 +55,13 @@ class Conversation:
     status: str = "open"
     team_id: int | None = None
     assignee_id: int | None = None
+    api_inbox: bool = False
+    contact_id: int = 501
     messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _LoseAnswer(Exception):
+    """Close the connection without answering."""
 
 
 class FakeChatwoot:
@@ -43,7 +70,7 @@ class FakeChatwoot:
     def __init__(
         self,
         token: str = "fake-chatwoot-token",  # noqa: S107  # nosec B107 - a fake's invented token
-        actor_id: int = 1,
+        actor_id: int = 900,  # the pipeline's own user; the fixtures' agent is user 1
     ) -> None:
         self.token = token
         self.actor_id = actor_id
@@ -51,6 +78,7 @@ class FakeChatwoot:
         self.calls: list[Call] = []
         self._failures: list[dict[str, Any]] = []
         self._ids = itertools.count(10_000)
+        self._clock = itertools.count(1_790_470_000)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -62,18 +90,41 @@ class FakeChatwoot:
         self.conversations[(str(account_id), str(conversation_id))] = conversation
         return conversation
 
+    def delete_conversation(self, account_id: str | int, conversation_id: str | int) -> None:
+        """As an agent deleting it in Chatwoot: every later call on it is 404."""
+        del self.conversations[(str(account_id), str(conversation_id))]
+
     def conversation(self, account_id: str | int, conversation_id: str | int) -> Conversation:
         return self.conversations[(str(account_id), str(conversation_id))]
+
+    def add_customer_message(
+        self, account_id: str | int, conversation_id: str | int, content: str
+    ) -> dict[str, Any]:
+        """A message the customer wrote (as the widget or a channel would create it)."""
+        with self._lock:
+            conversation = self.conversation(account_id, conversation_id)
+            return self._store_message(
+                conversation,
+                int(conversation_id),
+                content,
+                "incoming",
+                private=False,
+                sender={"id": conversation.contact_id, "type": "contact", "name": "Customer"},
+            )
 
     def fail(self, method: str, suffix: str, status: int, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` on ``suffix`` with ``status``."""
         self._failures.append({"method": method, "suffix": suffix, "status": status, "left": times})
 
+    def lose_answer(self, method: str, suffix: str, times: int = 1) -> None:
+        """Carry out the next ``times`` calls of ``method`` on ``suffix``, then hang up."""
+        self._failures.append({"method": method, "suffix": suffix, "status": 0, "left": times})
+
     def calls_to(self, method: str, suffix: str, ok_only: bool = True) -> list[Call]:
         return [
             c
             for c in self.calls
-            if c.method == method and c.suffix == suffix and (not ok_only or c.status < 400)
+            if c.method == method and c.suffix == suffix and (not ok_only or 0 < c.status < 400)
         ]
 
     def notes(self, account_id: str | int, conversation_id: str | int) -> list[str]:
@@ -81,6 +132,14 @@ class FakeChatwoot:
             m["content"]
             for m in self.conversation(account_id, conversation_id).messages
             if m.get("private")
+        ]
+
+    def public_messages(self, account_id: str | int, conversation_id: str | int) -> list[str]:
+        """What the customer sees that was written by an agent or the pipeline."""
+        return [
+            m["content"]
+            for m in self.conversation(account_id, conversation_id).messages
+            if not m.get("private") and m["message_type"] == MESSAGE_TYPES["outgoing"]
         ]
 
     # ---- server ----------------------------------------------------------------------------
@@ -102,9 +161,13 @@ class FakeChatwoot:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                status, answer = fake._answer(
-                    self.command, self.path, dict(self.headers.items()), body
-                )
+                try:
+                    status, answer = fake._answer(
+                        self.command, self.path, dict(self.headers.items()), body
+                    )
+                except _LoseAnswer:
+                    self.close_connection = True
+                    return
                 payload = b"" if answer is None else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -139,49 +202,102 @@ class FakeChatwoot:
         self, method: str, path: str, headers: dict[str, str], body: Any
     ) -> tuple[int, Any]:
         with self._lock:
-            match = ROUTE.match(path.split("?")[0])
-            suffix = (match.group(3) or "") if match else ""
-            status, answer = self._route(method, match, headers, body)
-            self.calls.append(Call(method, path, suffix, body, status))
+            url = urlsplit(path)
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            match = ROUTE.match(url.path)
+            suffix = (match.group(3) or "") if match else url.path
+            status, answer, lose = self._route(method, url.path, match, query, headers, body)
+            self.calls.append(Call(method, path, suffix, body, 0 if lose else status, query))
+            if lose:
+                raise _LoseAnswer
             return status, answer
 
     def _route(
-        self, method: str, match: re.Match[str] | None, headers: dict[str, str], body: Any
-    ) -> tuple[int, Any]:
+        self,
+        method: str,
+        path: str,
+        match: re.Match[str] | None,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: Any,
+    ) -> tuple[int, Any, bool]:
         token = next((v for k, v in headers.items() if k.lower() == "api_access_token"), None)
         if token != self.token:
-            return 401, {"error": "Invalid Access Token"}
-        if match is None:
-            return 404, {"error": "not found"}
-        suffix = match.group(3) or ""
+            return 401, {"error": "Invalid Access Token"}, False
+        suffix = (match.group(3) or "") if match else path
+        lose = False
         for failure in self._failures:
             if failure["method"] == method and failure["suffix"] == suffix and failure["left"] > 0:
                 failure["left"] -= 1
-                return failure["status"], {"error": "injected failure"}
+                if failure["status"] == 0:
+                    lose = True
+                    break
+                return failure["status"], {"error": "injected failure"}, False
+        if (method, path) == ("GET", PROFILE):
+            return 200, self._profile(), lose
+        if match is None:
+            return 404, NOT_FOUND, False
         conversation = self.conversations.get((match.group(1), match.group(2)))
         if conversation is None:
-            return 404, {"error": "Resource could not be found"}
+            return 404, NOT_FOUND, False
+        status, answer = self._conversation_route(
+            method, suffix, int(match.group(2)), conversation, query, body
+        )
+        return status, answer, lose
+
+    def _profile(self) -> dict[str, Any]:
+        return {
+            "id": self.actor_id,
+            "name": "Support pipeline",
+            "available_name": "Support pipeline",
+            "email": "pipeline@example.invalid",
+            "type": "user",
+            "accounts": [
+                {"id": int(account), "role": "agent"}
+                for account in sorted({a for a, _ in self.conversations}, key=int)
+            ],
+        }
+
+    def _conversation_route(
+        self,
+        method: str,
+        suffix: str,
+        conversation_id: int,
+        conversation: Conversation,
+        query: dict[str, str],
+        body: Any,
+    ) -> tuple[int, Any]:
         body = body if isinstance(body, dict) else {}
         if (method, suffix) == ("GET", ""):
-            return 200, self._conversation_json(int(match.group(2)), conversation)
+            return 200, self._conversation_json(conversation_id, conversation)
         if (method, suffix) == ("GET", "/messages"):
-            return 200, {"meta": {"labels": conversation.labels}, "payload": conversation.messages}
+            return 200, {
+                "meta": {"labels": conversation.labels, "contact_id": conversation.contact_id},
+                "payload": self._page(conversation.messages, query),
+            }
         if (method, suffix) == ("POST", "/messages"):
+            kind = str(body.get("message_type") or "outgoing")
+            if kind not in ("incoming", "outgoing"):
+                return 422, {"error": f"'{kind}' is not a valid message_type"}
+            if kind == "incoming" and not conversation.api_inbox:
+                return 422, {"error": "Incoming messages are only allowed in Api inboxes"}
             if not isinstance(body.get("content"), str) or not body["content"]:
                 return 422, {"error": "content is required"}
-            message = {
-                "id": next(self._ids),
-                "content": body["content"],
-                "message_type": 1 if body.get("message_type", "outgoing") == "outgoing" else 0,
-                "private": bool(body.get("private")),
-                "content_type": "text",
-                "content_attributes": body.get("content_attributes") or {},
-                "sender_type": "User",
-                "sender_id": self.actor_id,
-                "conversation_id": int(match.group(2)),
+            attributes = body.get("content_attributes")
+            kept = {
+                key: attributes[key]
+                for key in KEPT_CONTENT_ATTRIBUTES
+                if isinstance(attributes, dict) and key in attributes
             }
-            conversation.messages.append(message)
-            return 200, message
+            return 200, self._store_message(
+                conversation,
+                conversation_id,
+                body["content"],
+                kind,
+                private=bool(body.get("private")),
+                sender={"id": self.actor_id, "type": "user", "name": "Support pipeline"},
+                content_attributes=kept,
+            )
         if (method, suffix) == ("GET", "/labels"):
             return 200, {"payload": list(conversation.labels)}
         if (method, suffix) == ("POST", "/labels"):
@@ -206,7 +322,47 @@ class FakeChatwoot:
         if (method, suffix) == ("POST", "/toggle_status"):
             conversation.status = str(body.get("status", "open"))
             return 200, {"payload": {"success": True, "current_status": conversation.status}}
-        return 404, {"error": "not found"}
+        return 404, NOT_FOUND
+
+    def _store_message(
+        self,
+        conversation: Conversation,
+        conversation_id: int,
+        content: str,
+        kind: str,
+        private: bool,
+        sender: dict[str, Any],
+        content_attributes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        message = {
+            "id": next(self._ids),
+            "content": content,
+            "message_type": MESSAGE_TYPES[kind],
+            "content_type": "text",
+            "content_attributes": content_attributes or {},
+            "created_at": next(self._clock),
+            "private": private,
+            "status": "sent",
+            "source_id": None,
+            "conversation_id": conversation_id,
+            "sender": sender,
+        }
+        conversation.messages.append(message)
+        return dict(message)
+
+    @staticmethod
+    def _page(messages: list[dict[str, Any]], query: dict[str, str]) -> list[dict[str, Any]]:
+        """Chatwoot's MessageFinder: which messages one GET answers, oldest first."""
+        ordered = sorted(messages, key=lambda m: (m["created_at"], m["id"]))
+        after = int(query["after"]) if query.get("after", "").isdigit() else None
+        before = int(query["before"]) if query.get("before", "").isdigit() else None
+        if after is not None and before is not None:
+            return [m for m in ordered if after <= m["id"] < before][:BETWEEN_PAGE]
+        if before is not None:
+            return [m for m in ordered if m["id"] < before][-BEFORE_PAGE:]
+        if after is not None:
+            return [m for m in ordered if m["id"] > after][:AFTER_PAGE]
+        return ordered[-LATEST_PAGE:]
 
     @staticmethod
     def _conversation_json(conversation_id: int, conversation: Conversation) -> dict[str, Any]:

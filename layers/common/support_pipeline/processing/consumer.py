@@ -28,16 +28,25 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from support_pipeline import claimcheck
+from support_pipeline import claimcheck, deadline
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.config import ProcessorSettings
 from support_pipeline.messages import DLQ_COPIED, original_attributes, to_message_attributes
 from support_pipeline.processing.backoff import visibility_timeout
-from support_pipeline.processing.errors import Failure, PermanentError, classify
+from support_pipeline.processing.errors import (
+    Failure,
+    PermanentError,
+    TransientError,
+    classify,
+)
 from support_pipeline.processing.router import EventContext, Router
 from support_pipeline.telemetry import Telemetry
 
 logger = Logger(child=True)
+
+
+class DeferredError(TransientError):
+    """A record the invocation had no time to start."""
 
 
 def record_attributes(record: SQSRecord) -> dict[str, str]:
@@ -78,25 +87,35 @@ class EventConsumer:
         )(self._run)
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        """The Lambda answer: ``{"batchItemFailures": [...]}``."""
+        """The Lambda answer: ``{"batchItemFailures": [...]}``.
+
+        Records are started only while enough of the invocation is left
+        (``settings.record_start_seconds``); the rest are answered as failures at once and come
+        back promptly, instead of the whole batch timing out and returning with no backoff.
+        """
         if not event.get("Records"):
             return {"batchItemFailures": []}
         if context is not None:
             self._idempotency.register_lambda_context(context)
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        return dict(
-            process_partial_response(
-                event=event,
-                record_handler=self.process_record,
-                processor=processor,
-                context=context,
+        with deadline.running_until(deadline.from_lambda_context(context, self.clock)):
+            return dict(
+                process_partial_response(
+                    event=event,
+                    record_handler=self.process_record,
+                    processor=processor,
+                    context=context,
+                )
             )
-        )
 
     def process_record(self, record: SQSRecord) -> None:
         """Do one record's work, or decide its retry or dead-lettering (then raise to retry)."""
         attributes = record_attributes(record)
         receive_count = int(record.attributes.approximate_receive_count or 1)
+        left = deadline.remaining()
+        if left is not None and left < self.settings.record_start_seconds:
+            self._defer(record, attributes, receive_count, left)
+            return
         try:
             envelope = self._open(record, attributes)
             result = self._run_once(envelope=envelope)
@@ -161,6 +180,39 @@ class EventConsumer:
         )
         result = self.router.dispatch(context)
         return json.loads(json.dumps(result, default=str))
+
+    def _defer(
+        self, record: SQSRecord, attributes: dict[str, str], receive_count: int, left: float
+    ) -> None:
+        """Not started for lack of time: back on the queue at once, without using a retry."""
+        self.telemetry.count("EventDeferred")
+        logger.info(
+            "event not started; too little time left in the invocation",
+            extra={
+                "message_id": record.message_id,
+                "dedupe_key": attributes.get("dedupe_key"),
+                "seconds_left": round(max(left, 0.0), 2),
+                "receive_count": receive_count,
+            },
+        )
+        if receive_count >= self.settings.max_receive_count:
+            # Answering a failure now would let the RedrivePolicy dead-letter an event that was
+            # never tried: put a fresh copy on the queue (same attributes, same dedupe key).
+            self.sqs.send_message(
+                QueueUrl=self.settings.events_queue_url,
+                MessageBody=record.body,
+                MessageAttributes=to_message_attributes(attributes),
+            )
+            return
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.settings.events_queue_url,
+                ReceiptHandle=record.receipt_handle,
+                VisibilityTimeout=0,
+            )
+        except Exception:
+            logger.exception("could not release a deferred event", extra={"id": record.message_id})
+        raise DeferredError("deadline", "not started: too little time left in the invocation")
 
     def _back_off(
         self, record: SQSRecord, attributes: dict[str, str], failure: Failure, receive_count: int
