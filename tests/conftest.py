@@ -24,6 +24,9 @@ os.environ.pop("AWS_PROFILE", None)
 def aws() -> Iterator[None]:
     from moto import mock_aws
 
+    from support_pipeline.local import moto_atomic
+
+    moto_atomic.install()  # DynamoDB's conditional writes are atomic; moto's must be too
     with mock_aws():
         yield
 

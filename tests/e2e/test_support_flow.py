@@ -12,6 +12,7 @@ import pytest
 import requests
 import yaml
 
+from support_pipeline.chatwoot.client import reference
 from support_pipeline.local.fake_chatwoot import FakeChatwoot
 from support_pipeline.local.stack import LocalStack, free_port
 from tests.support import ROOT, SHIPPED_POLICY, body_of, incoming, signed_headers
@@ -108,12 +109,10 @@ def test_unanswered_customer_is_flagged_at_risk_then_breached_and_escalated(setu
             "/messages",
             {
                 "content": "SLA at risk: the first response is due 2026-09-28 12:00 "
-                "(America/Bogota). Target: 4 h of business time.",
+                "(America/Bogota). Target: 4 h of business time.\n\nref: "
+                + reference("sla-at-risk:1:3003:first_response@1790475240/note"),
                 "message_type": "outgoing",
                 "private": True,
-                "content_attributes": {
-                    "support_pipeline_action": "sla-at-risk:1:3003:first_response@1790475240/note"
-                },
             },
         ),
     ]

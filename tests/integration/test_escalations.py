@@ -273,3 +273,18 @@ def test_without_chatwoot_every_action_is_a_listed_dry_run(pipeline):
     note = next(item for item in items if item["kind"] == "private_note")
     assert note["detail"]["content"].startswith("Escalated by the support pipeline:")
     assert json.dumps(items)  # serialisable for `support-pipeline actions list --json`
+
+
+def test_edits_of_one_customer_message_do_not_count_as_more_unanswered_messages(
+    pipeline, chatwoot, run
+):
+    run(*[incoming(f"mensaje {i}", 530 + i, NOW + i) for i in range(3)])
+    for edit in range(3):
+        updated = incoming(f"mensaje 0 (editado {edit})", 530, NOW)
+        updated["event"] = "message_updated"
+        updated["conversation"]["messages"][0]["updated_at"] = NOW + 100 + edit
+        run(updated)
+    assert escalations(pipeline) == []  # still three distinct messages waiting
+    run(incoming("mensaje 4", 534, NOW + 200))
+    [recorded] = escalations(pipeline)
+    assert recorded["reasons"] == ["unanswered_messages"]

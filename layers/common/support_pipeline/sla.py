@@ -556,16 +556,22 @@ class SlaSweep:
             try:
                 for key, value in self.sla.sweep_conversation(record, now).items():
                     totals[key] += value
-            except NotFoundError:
-                if self.sla.forget_if_gone(record):
+            except NotFoundError as missing:
+                if self._gone(record):
                     totals["gone"] += 1
                 else:
-                    self._failed(account, record, totals, NotFoundError("chatwoot_rejected", "404"))
+                    self._failed(account, record, totals, missing)
             except Exception as exc:
                 # One conversation never stops the sweep; the next sweep tries it again and
                 # the claims and the ledger keep every action exactly-once.
                 self._failed(account, record, totals, exc)
         store.set_sweep_cursor(None)
+
+    def _gone(self, record: dict[str, Any]) -> bool:
+        try:
+            return self.sla.forget_if_gone(record)
+        except Exception:  # could not confirm: keep the conversation, fail it as usual
+            return False
 
     def _failed(
         self, account: str, record: dict[str, Any], totals: dict[str, int], exc: BaseException

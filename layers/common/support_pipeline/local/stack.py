@@ -94,6 +94,9 @@ class LocalStack:
     def start(self) -> LocalStack:
         from moto.server import ThreadedMotoServer
 
+        from support_pipeline.local import moto_atomic
+
+        moto_atomic.install()  # the poller, the sweep and HTTP threads write concurrently
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self._moto.start()
