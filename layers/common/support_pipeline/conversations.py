@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -20,7 +21,13 @@ from aws_lambda_powertools import Logger
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.processing.errors import PermanentError, TransientError
 from support_pipeline.processing.router import EventContext
-from support_pipeline.store import RECORD_SK, ConversationStore, conversation_pk, timeline_sk
+from support_pipeline.store import (
+    RECORD_SK,
+    ConversationStore,
+    account_day,
+    conversation_pk,
+    timeline_sk,
+)
 
 logger = Logger(child=True)
 
@@ -332,11 +339,15 @@ def merge(record: dict[str, Any] | None, facts: EventFacts) -> dict[str, Any]:
 
 @dataclass
 class ConversationRecorder:
-    """Route handler: keep the conversation record and add the event to its timeline."""
+    """Route handler: keep the conversation record and add the event to its timeline.
+
+    ``zone`` is the support policy's time zone: timeline items are bucketed by local date in it.
+    """
 
     store: ConversationStore
     retention_days: int = 400
     clock: Callable[[], float] = time.time
+    zone: tzinfo = UTC
 
     def __call__(self, context: EventContext) -> dict[str, Any]:
         received = cw.to_epoch(context.received_at) or self.clock()
@@ -363,7 +374,7 @@ class ConversationRecorder:
                 "status": facts.snapshot["status"],
                 "priority": facts.snapshot["priority"],
                 "team_id": facts.snapshot["team_id"],
-                "account_day": f"{facts.account_id}#{occurred_iso[:10]}",
+                "account_day": account_day(facts.account_id, facts.occurred_at, self.zone),
                 "occurred_key": f"{occurred_iso}#{facts.conversation_id}",
                 "expires_at": expires_at,
             }
