@@ -359,3 +359,20 @@ def status_changed(
     payload.update(status=status, updated_at=at, id=conversation_id, first_reply_created_at=None)
     payload.update(fields)
     return payload
+
+
+def reopened_story() -> list[dict[str, Any]]:
+    """The captured conversation, then reopened and resolved twice more, in version order.
+
+    resolved (captured) -> the customer writes again (reopen 1) -> an agent answers -> resolved
+    -> an agent reopens (reopen 2) -> resolved at 1790475800 -> a private note on the resolved
+    conversation. Two reopenings; the last resolution began at 1790475800.
+    """
+    return [fixture(name) for name in CONVERSATION_STORY] + [
+        incoming("It stopped working again", 101, 1790475500.0, status="open"),
+        agent_message("Fixed, please try now", 102, 1790475560.0, status="open"),
+        status_changed("resolved", 1790475600.0),
+        status_changed("open", 1790475700.0),
+        status_changed("resolved", 1790475800.0),
+        agent_message("Follow-up done", 103, 1790475850.0, private=True, status="resolved"),
+    ]

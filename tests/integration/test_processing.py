@@ -1,12 +1,25 @@
 """Ingest -> EventsQueue -> processor -> conversation record, against moto."""
 
+import functools
 import json
+import random
 
 import pytest
+from moto import mock_aws
 
 from support_pipeline.processing.errors import PermanentError
 from support_pipeline.processing.router import Router
-from tests.support import ALL_FIXTURES, CONVERSATION_STORY, attributes_of, fixture
+from tests.support import (
+    ALL_FIXTURES,
+    CONVERSATION_STORY,
+    attributes_of,
+    fixture,
+    incoming,
+    new_pipeline,
+    policy_with,
+    reopened_story,
+    status_changed,
+)
 
 CONVERSATION_FIXTURES = [name for name in ALL_FIXTURES if name != "webwidget_triggered"]
 
@@ -46,7 +59,8 @@ def test_whole_conversation_builds_the_record(pipeline):
     assert record["last_incoming_at"] == pytest.approx(1790475326.299)
     assert record["resolved_at"] == pytest.approx(1790475376.9969482)
     assert len(pipeline.store().timeline("1", "1")) == 7
-    day = pipeline.store().events_on_day("1", "2026-09-27")
+    # 02:14-02:16Z on the 27th is the evening of the 26th in the policy's zone (America/Bogota)
+    day = pipeline.store().events_on_day("1", "2026-09-26")
     assert len(day) == 7
     assert pipeline.store().open_conversations("1") == []
 
@@ -84,15 +98,83 @@ def test_sqs_redelivery_of_a_processed_message_does_no_work(pipeline):
     assert pipeline.store().get_record("1", "1")["revision"] == 1
 
 
-def test_out_of_order_events_end_in_the_right_state(pipeline):
-    for name in CONVERSATION_STORY:
-        assert pipeline.post(fixture(name))[0] == 202
-        pipeline.drain()
-    record = pipeline.store().get_record("1", "1")
-    assert record["status"] == "resolved"
-    assert record["snapshot_version"] == pytest.approx(1790475376.9969482)
-    assert record["last_incoming_at"] == pytest.approx(1790475262.88)
-    assert record["first_reply_created_at"] == pytest.approx(1790475334.703)
+def record_after(payloads):
+    """The conversation record once ``payloads`` arrived in this order, each processed before
+    the next is posted, on a fresh moto stack."""
+    with mock_aws():
+        pipeline = new_pipeline()
+        consumer = pipeline.consumer()
+        for payload in payloads:
+            assert pipeline.post(payload)[0] == 202
+            pipeline.drain(consumer)
+        assert queue_depth(pipeline, pipeline.dlq_url) == 0
+        return pipeline.store().get_record("1", "1")
+
+
+IN_ORDER = reopened_story()
+
+
+@functools.cache
+def in_order_record():
+    return record_after(IN_ORDER)
+
+
+def shuffled(seed):
+    order = list(IN_ORDER)
+    random.Random(seed).shuffle(order)
+    assert order != IN_ORDER
+    return order
+
+
+@pytest.mark.parametrize(
+    "order",
+    [shuffled(seed) for seed in (1, 2, 3)] + [IN_ORDER[::-1]],
+    ids=["seed-1", "seed-2", "seed-3", "reversed"],
+)
+def test_out_of_order_events_end_in_the_right_state(order):
+    expected = in_order_record()
+    assert expected["status"] == "resolved"
+    assert expected["reopened_count"] == 2
+    assert expected["resolved_at"] == 1790475800
+    assert record_after(order) == expected
+
+
+def test_timeline_days_are_local_days_in_the_policys_zone(pipeline):
+    # 2026-09-27T02:16:16Z is 21:16 on 2026-09-26 in America/Bogota (UTC-5), the shipped zone.
+    assert pipeline.post(fixture("conversation_status_changed_resolved"))[0] == 202
+    pipeline.drain()
+    store = pipeline.store()
+    timeline = store.timeline("1", "1")
+    assert {item["kind"] for item in timeline} == {"event", "sla_outcome"}
+    on_the_26th = sorted(store.events_on_day("1", "2026-09-26"), key=lambda item: item["sk"])
+    assert on_the_26th == timeline
+    assert store.events_on_day("1", "2026-09-27") == []
+
+
+def test_timeline_days_follow_daylight_saving_time_in_the_policys_zone(pipeline):
+    # Europe/Madrid leaves summer time on 2026-10-25 at 03:00 CEST (01:00Z): 22:30Z on the 24th
+    # is 00:30 on the 25th (UTC+2), 22:30Z on the 25th is 23:30 that day (UTC+1), and 23:30Z on
+    # the 25th is 00:30 on the 26th.
+    consumer = pipeline.consumer(policy=policy_with(timezone="Europe/Madrid"))
+    for payload in (
+        incoming("I want a refund", 11, 1792881000.0),  # 2026-10-24T22:30Z, and escalated
+        status_changed("open", 1792967400.0),  # 2026-10-25T22:30Z
+        status_changed("pending", 1792971000.0),  # 2026-10-25T23:30Z
+    ):
+        assert pipeline.post(payload)[0] == 202
+        pipeline.drain(consumer)
+    store = pipeline.store()
+
+    def on(day):
+        return sorted((item["kind"], item["occurred_at"]) for item in store.events_on_day("1", day))
+
+    assert on("2026-10-24") == []
+    assert on("2026-10-25") == [
+        ("escalation", "2026-10-24T22:30:00.000Z"),
+        ("event", "2026-10-24T22:30:00.000Z"),
+        ("event", "2026-10-25T22:30:00.000Z"),
+    ]
+    assert on("2026-10-26") == [("event", "2026-10-25T23:30:00.000Z")]
 
 
 def test_unknown_events_are_acknowledged_and_counted(pipeline):

@@ -3,32 +3,41 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support_pipeline.conversations import extract_facts, merge
+from support_pipeline.conversations import STATUS_POINTS_CAP, extract_facts, merge
 from support_pipeline.processing.router import EventContext
-from tests.support import CONVERSATION_STORY, fixture
+from tests.support import CONVERSATION_STORY, fixture, reopened_story, status_changed
 
 ORDERED = CONVERSATION_STORY
-BOOKKEEPING = {"reopened_count"}
+
+
+def facts_of(payload, key):
+    return extract_facts(EventContext(event=payload["event"], payload=payload, dedupe_key=key), 0.0)
 
 
 def facts(name: str):
-    payload = fixture(name)
-    return extract_facts(
-        EventContext(event=payload["event"], payload=payload, dedupe_key=name), 0.0
-    )
+    return facts_of(fixture(name), name)
+
+
+def fold_facts(all_facts):
+    record = None
+    for one in all_facts:
+        record = merge(record, one)
+    return record
 
 
 def fold(names):
-    record = None
-    for name in names:
-        record = merge(record, facts(name))
-    return {k: v for k, v in record.items() if k not in BOOKKEEPING}
+    return fold_facts(facts(name) for name in names)
+
+
+# resolved -> reopened -> resolved -> reopened -> resolved (see tests.support.reopened_story)
+REOPENED = [facts_of(payload, f"reopened-{i}") for i, payload in enumerate(reopened_story())]
 
 
 def test_in_order_the_record_tells_the_conversations_story():
     record = fold(ORDERED)
     assert record["status"] == "resolved"
     assert record["resolved_at"] == 1790475376.9969482
+    assert record["reopened_count"] == 0
     assert record["created_at"] == 1790475251
     assert record["first_reply_created_at"] == 1790475334.703
     assert record["last_incoming_at"] == 1790475326.299
@@ -42,6 +51,29 @@ def test_in_order_the_record_tells_the_conversations_story():
 @given(st.permutations(ORDERED))
 def test_any_arrival_order_gives_the_same_record(order):
     assert fold(order) == fold(ORDERED)
+
+
+def test_in_order_a_reopened_conversation_counts_both_reopenings():
+    record = fold_facts(REOPENED)
+    assert record["status"] == "resolved"
+    assert record["reopened_count"] == 2
+    assert record["resolved_at"] == 1790475800.0  # where the last run of "resolved" began
+    assert record["open_account"] is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.permutations(REOPENED))
+def test_any_arrival_order_of_a_reopened_conversation_gives_the_same_record(order):
+    record = fold_facts(order)
+    assert record == fold_facts(REOPENED)
+    assert record["reopened_count"] == 2
+    assert record["resolved_at"] == 1790475800.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.permutations(REOPENED + REOPENED[3:10]))
+def test_redelivered_events_change_nothing_in_any_order(order):
+    assert fold_facts(order) == fold_facts(REOPENED)
 
 
 def test_an_older_snapshot_never_overwrites_newer_state():
@@ -71,3 +103,37 @@ def test_all_permutations_of_a_small_set_agree():
     ]
     results = {repr(sorted(fold(order).items())) for order in itertools.permutations(names)}
     assert len(results) == 1
+
+
+# A conversation with more status observations than the record keeps: ten cycles of
+# open -> resolved -> pending (reopen) -> resolved -> snoozed (reopen) -> open, then a run of
+# "resolved" observations (private notes on the resolved conversation) longer than the cap.
+CYCLE = ["open", "resolved", "pending", "resolved", "snoozed", "open"]
+LONG_STATUSES = CYCLE * 10 + ["resolved"] * (STATUS_POINTS_CAP + 10)
+LONG = [
+    facts_of(status_changed(status, 1790476000.0 + 60 * i), f"long-{i}")
+    for i, status in enumerate(LONG_STATUSES)
+]
+LONG_RESOLVED_AT = 1790476000.0 + 60 * len(CYCLE) * 10
+
+
+def test_a_long_history_is_capped_and_still_counts_every_reopening():
+    record = fold_facts(LONG)
+    assert len(record["status_points"]) == STATUS_POINTS_CAP
+    assert record["reopened_count"] == 20
+    assert record["resolved_at"] == LONG_RESOLVED_AT  # began before the points the record keeps
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_beyond_the_cap_events_late_by_fewer_than_the_cap_give_the_same_record(rng):
+    # Shuffle within blocks of the cap's size: no observation arrives after more than the cap's
+    # number of newer ones, which is the reordering the capped record is exact for.
+    order = []
+    for start in range(0, len(LONG), STATUS_POINTS_CAP):
+        block = LONG[start : start + STATUS_POINTS_CAP]
+        rng.shuffle(block)
+        order.extend(block)
+    record = fold_facts(order)
+    assert record == fold_facts(LONG)
+    assert len(record["status_points"]) <= STATUS_POINTS_CAP

@@ -1,6 +1,7 @@
 from support_pipeline.conversations import RECORDED_EVENTS
 from support_pipeline.processing.router import EventContext, Router
 from support_pipeline.wiring import build_router
+from tests.support import policy_with
 
 
 def context(event: str) -> EventContext:
@@ -35,7 +36,7 @@ def test_conversation_record_handles_every_conversation_and_message_event():
         {
             "store": None,
             "sla": None,
-            "policy": None,
+            "policy": policy_with(),  # the recorder buckets days in the policy's zone
             "escalator": None,
             "timeline_retention_days": 1,
         },

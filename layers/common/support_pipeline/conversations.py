@@ -2,8 +2,10 @@
 
 Every conversation and message event updates one record per conversation and adds one timeline
 item. Updates are order-insensitive: the conversation snapshot in a payload only replaces the
-record's snapshot when it is newer (by the conversation's ``updated_at``), and the per-message
-facts combine with ``max``/``min``, so any arrival order of the same events gives the same record.
+record's snapshot when it is newer (by the conversation's ``updated_at``), the per-message
+facts combine with ``max``/``min``, and ``reopened_count`` and ``resolved_at`` are derived from
+the status observations kept by version (``status_points``), so any arrival order of the same
+events gives the same record.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -18,7 +21,13 @@ from aws_lambda_powertools import Logger
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.processing.errors import PermanentError, TransientError
 from support_pipeline.processing.router import EventContext
-from support_pipeline.store import RECORD_SK, ConversationStore, conversation_pk, timeline_sk
+from support_pipeline.store import (
+    RECORD_SK,
+    ConversationStore,
+    account_day,
+    conversation_pk,
+    timeline_sk,
+)
 
 logger = Logger(child=True)
 
@@ -39,6 +48,17 @@ SNAPSHOT_FIELDS = (
     "sla_override",
 )
 MAX_WRITE_ATTEMPTS = 5
+
+RESOLVED = "resolved"
+KNOWN_STATUSES = frozenset({"open", "resolved", "pending", "snoozed"})
+# How many status observations a record keeps. Every conversation and message payload carries
+# the conversation's status and version, so a long conversation has one per event. A point is
+# [version, status]: under 30 bytes in DynamoDB's item size, so 100 points stay under 3 KB of
+# the 400 KB item limit (and of the record written on every event). Older points are folded into
+# ``status_before`` as they leave, so counts stay exact as long as no observation arrives after
+# more than 100 newer ones of the same conversation: far more reordering than SQS redelivery and
+# retry backoff produce. Later than that, the observation is ignored.
+STATUS_POINTS_CAP = 100
 
 
 @dataclass(frozen=True)
@@ -192,32 +212,101 @@ def _min(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
+@dataclass(frozen=True)
+class StatusFold:
+    """What a run of status points, oldest first, says: the newest version and status, how many
+    times the status went from resolved to anything else, and where the last run of resolved
+    began."""
+
+    through: float | None = None
+    last: str | None = None
+    reopened: int = 0
+    resolved_since: float | None = None
+
+    def then(self, version: float, status: str) -> StatusFold:
+        if status == RESOLVED:
+            since = self.resolved_since if self.last == RESOLVED else version
+            return StatusFold(version, status, self.reopened, since)
+        reopened = self.reopened + (1 if self.last == RESOLVED else 0)
+        return StatusFold(version, status, reopened, None)
+
+    @classmethod
+    def from_item(cls, item: Any) -> StatusFold:
+        item = _dict(item)
+        return cls(
+            through=item.get("through"),
+            last=item.get("last"),
+            reopened=int(item.get("reopened") or 0),
+            resolved_since=item.get("resolved_since"),
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        item = {
+            "through": self.through,
+            "last": self.last,
+            "reopened": self.reopened,
+            "resolved_since": self.resolved_since,
+        }
+        return {k: v for k, v in item.items() if v is not None}
+
+
+def observe_status(
+    points: list[list[Any]], before: StatusFold, version: float | None, status: str | None
+) -> tuple[list[list[Any]], StatusFold]:
+    """The status points (sorted by version, one per version, at most ``STATUS_POINTS_CAP``)
+    and the fold of the points that left them, after one more observation.
+
+    Order-insensitive: the points are the newest versions seen, and the fold takes the oldest
+    ones in version order as they leave, as long as no observation comes after more than
+    ``STATUS_POINTS_CAP`` newer ones (it is then ignored).
+    """
+    if version is None or status is None:
+        return points, before
+    if before.through is not None and version <= before.through:
+        return points, before  # already folded, or later than the points still kept
+    status = status if status in KNOWN_STATUSES else "other"
+    by_version = {v: s for v, s in points}
+    # One snapshot seen twice says the same; should two ever disagree, pick one regardless of
+    # arrival order.
+    by_version[version] = max(status, by_version.get(version, status))
+    ordered = sorted(by_version.items())
+    while len(ordered) > STATUS_POINTS_CAP:
+        before = before.then(*ordered.pop(0))
+    return [[v, s] for v, s in ordered], before
+
+
 def merge(record: dict[str, Any] | None, facts: EventFacts) -> dict[str, Any]:
     """The record after ``facts``: a pure function, order-insensitive for the same events."""
     merged: dict[str, Any] = dict(record or {})
     merged.setdefault("account_id", facts.account_id)
     merged.setdefault("conversation_id", facts.conversation_id)
-    merged.setdefault("reopened_count", 0)
 
     current_version = merged.get("snapshot_version")
     if facts.snapshot_version is not None and (
         current_version is None or facts.snapshot_version > current_version
     ):
-        was_resolved = merged.get("status") == "resolved"
         for name in SNAPSHOT_FIELDS:
             merged[name] = facts.snapshot[name]
         merged["snapshot_version"] = facts.snapshot_version
-        if facts.snapshot["status"] == "resolved" and not was_resolved:
-            merged["resolved_at"] = facts.snapshot_version
-        elif facts.snapshot["status"] not in (None, "resolved"):
-            if was_resolved:
-                merged["reopened_count"] = int(merged.get("reopened_count") or 0) + 1
-            merged["resolved_at"] = None
     elif current_version is None and facts.snapshot_version is None:
         # No version anywhere: fill gaps only, never overwrite.
         for name in SNAPSHOT_FIELDS:
             if merged.get(name) is None:
                 merged[name] = facts.snapshot[name]
+
+    points, before = observe_status(
+        list(merged.get("status_points") or []),
+        StatusFold.from_item(merged.get("status_before")),
+        facts.snapshot_version,
+        facts.snapshot["status"],
+    )
+    merged["status_points"] = points
+    merged["status_before"] = before.to_item() or None
+    history = before
+    for version, status in points:
+        history = history.then(version, status)
+    merged["reopened_count"] = history.reopened
+    merged["resolved_at"] = history.resolved_since if history.last == RESOLVED else None
 
     if facts.snapshot["status"] == "open" and facts.snapshot_version is not None:
         merged["first_open_at"] = _min(merged.get("first_open_at"), facts.snapshot_version)
@@ -250,11 +339,15 @@ def merge(record: dict[str, Any] | None, facts: EventFacts) -> dict[str, Any]:
 
 @dataclass
 class ConversationRecorder:
-    """Route handler: keep the conversation record and add the event to its timeline."""
+    """Route handler: keep the conversation record and add the event to its timeline.
+
+    ``zone`` is the support policy's time zone: timeline items are bucketed by local date in it.
+    """
 
     store: ConversationStore
     retention_days: int = 400
     clock: Callable[[], float] = time.time
+    zone: tzinfo = UTC
 
     def __call__(self, context: EventContext) -> dict[str, Any]:
         received = cw.to_epoch(context.received_at) or self.clock()
@@ -281,7 +374,7 @@ class ConversationRecorder:
                 "status": facts.snapshot["status"],
                 "priority": facts.snapshot["priority"],
                 "team_id": facts.snapshot["team_id"],
-                "account_day": f"{facts.account_id}#{occurred_iso[:10]}",
+                "account_day": account_day(facts.account_id, facts.occurred_at, self.zone),
                 "occurred_key": f"{occurred_iso}#{facts.conversation_id}",
                 "expires_at": expires_at,
             }

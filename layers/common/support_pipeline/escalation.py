@@ -21,7 +21,7 @@ from support_pipeline.chatwoot import payload as cw
 from support_pipeline.chatwoot.client import Identity, reference_in
 from support_pipeline.policy import PhraseRule, SupportPolicy, normalize_text
 from support_pipeline.processing.router import EventContext
-from support_pipeline.store import ConversationStore, conversation_pk, timeline_sk
+from support_pipeline.store import ConversationStore, account_day, conversation_pk, timeline_sk
 
 logger = Logger(child=True)
 
@@ -146,7 +146,7 @@ class Escalator:
                 "escalation_id": escalation_id,
                 "account_id": account_id,
                 "conversation_id": conversation_id,
-                "account_day": f"{account_id}#{occurred_iso[:10]}",
+                "account_day": account_day(account_id, when, self.policy.zone),
                 "occurred_key": f"{occurred_iso}#{conversation_id}",
             }
         )

@@ -31,7 +31,7 @@ from support_pipeline.escalation import Escalator, Reason
 from support_pipeline.policy import TARGETS, SupportPolicy
 from support_pipeline.processing.errors import TransientError, classify
 from support_pipeline.processing.router import EventContext
-from support_pipeline.store import ConversationStore, conversation_pk, timeline_sk
+from support_pipeline.store import ConversationStore, account_day, conversation_pk, timeline_sk
 from support_pipeline.telemetry import Telemetry
 
 logger = Logger(child=True)
@@ -418,7 +418,7 @@ class SlaService:
                 "team_id": record.get("team_id"),
                 "account_id": account,
                 "conversation_id": conversation,
-                "account_day": f"{account}#{at_iso[:10]}",
+                "account_day": account_day(account, at, self.policy.zone),
                 "occurred_key": f"{at_iso}#{conversation}",
             }
         )

@@ -5,7 +5,8 @@ One table, keyed for the queries the support features make:
 - ``pk = CONV#<account>#<conversation>``: ``sk = RECORD`` holds the conversation record;
   ``sk = EVENT#<occurred_at>#<digest>`` holds one timeline item per accepted event.
 - GSI ``ByAccountDay`` (``account_day = <account>#<YYYY-MM-DD>``, ``occurred_key``): every
-  timeline item of an account on a day, for daily and weekly reports without a scan.
+  timeline item of an account on a day (the local date in the support policy's time zone), for
+  daily and weekly reports without a scan.
 - GSI ``OpenConversations`` (``open_account = <account>``, ``waiting_since_key``): sparse;
   only records of open, pending or snoozed conversations carry ``open_account``, so an SLA sweep
   reads just the conversations that can still breach.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +42,12 @@ def conversation_pk(account_id: str, conversation_id: str) -> str:
 def timeline_sk(occurred_at_iso: str, dedupe_key: str) -> str:
     digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:16]
     return f"{EVENT_PREFIX}{occurred_at_iso}#{digest}"
+
+
+def account_day(account_id: str, epoch: float, zone: tzinfo = UTC) -> str:
+    """The ``ByAccountDay`` key of a timeline item: ``<account>#<YYYY-MM-DD>``, the local date
+    of ``epoch`` in ``zone`` (the support policy's time zone, where reports count days)."""
+    return f"{account_id}#{datetime.fromtimestamp(epoch, zone).date().isoformat()}"
 
 
 def to_dynamo(value: Any) -> Any:
@@ -220,7 +228,11 @@ class ConversationStore:
         )
 
     def events_on_day(self, account_id: str, day: str) -> list[dict[str, Any]]:
-        """Every timeline item of an account on ``day`` (``YYYY-MM-DD``, UTC), oldest first."""
+        """Every timeline item of an account on ``day`` (``YYYY-MM-DD``), oldest first.
+
+        ``day`` is the local date in the policy's zone: timeline items are bucketed by the
+        local date of their ``occurred_at`` in the support policy's time zone.
+        """
         return list(
             self._query(
                 IndexName=BY_ACCOUNT_DAY,

@@ -139,7 +139,10 @@ def build_router(support: SupportServices, clock: Callable[[], float] = time.tim
         RECORDED_EVENTS,
         "conversation_record",
         ConversationRecorder(
-            support.store, retention_days=support.timeline_retention_days, clock=clock
+            support.store,
+            retention_days=support.timeline_retention_days,
+            clock=clock,
+            zone=support.policy.zone,
         ),
     )
     router.register(
