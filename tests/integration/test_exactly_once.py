@@ -106,9 +106,7 @@ def test_a_redelivery_while_the_first_attempt_still_holds_the_note_does_not_post
 
 
 @pytest.mark.parametrize("same_message", [False, True], ids=["two-messages", "one-message-twice"])
-def test_two_workers_on_one_conversation_give_one_escalation_note(
-    pipeline, chatwoot, same_message
-):
+def test_two_workers_on_one_conversation_give_one_escalation_note(pipeline, chatwoot, same_message):
     first = incoming("quiero un reembolso", 201, NOW)
     second = first if same_message else incoming("¡quiero mi reembolso ya!", 202, NOW + 1)
     assert pipeline.post(first, delivery_id="a")[0] == 202

@@ -38,6 +38,7 @@ def test_conversation_record_handles_every_conversation_and_message_event():
             "sla": None,
             "policy": policy_with(),  # the recorder buckets days in the policy's zone
             "escalator": None,
+            "actions": type("Actions", (), {"client": None})(),  # dry run
             "timeline_retention_days": 1,
         },
     )()

@@ -123,8 +123,8 @@ def message_id(payload: Payload) -> str | None:
 def embedded_message(payload: Payload) -> Payload:
     """The message's entry in ``conversation.messages[]``, which carries ``updated_at``."""
     wanted = payload.get("id")
-    conversation = _as_dict(payload.get("conversation"))
-    for entry in conversation.get("messages") or []:
+    messages = _as_dict(payload.get("conversation")).get("messages")
+    for entry in messages if isinstance(messages, list) else []:
         if isinstance(entry, dict) and entry.get("id") == wanted:
             return entry
     return {}
