@@ -38,15 +38,9 @@ def post(local, payload, **headers_kwargs):
     return requests.post(local.webhook_url, data=body, headers=headers, timeout=5)
 
 
-def settle(local, deadline_seconds=20.0):
-    """Wait until the poller has emptied EventsQueue (processing is asynchronous)."""
-    end = time.monotonic() + deadline_seconds
-    while time.monotonic() < end:
-        status = local.status()
-        if status["queued"] == 0:
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"queue did not drain: {local.status()}")
+def settle(stack):
+    """Until the poller has emptied EventsQueue (woken by each batch, not by a timer)."""
+    return stack.wait_until_settled(timeout=20)
 
 
 def test_signed_fixtures_in_garbage_out_and_every_accepted_event_accounted_for(local):

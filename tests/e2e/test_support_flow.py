@@ -62,11 +62,8 @@ def sweep(stack, at):
 
 
 def settle(stack):
-    for _ in range(200):
-        if stack.status()["queued"] == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError(stack.status())
+    """Until the poller has emptied EventsQueue (woken by each batch, not by a timer)."""
+    return stack.wait_until_settled(timeout=20)
 
 
 def writes(fake):

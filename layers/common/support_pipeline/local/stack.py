@@ -38,6 +38,7 @@ WEBHOOK_PATH = "/webhooks/chatwoot"
 STATUS_PATH = "/_local/status"
 SWEEP_PATH = "/_local/sweep"
 LOCAL_POLICY_PARAM = "/support-pipeline/support-policy"
+IDLE_POLL_SECONDS = 1.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,6 +83,8 @@ class LocalStack:
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _sweep_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Signalled when a webhook is queued (wakes the poller) and after each batch (wakes waiters).
+    _work: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def endpoint(self) -> str:
@@ -228,6 +231,9 @@ class LocalStack:
                     )
                     if answer["statusCode"] == 202:
                         stack.counts["accepted"] += 1
+                if answer["statusCode"] == 202:
+                    with stack._work:
+                        stack._work.notify_all()
                 self.send_response(answer["statusCode"])
                 for name, value in answer.get("headers", {}).items():
                     self.send_header(name, value)
@@ -272,13 +278,18 @@ class LocalStack:
                         queue_arn,
                         self._processor.handler,
                         batch_size=batch_size,
-                        wait_seconds=1,
                         context_factory=lambda: lambda_shim.LocalContext(
                             function_name="processor", timeout_seconds=timeout
                         ),
                     )
-                    if received:
-                        self.counts["batches"] += 1
+                    with self._work:
+                        if received:
+                            self.counts["batches"] += 1
+                        self._work.notify_all()
+                        if not received:
+                            # Woken at once by a new webhook; the timeout only serves messages
+                            # whose backoff ended (they become visible without a signal).
+                            self._work.wait(timeout=IDLE_POLL_SECONDS)
                 except Exception as exc:  # keep polling; the message stays on the queue
                     print(f"local poller: {type(exc).__name__}", file=sys.stderr)
                     self._stop.wait(1)
@@ -286,6 +297,20 @@ class LocalStack:
         thread = threading.Thread(target=loop, name="local-poller", daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def wait_until_settled(self, timeout: float = 20.0) -> dict[str, Any]:
+        """Block until EventsQueue is empty (every accepted event processed or dead-lettered),
+        waking on each batch the poller finishes rather than on a timer."""
+        end = time.monotonic() + timeout
+        with self._work:
+            while True:
+                status = self.status()
+                if status["queued"] == 0:
+                    return status
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"EventsQueue did not drain: {status}")
+                self._work.wait(timeout=left)
 
     def status(self) -> dict[str, Any]:
         """Counts for people and tests: what came in, what waits, what is dead-lettered."""
@@ -329,6 +354,8 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._work:
+            self._work.notify_all()
         if hasattr(self, "_http"):
             self._http.shutdown()
             self._http.server_close()
