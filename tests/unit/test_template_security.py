@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from support_pipeline import claimcheck
 from support_pipeline.local import template as cfn
 from support_pipeline.telemetry import NAMESPACE
 from tests.support import ROOT
@@ -101,6 +102,69 @@ def slug(heading: str) -> str:
 def runbook_sections() -> dict[str, str]:
     parts = re.split(r"^## (.+)$", RUNBOOK, flags=re.MULTILINE)
     return {slug(title): body for title, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+# ---- least privilege ------------------------------------------------------------------------
+def test_function_policies_are_explicit_statements_or_single_queue_templates():
+    for function, props in FUNCTIONS.items():
+        for policy in props.get("Policies", []):
+            assert isinstance(policy, dict), f"{function}: managed policy {policy!r}"
+            (kind,) = policy.keys()
+            assert kind == "Statement" or kind in QUEUE_POLICY_TEMPLATES, (function, kind)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_no_function_may_scan_batch_or_use_wildcard_actions(function):
+    for statement in statements(function):
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, (function, action)
+            assert action not in {"dynamodb:Scan", "dynamodb:PartiQLSelect"}, (function, action)
+            assert not action.startswith("dynamodb:Batch"), (function, action)
+
+
+@pytest.mark.parametrize("function", sorted(EXPECTED_DYNAMODB))
+def test_dynamodb_grants_are_the_calls_each_function_makes(function):
+    assert grants(function, "dynamodb") == EXPECTED_DYNAMODB[function]
+
+
+def test_s3_access_is_only_on_the_claim_check_prefix():
+    assert grants("ProcessorFunction", "s3") == {"PayloadBucket/payloads/*": {"s3:GetObject"}}
+    assert grants("IngestFunction", "s3") == {"PayloadBucket/payloads/*": {"s3:PutObject"}}
+    assert grants("SlaSweepFunction", "s3") == {}
+
+
+def test_claim_checked_bodies_are_stored_under_the_granted_prefix():
+    class Bucket:
+        def __init__(self) -> None:
+            self.keys: list[str] = []
+
+        def put_object(self, **kwargs: Any) -> None:
+            self.keys.append(kwargs["Key"])
+
+    bucket = Bucket()
+    pointer = claimcheck.store(bucket, "payloads-bucket", b'{"event": "x"}')
+    assert bucket.keys[0].startswith("payloads/")
+    assert bucket.keys[0] in pointer
+
+
+# ---- logs -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_each_function_logs_to_its_own_group_with_a_retention(function):
+    group = FUNCTIONS[function]["LoggingConfig"]["LogGroup"]
+    assert set(group) == {"Ref"}
+    spec = RESOURCES[group["Ref"]]
+    assert spec["Type"] == "AWS::Logs::LogGroup"
+    assert spec["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    others = {FUNCTIONS[f]["LoggingConfig"]["LogGroup"]["Ref"] for f in FUNCTIONS if f != function}
+    assert group["Ref"] not in others
+
+
+def test_every_log_group_has_a_retention_and_the_default_is_one_cloudwatch_accepts():
+    groups = [s for s in RESOURCES.values() if s["Type"] == "AWS::Logs::LogGroup"]
+    assert len(groups) >= len(FUNCTIONS) + 1  # the functions' and the API's access log
+    assert all("RetentionInDays" in g["Properties"] for g in groups)
+    retention = PARAMETERS["LogRetentionDays"]
+    assert retention["Default"] in retention["AllowedValues"]
 
 
 # ---- alarms that reach a person -------------------------------------------------------------
