@@ -239,3 +239,27 @@ def test_deliveries_refused_at_the_door_are_alarmed():
     )
     assert unauthorized["Threshold"] == {"Ref": "UnauthorizedAlarmThreshold"}
     # The dimensions Powertools really emits are checked in tests/integration/test_alarm_metrics.py.
+
+
+# ---- the SLA sweep: one at a time, no blind retries -----------------------------------------
+def test_the_sla_sweep_runs_one_at_a_time_and_never_retries_itself():
+    sweep = FUNCTIONS["SlaSweepFunction"]
+    assert sweep["ReservedConcurrentExecutions"] == 1
+    shortest_rate = int(PARAMETERS["SlaSweepRateMinutes"]["MinValue"]) * 60
+    assert sweep["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert 60 <= sweep["EventInvokeConfig"]["MaximumEventAgeInSeconds"] < shortest_rate
+    (schedule,) = [e for e in sweep["Events"].values() if e["Type"] == "Schedule"]
+    retry = schedule["Properties"]["RetryPolicy"]
+    assert retry["MaximumRetryAttempts"] == 0
+    assert 60 <= retry["MaximumEventAgeInSeconds"] < shortest_rate
+
+
+def test_the_sweep_timeout_is_a_parameter_the_function_also_reads():
+    sweep = FUNCTIONS["SlaSweepFunction"]
+    assert sweep["Timeout"] == {"Ref": "SlaSweepTimeoutSeconds"}
+    assert sweep["Environment"]["Variables"]["SWEEP_TIMEOUT_SECONDS"] == {
+        "Ref": "SlaSweepTimeoutSeconds"
+    }
+    timeout = PARAMETERS["SlaSweepTimeoutSeconds"]
+    assert timeout["Default"] == 120 and timeout["MaxValue"] <= 900  # Lambda's limit
+    assert timeout["Default"] < PARAMETERS["SlaSweepRateMinutes"]["Default"] * 60

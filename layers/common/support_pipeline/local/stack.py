@@ -159,8 +159,9 @@ class LocalStack:
             "detail": {},
         }
         with self._sweep_lock:
+            timeout = int(self._running().parameters.get("SlaSweepTimeoutSeconds", "120"))
             result: dict[str, Any] = self._sweeper.handler(
-                event, lambda_shim.LocalContext(function_name="sla-sweep", timeout_seconds=120)
+                event, lambda_shim.LocalContext(function_name="sla-sweep", timeout_seconds=timeout)
             )
         return result
 
