@@ -263,3 +263,32 @@ def test_the_sweep_timeout_is_a_parameter_the_function_also_reads():
     timeout = PARAMETERS["SlaSweepTimeoutSeconds"]
     assert timeout["Default"] == 120 and timeout["MaxValue"] <= 900  # Lambda's limit
     assert timeout["Default"] < PARAMETERS["SlaSweepRateMinutes"]["Default"] * 60
+
+
+# ---- https only -------------------------------------------------------------------------------
+def chatwoot_url_allowed(value: str) -> bool:
+    # CloudFormation matches AllowedPattern against the whole value (Java regex).
+    return re.fullmatch(PARAMETERS["ChatwootBaseUrl"]["AllowedPattern"], value) is not None
+
+
+@pytest.mark.parametrize(
+    "url", ["", "https://chatwoot.example.com", "https://support.example.com:8443/chatwoot"]
+)
+def test_the_chatwoot_url_parameter_accepts_https_or_nothing(url):
+    assert chatwoot_url_allowed(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://chatwoot.example.com",
+        "http://127.0.0.1:3000",
+        "HTTP://chatwoot.example.com",
+        "ftp://chatwoot.example.com",
+        "chatwoot.example.com",
+        "https://",
+        "https://chat woot.example.com",
+    ],
+)
+def test_the_chatwoot_url_parameter_refuses_plain_http_and_junk(url):
+    assert not chatwoot_url_allowed(url)
