@@ -100,10 +100,13 @@ class SupportSettings:
         )
         if settings.chatwoot_base_url and not settings.chatwoot_api_token_param:
             raise ConfigError("CHATWOOT_API_TOKEN_PARAM is required when CHATWOOT_BASE_URL is set")
-        if settings.chatwoot_base_url and not settings.chatwoot_base_url.startswith(
-            ("https://", "http://")
-        ):
-            raise ConfigError("CHATWOOT_BASE_URL must start with https:// (or http:// locally)")
+        url = settings.chatwoot_base_url
+        local_http = url.startswith("http://") and _bool(env, "CHATWOOT_ALLOW_HTTP", False)
+        if url and not url.startswith("https://") and not local_http:
+            raise ConfigError(
+                "CHATWOOT_BASE_URL must start with https://: the access token travels in a header "
+                "(plain http:// only for the local stack, which sets CHATWOOT_ALLOW_HTTP=true)"
+            )
         return settings
 
     @property

@@ -123,6 +123,8 @@ class IngestService:
             response = _refuse(503, "internal error; nothing was accepted")
         if response.status >= 400:
             reason = str(response.body.get("reason", "unknown"))
+            if response.status == 401:  # one dimensionless series for WebhookUnauthorizedAlarm
+                self.telemetry.count("WebhookUnauthorized")
             self.telemetry.count(
                 "WebhookRejected" if response.status < 500 else "EnqueueFailed", reason=reason
             )

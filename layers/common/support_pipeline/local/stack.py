@@ -141,6 +141,9 @@ class LocalStack:
             )
         for function in ("IngestFunction", "ProcessorFunction", "SlaSweepFunction"):
             os.environ.update(self.stack.function_environment(function))
+        # A local Chatwoot (the fake one, or yours on loopback) speaks plain http; deployed
+        # functions never get this, so they refuse an http:// ChatwootBaseUrl.
+        os.environ["CHATWOOT_ALLOW_HTTP"] = "true"
         root = self.template_path.parent
         self._ingest = load_function(root, "ingest")
         self._processor = load_function(root, "processor")
@@ -165,8 +168,9 @@ class LocalStack:
             "detail": {},
         }
         with self._sweep_lock:
+            timeout = int(self._running().parameters.get("SlaSweepTimeoutSeconds", "120"))
             result: dict[str, Any] = self._sweeper.handler(
-                event, lambda_shim.LocalContext(function_name="sla-sweep", timeout_seconds=120)
+                event, lambda_shim.LocalContext(function_name="sla-sweep", timeout_seconds=timeout)
             )
         return result
 

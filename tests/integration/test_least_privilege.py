@@ -1,0 +1,297 @@
+"""Every AWS call the real handlers make is one their role in template.yaml allows.
+
+moto does not enforce IAM, so a grant narrowed one call too far would pass every other test and
+fail in AWS with AccessDenied. Here the real ingest, processor and SLA sweep handlers run a
+delivery, a claim-checked delivery, an escalation and a sweep against moto and a fake Chatwoot,
+every botocore call is recorded with the function that made it, and each call is checked against
+that function's policy statements, resolved as CloudFormation would resolve them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+import botocore.client
+import pytest
+
+from support_pipeline.local import template as cfn
+from support_pipeline.local.lambda_shim import LocalContext, poll_once
+from tests.support import NOW, incoming, load_handler, new_pipeline, webhook_event
+
+# The two SAM policy templates the functions keep, as SAM expands them (policy_templates.json).
+SAM_QUEUE_TEMPLATES = {
+    "SQSPollerPolicy": [
+        "sqs:ChangeMessageVisibility",
+        "sqs:ChangeMessageVisibilityBatch",
+        "sqs:DeleteMessage",
+        "sqs:DeleteMessageBatch",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+    ],
+    "SQSSendMessagePolicy": ["sqs:SendMessage*"],
+}
+TRANSACT_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+# S3 operations whose IAM action has another name.
+S3_BUCKET_ACTIONS = {"ListObjects": "s3:ListBucket", "ListObjectsV2": "s3:ListBucket"}
+S3_OBJECT_ACTIONS = {"HeadObject": "s3:GetObject"}
+NO_VALUE = object()
+
+
+@dataclass(frozen=True)
+class Call:
+    function: str
+    action: str
+    resource: str
+
+
+@dataclass
+class Recorder:
+    """(function, IAM action, resource ARN) of every botocore call made while a function runs."""
+
+    stack: cfn.Stack
+    function: str | None = None
+    calls: list[Call] = field(default_factory=list)
+
+    def record(self, service: str, operation: str, params: dict[str, Any]) -> None:
+        if self.function is None:
+            return
+        for action, resource in self._authorizations(service, operation, params):
+            self.calls.append(Call(self.function, action, resource))
+
+    def _authorizations(
+        self, service: str, operation: str, params: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        region, account = self.stack.region, self.stack.account
+        if service == "dynamodb":
+            if operation.startswith("Transact"):
+                found = []
+                for item in params["TransactItems"]:
+                    ((kind, request),) = item.items()
+                    table = f"arn:aws:dynamodb:{region}:{account}:table/{request['TableName']}"
+                    found.append((f"dynamodb:{TRANSACT_ITEM_ACTIONS[kind]}", table))
+                return found
+            if operation.startswith("Batch"):
+                return [
+                    (f"dynamodb:{operation}", f"arn:aws:dynamodb:{region}:{account}:table/{t}")
+                    for t in params["RequestItems"]
+                ]
+            table = f"arn:aws:dynamodb:{region}:{account}:table/{params['TableName']}"
+            if params.get("IndexName"):
+                table += f"/index/{params['IndexName']}"
+            return [(f"dynamodb:{operation}", table)]
+        if service == "s3":
+            if operation in S3_BUCKET_ACTIONS:
+                return [(S3_BUCKET_ACTIONS[operation], f"arn:aws:s3:::{params['Bucket']}")]
+            action = S3_OBJECT_ACTIONS.get(operation, f"s3:{operation}")
+            return [(action, f"arn:aws:s3:::{params['Bucket']}/{params['Key']}")]
+        if service == "sqs":
+            name = params["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
+            return [(f"sqs:{operation}", f"arn:aws:sqs:{region}:{account}:{name}")]
+        if service == "ssm":
+            names = params.get("Names") or [params["Name"]]
+            return [
+                (f"ssm:{operation}", f"arn:aws:ssm:{region}:{account}:parameter{n}") for n in names
+            ]
+        return [(f"{service}:{operation}", "*")]
+
+    def run(self, function: str, call: Any, *args: Any) -> Any:
+        self.function = function
+        try:
+            return call(*args)
+        finally:
+            self.function = None
+
+
+def resolve(stack: cfn.Stack, value: Any) -> Any:
+    """CloudFormation's view of a policy fragment: conditions applied, AWS::NoValue dropped."""
+    if isinstance(value, list):
+        return [v for v in (resolve(stack, item) for item in value) if v is not NO_VALUE]
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        condition, yes, no = value["Fn::If"]
+        return resolve(stack, yes if stack.condition(condition) else no)
+    if value == {"Ref": "AWS::NoValue"}:
+        return NO_VALUE
+    if isinstance(value, dict) and len(value) > 1:
+        return {k: resolve(stack, v) for k, v in value.items()}
+    return stack.resolve(value)
+
+
+def allowed(stack: cfn.Stack, function: str) -> list[tuple[list[str], list[str]]]:
+    """(action patterns, resource ARN patterns) of each statement of the function's role."""
+    rules = []
+    for policy in stack.template["Resources"][function]["Properties"]["Policies"]:
+        ((kind, body),) = policy.items()
+        if kind == "Statement":
+            for statement in body:
+                assert statement["Effect"] == "Allow"
+                actions = statement["Action"]
+                resources = resolve(stack, statement["Resource"])
+                rules.append(
+                    (
+                        actions if isinstance(actions, list) else [actions],
+                        resources if isinstance(resources, list) else [resources],
+                    )
+                )
+        else:
+            queue = resolve(stack, body["QueueName"])
+            arn = f"arn:aws:sqs:{stack.region}:{stack.account}:{queue}"
+            rules.append((SAM_QUEUE_TEMPLATES[kind], [arn]))
+    return rules
+
+
+def denied(stack: cfn.Stack, calls: list[Call]) -> list[Call]:
+    rules = {f: allowed(stack, f) for f in {c.function for c in calls}}
+    return [
+        call
+        for call in calls
+        if not any(
+            any(fnmatchcase(call.action, a) for a in actions)
+            and any(fnmatchcase(call.resource, r) for r in resources)
+            for actions, resources in rules[call.function]
+        )
+    ]
+
+
+@pytest.fixture
+def deployed(aws, chatwoot, monkeypatch):
+    """moto provisioned from the template, the real handlers, and a call recorder."""
+    pipeline = new_pipeline({"ChatwootBaseUrl": chatwoot.url})
+    pipeline.clients["ssm"].put_parameter(
+        Name=pipeline.stack.parameters["ChatwootApiTokenParamName"],
+        Value=chatwoot.token,
+        Type="SecureString",
+        Overwrite=True,
+    )
+    recorder = Recorder(pipeline.stack)
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        recorder.record(client.meta.service_model.service_name, operation, params)
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    monkeypatch.setenv("CHATWOOT_ALLOW_HTTP", "true")  # the fake Chatwoot speaks http
+    # Powertools caches parameters per process; earlier tests may have cached other values.
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+    apps = {}
+    for function, directory, cached in (
+        ("IngestFunction", "ingest", "_service"),
+        ("ProcessorFunction", "processor", "_consumer"),
+        ("SlaSweepFunction", "sla_sweep", "_sweep"),
+    ):
+        for name, value in pipeline.stack.function_environment(function).items():
+            monkeypatch.setenv(name, value)
+        app = load_handler(directory)
+        monkeypatch.setattr(app, cached, None)
+        apps[function] = app
+    return pipeline, recorder, apps
+
+
+def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoot):
+    pipeline, recorder, apps = deployed
+    chatwoot.add_conversation(1, 2)
+    threshold = int(pipeline.stack.parameters["ClaimCheckThresholdBytes"])
+
+    def deliver(payload: dict[str, Any], delivery_id: str) -> None:
+        event = webhook_event(payload, timestamp=time.time(), delivery_id=delivery_id)
+        answer = recorder.run(
+            "IngestFunction", apps["IngestFunction"].handler, event, LocalContext("ingest")
+        )
+        assert answer["statusCode"] == 202, answer
+
+    deliver(incoming("I want a refund, let me talk to a human", 501, NOW), "lp-1")
+    waiting = incoming("x" * (threshold + 1024), 502, NOW + 1, conversation_id=2, status="open")
+    deliver(waiting, "lp-2")  # claim-checked; nobody answers it
+
+    def process() -> int:
+        """Poll EventsQueue into the processor until nothing is visible; the failures."""
+        failures = 0
+        while True:
+            received, failed = recorder.run(
+                "ProcessorFunction",
+                poll_once,
+                pipeline.sqs,
+                pipeline.queue_url,
+                pipeline.queue_arn,
+                apps["ProcessorFunction"].handler,
+            )
+            failures += failed
+            if not received:
+                return failures
+
+    assert process() == 0
+    # Chatwoot fails once: the idempotency record is released and the event backs off.
+    chatwoot.add_conversation(1, 3)
+    chatwoot.fail("POST", "/labels", 503)
+    deliver(incoming("refund please, I want a human", 503, NOW + 2, conversation_id=3), "lp-3")
+    assert process() == 1
+    pipeline.make_visible()
+    assert process() == 0
+    # A conversation Chatwoot does not know: dead-lettered at once with its reason.
+    deliver(incoming("refund please, I want a human", 504, NOW + 3, conversation_id=4), "lp-4")
+    assert process() == 0
+    assert len(pipeline.messages(pipeline.dlq_url)) == 1
+
+    at = datetime.fromtimestamp(NOW + 10 * 86400, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    swept = recorder.run(
+        "SlaSweepFunction",
+        apps["SlaSweepFunction"].handler,
+        {"time": at, "source": "aws.events", "detail-type": "Scheduled Event"},
+        LocalContext("sla-sweep"),
+    )
+    assert swept["breached"] >= 1 and swept["failed"] == 0
+
+    assert denied(pipeline.stack, recorder.calls) == []
+
+    # The run took the paths the narrowed grants are about.
+    made = {(c.function, c.action, c.resource.rsplit(":", 1)[-1]) for c in recorder.calls}
+    tables = pipeline.stack.physical
+    bucket = tables["PayloadBucket"]
+    expected = {
+        ("IngestFunction", "s3:PutObject"),
+        ("IngestFunction", "ssm:GetParameter"),
+        ("ProcessorFunction", "s3:GetObject"),
+        ("ProcessorFunction", "dynamodb:PutItem"),
+        ("ProcessorFunction", "dynamodb:DeleteItem"),
+        ("ProcessorFunction", "sqs:ChangeMessageVisibility"),
+        ("ProcessorFunction", "sqs:SendMessage"),
+        ("ProcessorFunction", "ssm:GetParameter"),
+        ("SlaSweepFunction", "dynamodb:Query"),
+        ("SlaSweepFunction", "dynamodb:PutItem"),
+    }
+    assert expected <= {(f, a) for f, a, _ in made}
+    assert any(
+        f == "ProcessorFunction" and a == "s3:GetObject" and r.startswith(f"{bucket}/payloads/")
+        for f, a, r in made
+    )
+    assert any(
+        f == "SlaSweepFunction" and r.endswith("/index/OpenConversations") for f, _, r in made
+    )
+    ledger = f"table/{tables['ActionsTable']}"
+    assert any(f == "ProcessorFunction" and r == ledger for f, _, r in made)
+    assert any(f == "SlaSweepFunction" and r == ledger for f, _, r in made)
+
+
+def test_a_call_outside_the_grants_is_reported(deployed):
+    pipeline, recorder, _ = deployed
+    table = pipeline.stack.physical["ActionsTable"]
+    recorder.function = "SlaSweepFunction"
+    pipeline.clients["dynamodb"].scan(TableName=table)
+    pipeline.clients["s3"].list_objects_v2(Bucket=pipeline.stack.physical["PayloadBucket"])
+    recorder.function = None
+    assert [c.action for c in denied(pipeline.stack, recorder.calls)] == [
+        "dynamodb:Scan",
+        "s3:ListBucket",
+    ]

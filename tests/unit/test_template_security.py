@@ -1,0 +1,294 @@
+"""template.yaml grants each function only the calls it makes, keeps logs for a bounded time,
+and every alarm reaches a person through a topic CloudWatch can actually publish to."""
+
+import re
+from typing import Any
+
+import pytest
+
+from support_pipeline import claimcheck
+from support_pipeline.local import template as cfn
+from support_pipeline.telemetry import NAMESPACE
+from tests.support import ROOT
+
+TEMPLATE = cfn.load(ROOT / "template.yaml")
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
+PARAMETERS: dict[str, dict[str, Any]] = TEMPLATE["Parameters"]
+FUNCTIONS = {
+    name: spec["Properties"]
+    for name, spec in RESOURCES.items()
+    if spec["Type"] == "AWS::Serverless::Function"
+}
+RUNBOOK_PATH = "docs/runbooks/support_webhooks.md"
+RUNBOOK = (ROOT / RUNBOOK_PATH).read_text()
+
+# SAM policy templates that stay: each names one queue and grants only queue-message calls.
+QUEUE_POLICY_TEMPLATES = {"SQSPollerPolicy", "SQSSendMessagePolicy"}
+
+ITEM_CALLS = {
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:Query",
+}
+IDEMPOTENCY_CALLS = {
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+}
+# What each function may do to each table (``Table/index/*`` for the indexes), read from the
+# code: Powertools idempotency; store.py, actions.py (sla.py and escalation.py go through them).
+# ActionLedger.list's Scan belongs to the ops CLI, which runs as the operator.
+EXPECTED_DYNAMODB = {
+    "IngestFunction": {},
+    "ProcessorFunction": {
+        "IdempotencyTable": IDEMPOTENCY_CALLS,
+        "ConversationsTable": ITEM_CALLS,
+        "ConversationsTable/index/*": {"dynamodb:Query"},
+        "ActionsTable": ITEM_CALLS,
+    },
+    "SlaSweepFunction": {
+        "ConversationsTable": ITEM_CALLS,
+        "ConversationsTable/index/*": {"dynamodb:Query"},
+        "ActionsTable": ITEM_CALLS,
+    },
+}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(function: str) -> list[dict[str, Any]]:
+    found = []
+    for policy in FUNCTIONS[function].get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            found.extend(policy["Statement"])
+    return found
+
+
+def resource_name(resource: Any) -> str:
+    """``{"Fn::GetAtt": [T, "Arn"]}`` -> ``T``; ``{"Fn::Sub": "${T.Arn}/x"}`` -> ``T/x``."""
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        name, attribute = resource["Fn::GetAtt"]
+        assert attribute == "Arn"
+        return str(name)
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        return re.sub(r"\$\{(\w+)\.Arn\}", r"\1", resource["Fn::Sub"])
+    return str(resource)
+
+
+def grants(function: str, service: str) -> dict[str, set[str]]:
+    """Resource -> allowed actions of ``service`` for ``function``."""
+    granted: dict[str, set[str]] = {}
+    for statement in statements(function):
+        assert statement["Effect"] == "Allow"
+        actions = {a for a in as_list(statement["Action"]) if a.startswith(f"{service}:")}
+        if not actions:
+            continue
+        for resource in as_list(statement["Resource"]):
+            granted.setdefault(resource_name(resource), set()).update(actions)
+    return granted
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def runbook_sections() -> dict[str, str]:
+    parts = re.split(r"^## (.+)$", RUNBOOK, flags=re.MULTILINE)
+    return {slug(title): body for title, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+# ---- least privilege ------------------------------------------------------------------------
+def test_function_policies_are_explicit_statements_or_single_queue_templates():
+    for function, props in FUNCTIONS.items():
+        for policy in props.get("Policies", []):
+            assert isinstance(policy, dict), f"{function}: managed policy {policy!r}"
+            (kind,) = policy.keys()
+            assert kind == "Statement" or kind in QUEUE_POLICY_TEMPLATES, (function, kind)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_no_function_may_scan_batch_or_use_wildcard_actions(function):
+    for statement in statements(function):
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, (function, action)
+            assert action not in {"dynamodb:Scan", "dynamodb:PartiQLSelect"}, (function, action)
+            assert not action.startswith("dynamodb:Batch"), (function, action)
+
+
+@pytest.mark.parametrize("function", sorted(EXPECTED_DYNAMODB))
+def test_dynamodb_grants_are_the_calls_each_function_makes(function):
+    assert grants(function, "dynamodb") == EXPECTED_DYNAMODB[function]
+
+
+def test_s3_access_is_only_on_the_claim_check_prefix():
+    assert grants("ProcessorFunction", "s3") == {"PayloadBucket/payloads/*": {"s3:GetObject"}}
+    assert grants("IngestFunction", "s3") == {"PayloadBucket/payloads/*": {"s3:PutObject"}}
+    assert grants("SlaSweepFunction", "s3") == {}
+
+
+def test_claim_checked_bodies_are_stored_under_the_granted_prefix():
+    class Bucket:
+        def __init__(self) -> None:
+            self.keys: list[str] = []
+
+        def put_object(self, **kwargs: Any) -> None:
+            self.keys.append(kwargs["Key"])
+
+    bucket = Bucket()
+    pointer = claimcheck.store(bucket, "payloads-bucket", b'{"event": "x"}')
+    assert bucket.keys[0].startswith("payloads/")
+    assert bucket.keys[0] in pointer
+
+
+# ---- logs -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_each_function_logs_to_its_own_group_with_a_retention(function):
+    group = FUNCTIONS[function]["LoggingConfig"]["LogGroup"]
+    assert set(group) == {"Ref"}
+    spec = RESOURCES[group["Ref"]]
+    assert spec["Type"] == "AWS::Logs::LogGroup"
+    assert spec["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    others = {FUNCTIONS[f]["LoggingConfig"]["LogGroup"]["Ref"] for f in FUNCTIONS if f != function}
+    assert group["Ref"] not in others
+
+
+def test_every_log_group_has_a_retention_and_the_default_is_one_cloudwatch_accepts():
+    groups = [s for s in RESOURCES.values() if s["Type"] == "AWS::Logs::LogGroup"]
+    assert len(groups) >= len(FUNCTIONS) + 1  # the functions' and the API's access log
+    assert all("RetentionInDays" in g["Properties"] for g in groups)
+    retention = PARAMETERS["LogRetentionDays"]
+    assert retention["Default"] in retention["AllowedValues"]
+
+
+# ---- alarms that reach a person -------------------------------------------------------------
+def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use():
+    topic = RESOURCES["AlarmTopic"]["Properties"]
+    key_ref = topic["KmsMasterKeyId"]
+    assert key_ref != "alias/aws/sns" and set(key_ref) == {"Ref"}
+    key = RESOURCES[key_ref["Ref"]]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    policy = key["Properties"]["KeyPolicy"]["Statement"]
+    assert all(s["Principal"] != "*" and s["Principal"].get("AWS") != "*" for s in policy)
+    cloudwatch = [
+        s
+        for s in policy
+        if s["Effect"] == "Allow"
+        and "cloudwatch.amazonaws.com" in as_list(s["Principal"].get("Service", []))
+    ]
+    assert len(cloudwatch) == 1
+    assert set(as_list(cloudwatch[0]["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    condition = cloudwatch[0]["Condition"]
+    assert condition["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert ":alarm:*" in condition["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    admin = [s for s in policy if "AWS" in s["Principal"]]
+    assert admin and all(":root" in s["Principal"]["AWS"]["Fn::Sub"] for s in admin)
+    aliases = [s for s in RESOURCES.values() if s["Type"] == "AWS::KMS::Alias"]
+    assert [a["Properties"]["TargetKeyId"] for a in aliases] == [key_ref]
+
+
+def test_the_topic_policy_lets_this_accounts_alarms_publish():
+    policy = next(s for s in RESOURCES.values() if s["Type"] == "AWS::SNS::TopicPolicy")
+    assert policy["Properties"]["Topics"] == [{"Ref": "AlarmTopic"}]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statement["Action"] == "sns:Publish"
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+ALARMS = {n: s["Properties"] for n, s in RESOURCES.items() if s["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+@pytest.mark.parametrize("alarm", sorted(ALARMS))
+def test_every_alarm_notifies_the_topic_and_links_a_runbook_section_about_it(alarm):
+    props = ALARMS[alarm]
+    assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    links = re.findall(re.escape(RUNBOOK_PATH) + r"#([\w-]+)", props["AlarmDescription"])
+    assert len(links) == 1, props["AlarmDescription"]
+    sections = runbook_sections()
+    assert links[0] in sections, f"{alarm} links #{links[0]}, not a heading in {RUNBOOK_PATH}"
+    assert f"`{alarm}`" in sections[links[0]], f"the runbook section does not name {alarm}"
+
+
+def test_deliveries_refused_at_the_door_are_alarmed():
+    client_errors = [
+        a
+        for a in ALARMS.values()
+        if a["Namespace"] == "AWS/ApiGateway" and a["MetricName"] == "4xx"
+    ]
+    assert len(client_errors) == 1
+    (alarm,) = client_errors
+    assert alarm["Dimensions"] == [
+        {"Name": "ApiId", "Value": {"Ref": "WebhookApi"}},
+        {"Name": "Stage", "Value": "$default"},
+    ]
+    assert alarm["Threshold"] == {"Ref": "Ingest4xxAlarmThreshold"}
+    assert alarm["Statistic"] == "Sum" and alarm["TreatMissingData"] == "notBreaching"
+
+    unauthorized = ALARMS["WebhookUnauthorizedAlarm"]
+    assert (unauthorized["Namespace"], unauthorized["MetricName"]) == (
+        NAMESPACE,
+        "WebhookUnauthorized",
+    )
+    assert unauthorized["Threshold"] == {"Ref": "UnauthorizedAlarmThreshold"}
+    # The dimensions Powertools really emits are checked in tests/integration/test_alarm_metrics.py.
+
+
+# ---- the SLA sweep: one at a time, no blind retries -----------------------------------------
+def test_the_sla_sweep_runs_one_at_a_time_and_never_retries_itself():
+    sweep = FUNCTIONS["SlaSweepFunction"]
+    assert sweep["ReservedConcurrentExecutions"] == 1
+    shortest_rate = int(PARAMETERS["SlaSweepRateMinutes"]["MinValue"]) * 60
+    assert sweep["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert 60 <= sweep["EventInvokeConfig"]["MaximumEventAgeInSeconds"] < shortest_rate
+    (schedule,) = [e for e in sweep["Events"].values() if e["Type"] == "Schedule"]
+    retry = schedule["Properties"]["RetryPolicy"]
+    assert retry["MaximumRetryAttempts"] == 0
+    assert 60 <= retry["MaximumEventAgeInSeconds"] < shortest_rate
+
+
+def test_the_sweep_timeout_is_a_parameter_the_function_also_reads():
+    sweep = FUNCTIONS["SlaSweepFunction"]
+    assert sweep["Timeout"] == {"Ref": "SlaSweepTimeoutSeconds"}
+    assert sweep["Environment"]["Variables"]["SWEEP_TIMEOUT_SECONDS"] == {
+        "Ref": "SlaSweepTimeoutSeconds"
+    }
+    timeout = PARAMETERS["SlaSweepTimeoutSeconds"]
+    assert timeout["Default"] == 120 and timeout["MaxValue"] <= 900  # Lambda's limit
+    assert timeout["Default"] < PARAMETERS["SlaSweepRateMinutes"]["Default"] * 60
+
+
+# ---- https only -------------------------------------------------------------------------------
+def chatwoot_url_allowed(value: str) -> bool:
+    # CloudFormation matches AllowedPattern against the whole value (Java regex).
+    return re.fullmatch(PARAMETERS["ChatwootBaseUrl"]["AllowedPattern"], value) is not None
+
+
+@pytest.mark.parametrize(
+    "url", ["", "https://chatwoot.example.com", "https://support.example.com:8443/chatwoot"]
+)
+def test_the_chatwoot_url_parameter_accepts_https_or_nothing(url):
+    assert chatwoot_url_allowed(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://chatwoot.example.com",
+        "http://127.0.0.1:3000",
+        "HTTP://chatwoot.example.com",
+        "ftp://chatwoot.example.com",
+        "chatwoot.example.com",
+        "https://",
+        "https://chat woot.example.com",
+    ],
+)
+def test_the_chatwoot_url_parameter_refuses_plain_http_and_junk(url):
+    assert not chatwoot_url_allowed(url)
