@@ -109,3 +109,118 @@ def test_message_type_both_spellings():
     assert cw.message_type({"message_type": 1}) == "outgoing"
     assert cw.message_type({"message_type": 3}) == "template"
     assert cw.message_type({}) is None
+
+
+# ---- hostile and malformed ids ----------------------------------------------------------------
+HOSTILE_IDS = [
+    "7/../../../2/conversations/9",
+    -1,
+    "-1",
+    0,
+    "0",
+    1.5,
+    1.0,
+    "01",
+    "7#2",
+    " 7",
+    "7 ",
+    "7\n",
+    "+7",
+    "1e3",
+    "",
+    "١٢",  # Arabic-Indic digits: str.isdigit() says yes, Chatwoot never sends them
+    True,
+    False,
+    "1" * 20,
+    10**19,
+    [7],
+    {"id": 7},
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(7, "7"), ("7", "7"), (1, "1"), ("9" * 19, "9" * 19), (10**19 - 1, "9" * 19)],
+)
+def test_positive_integers_are_ids_in_canonical_text(value, expected):
+    assert cw.canonical_id(value) == expected
+
+
+@pytest.mark.parametrize("value", HOSTILE_IDS, ids=repr)
+def test_anything_else_is_not_an_id(value):
+    assert cw.canonical_id(value) is None
+
+
+@pytest.mark.parametrize("value", HOSTILE_IDS, ids=repr)
+def test_a_malformed_conversation_id_is_named_and_never_returned(value):
+    payload = fixture("message_created_incoming")
+    payload["conversation"]["id"] = value
+    assert cw.invalid_ids(payload) == (
+        "conversation id at conversation.id is not a positive integer"
+    )
+    assert cw.conversation_id(payload) is None
+    assert cw.account_id(payload) == "1"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (
+            lambda p: p["account"].update(id="1/../2"),
+            "account id at account.id is not a positive integer",
+        ),
+        (
+            lambda p: p.update(account_id="2#1"),
+            "account id at account_id is not a positive integer",
+        ),
+        (
+            lambda p: p["conversation"]["account"].update(id=0),
+            "account id at conversation.account.id is not a positive integer",
+        ),
+        (
+            lambda p: p["conversation"].update(account_id="x"),
+            "account id at conversation.account_id is not a positive integer",
+        ),
+        (
+            lambda p: p["conversation"].update(display_id="9/../1"),
+            "conversation id at conversation.display_id is not a positive integer",
+        ),
+        (lambda p: p.update(id="3#x"), "message id at id is not a positive integer"),
+    ],
+)
+def test_every_id_the_pipeline_reads_is_checked(mutate, reason):
+    payload = fixture("message_created_incoming")
+    mutate(payload)
+    assert cw.invalid_ids(payload) == reason
+
+
+def test_a_conversation_event_is_its_own_conversation():
+    payload = {**fixture("conversation_updated"), "id": "7/../../../2/conversations/9"}
+    assert cw.invalid_ids(payload) == "conversation id at id is not a positive integer"
+    assert cw.conversation_id(payload) is None
+
+
+def test_a_malformed_id_does_not_fall_back_to_another_field():
+    payload = fixture("message_created_incoming")
+    payload["account"]["id"] = "2/../1"  # conversation.account.id still says 1
+    assert cw.account_id(payload) is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        fixture("webwidget_triggered"),
+        {"event": "contact_created", "id": "c-5", "account": {"id": 1}},  # not a message id
+        {"event": "message_created", "account": {"id": 1}, "conversation": {"id": None}},
+        {"event": "message_created", "account": None, "conversation": "not an object"},
+        {"event": "conversation_updated", "id": None, "display_id": 4, "account_id": 1},
+        {"event": "something_new", "account": {"id": "1"}, "whatever": {"id": "x"}},
+    ],
+)
+def test_absent_ids_and_unknown_events_are_fine(payload):
+    assert cw.invalid_ids(payload) is None
+
+
+@pytest.mark.parametrize("name", ALL_FIXTURES)
+def test_no_captured_payload_has_a_malformed_id(name):
+    assert cw.invalid_ids(fixture(name)) is None

@@ -23,7 +23,7 @@ from boto3.dynamodb.conditions import Attr, Key
 
 from support_pipeline.chatwoot.client import ChatwootClient
 from support_pipeline.chatwoot.payload import iso
-from support_pipeline.store import from_dynamo, put_if, to_dynamo
+from support_pipeline.store import from_dynamo, key_id, put_if, to_dynamo
 from support_pipeline.telemetry import Telemetry
 
 logger = Logger(child=True)
@@ -44,7 +44,9 @@ class Action:
 
     @property
     def conversation_key(self) -> str:
-        return f"{self.account_id}#{self.conversation_id}"
+        return (
+            f"{key_id(self.account_id, 'account')}#{key_id(self.conversation_id, 'conversation')}"
+        )
 
 
 class ActionLedger:

@@ -188,6 +188,13 @@ class IngestService:
             self.telemetry.count("WebhookIgnored")
             logger.info("webhook ignored", extra={"event": event, "delivery_id": delivery_id})
             return Response(200, {"status": "ignored", "event": event})
+        # Ids go into Chatwoot URLs and DynamoDB keys downstream, so a malformed one is refused
+        # here and never enqueued. Checked after the ignored events: those are dropped by name
+        # and nothing of theirs is ever read, so refusing one would protect nothing, and
+        # IgnoredEvents stays a pure by-name filter for the noisiest events.
+        invalid = cw.invalid_ids(payload)
+        if invalid is not None:
+            return _refuse(400, invalid)
 
         attributes = {
             "event": event[:256],
