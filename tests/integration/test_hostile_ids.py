@@ -15,7 +15,7 @@ from support_pipeline.chatwoot.client import ChatwootClient
 from support_pipeline.messages import to_message_attributes
 from support_pipeline.processing.errors import PermanentError
 from support_pipeline.store import conversation_pk
-from tests.support import NOW, attributes_of, incoming, policy_with
+from tests.support import NOW, SECRET, attributes_of, incoming, policy_with
 
 POLICY = policy_with(**{"escalation.team_id": 7})
 TRAVERSAL = "7/../../../2/conversations/9"
@@ -201,3 +201,56 @@ def test_the_store_refuses_to_register_a_hostile_account(pipeline):
     with pytest.raises(PermanentError):
         pipeline.store().register_account("1#2")
     assert conversation_items(pipeline) == []
+
+
+# ---- unsigned posts cannot shadow signed events ----------------------------------------------
+def escalation_notes(chatwoot):
+    return [n for n in chatwoot.notes(1, 1) if n.startswith("Escalated by the support pipeline")]
+
+
+@pytest.mark.parametrize("event", ["message_created", "automation_event.message_created"])
+@pytest.mark.parametrize("forged_delivery", [None, "real-delivery"])
+def test_a_forged_unsigned_post_does_not_shadow_the_signed_event(
+    pipeline, chatwoot, event, forged_delivery
+):
+    real = escalating_message()
+    forged = {**incoming("Gracias, todo bien", 301, NOW), "event": event}  # same message id
+    service = pipeline.ingest(accept_url_token=True)
+    headers = {"Content-Type": "application/json"}
+    if forged_delivery:
+        headers["X-Chatwoot-Delivery"] = forged_delivery
+    status, forged_answer = pipeline.post(
+        forged, service=service, headers=headers, query=f"token={SECRET}"
+    )
+    assert status == 202
+    process(pipeline, chatwoot)
+
+    status, real_answer = pipeline.post(real, service=service, delivery_id="real-delivery")
+    assert status == 202
+    process(pipeline, chatwoot)
+
+    assert len(escalation_notes(chatwoot)) == 1  # the real message's work happened
+    deliveries = {item.get("delivery_id") for item in pipeline.store().timeline("1", "1")}
+    assert "real-delivery" in deliveries
+    assert pipeline.messages(pipeline.dlq_url) == []
+    assert forged_answer["dedupe_key"].startswith("unsigned:")
+    assert forged_answer["dedupe_key"] != real_answer["dedupe_key"]
+
+
+@pytest.mark.parametrize("dedupe_key", [None, "message_created:1:301"])
+def test_a_queued_unsigned_message_gets_an_unsigned_key_in_the_processor(
+    pipeline, chatwoot, dedupe_key
+):
+    """No dedupe_key attribute (sent by hand), or one from before unsigned keys had a namespace."""
+    forged = incoming("Gracias, todo bien", 301, NOW)
+    attributes = {"signed": "false", "event": "message_created"}
+    if dedupe_key:
+        attributes["dedupe_key"] = dedupe_key
+    put_on_queue(pipeline, forged, **attributes)
+    process(pipeline, chatwoot)
+
+    assert pipeline.post(escalating_message(), delivery_id="real-delivery")[0] == 202
+    process(pipeline, chatwoot)
+    assert len(escalation_notes(chatwoot)) == 1
+    deliveries = {item.get("delivery_id") for item in pipeline.store().timeline("1", "1")}
+    assert "real-delivery" in deliveries

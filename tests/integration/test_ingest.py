@@ -243,9 +243,10 @@ def test_unsigned_post_with_token_is_accepted_when_opted_in(pipeline):
     event = webhook_event(payload, headers={}, query=f"token={SECRET}")
     status, answer = post_raw(pipeline, event, accept_url_token=True)
     assert status == 202
-    assert answer["dedupe_key"] == "message_created:1:1"
+    assert answer["dedupe_key"] == "unsigned:message_created:1:1"  # never a signed event's key
     [message] = pipeline.messages(pipeline.queue_url)
     assert attributes_of(message)["signed"] == "false"
+    assert attributes_of(message)["dedupe_key"] == "unsigned:message_created:1:1"
     assert "delivery_id" not in attributes_of(message)
 
 

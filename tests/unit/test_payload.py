@@ -22,18 +22,25 @@ def test_every_fixture_has_an_expected_key():
 @pytest.mark.parametrize("name", ALL_FIXTURES)
 def test_dedupe_key_for_each_fixture(name):
     payload = fixture(name)
-    assert cw.dedupe_key(payload, "d-1", body_of(payload)) == EXPECTED_KEYS[name]
+    assert cw.dedupe_key(payload, "d-1", body_of(payload), signed=True) == EXPECTED_KEYS[name]
 
 
 def test_same_message_under_two_delivery_ids_gets_one_key():
     payload = fixture("message_created_incoming")
-    assert cw.dedupe_key(payload, "d-1", b"") == cw.dedupe_key(payload, "d-2", b"")
+    assert cw.dedupe_key(payload, "d-1", b"", signed=True) == cw.dedupe_key(
+        payload, "d-2", b"", signed=True
+    )
 
 
-def test_automation_rule_post_of_the_same_message_shares_the_key():
+def test_automation_event_names_map_onto_the_account_webhooks_keys():
     payload = fixture("message_created_incoming")
     automation = {**payload, "event": "automation_event.message_created"}
-    assert cw.dedupe_key(automation, None, b"") == cw.dedupe_key(payload, "d-1", b"")
+    assert cw.dedupe_key(automation, None, b"", signed=True) == cw.dedupe_key(
+        payload, "d-1", b"", signed=True
+    )
+    # Automation rules cannot sign, and an unsigned post gets keys of its own: it cannot shadow
+    # the signed account webhook's delivery of the same change (and both are processed).
+    assert cw.dedupe_key(automation, None, b"", signed=False) == "unsigned:message_created:1:1"
 
 
 def test_message_updated_differs_when_the_message_changed():
@@ -41,8 +48,10 @@ def test_message_updated_differs_when_the_message_changed():
     later = fixture("message_created_incoming")
     later["event"] = "message_updated"
     later["conversation"]["messages"][0]["updated_at"] = "2026-09-27T02:20:00.000Z"
-    assert cw.dedupe_key(first, "d-1", b"").startswith("message_updated:1:1:")
-    assert cw.dedupe_key(first, "d-1", b"") != cw.dedupe_key(later, "d-2", b"")
+    assert cw.dedupe_key(first, "d-1", b"", signed=True).startswith("message_updated:1:1:")
+    assert cw.dedupe_key(first, "d-1", b"", signed=True) != cw.dedupe_key(
+        later, "d-2", b"", signed=True
+    )
 
 
 def test_csat_answer_without_updated_at_is_not_a_duplicate():
@@ -59,12 +68,14 @@ def test_csat_answer_without_updated_at_is_not_a_duplicate():
         **survey,
         "content_attributes": {"submitted_values": {"csat_survey_response": {"rating": 5}}},
     }
-    assert cw.dedupe_key(survey, None, b"") != cw.dedupe_key(answered, None, b"")
+    assert cw.dedupe_key(survey, None, b"", signed=True) != cw.dedupe_key(
+        answered, None, b"", signed=True
+    )
 
 
 def test_unknown_event_without_delivery_id_uses_a_body_digest():
     body = b'{"event": "contact_created", "id": 5}'
-    key = cw.dedupe_key({"event": "contact_created", "id": 5}, None, body)
+    key = cw.dedupe_key({"event": "contact_created", "id": 5}, None, body, signed=True)
     assert key.startswith("sha256:") and len(key) == len("sha256:") + 64
 
 
@@ -224,3 +235,12 @@ def test_absent_ids_and_unknown_events_are_fine(payload):
 @pytest.mark.parametrize("name", ALL_FIXTURES)
 def test_no_captured_payload_has_a_malformed_id(name):
     assert cw.invalid_ids(fixture(name)) is None
+
+
+@pytest.mark.parametrize("name", ALL_FIXTURES)
+def test_unsigned_posts_get_keys_of_their_own(name):
+    payload = fixture(name)
+    signed = cw.dedupe_key(payload, "d-1", body_of(payload), signed=True)
+    unsigned = cw.dedupe_key(payload, "d-1", body_of(payload), signed=False)
+    assert signed == EXPECTED_KEYS[name]
+    assert unsigned == "unsigned:" + signed

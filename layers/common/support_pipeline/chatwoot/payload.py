@@ -41,6 +41,7 @@ Payload = dict[str, Any]
 # or non-ASCII digit, at most 19 digits (Chatwoot's ids are bigints). Used with fullmatch.
 _CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
 _ID_LIMIT = 10**19
+UNSIGNED_PREFIX = "unsigned:"
 
 
 def base_event(name: str) -> str:
@@ -231,19 +232,35 @@ def message_version(payload: Payload) -> str:
     return "h" + hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
-def dedupe_key(payload: Payload, delivery_id: str | None, body: bytes) -> str:
+def dedupe_key(payload: Payload, delivery_id: str | None, body: bytes, *, signed: bool) -> str:
     """A key that is equal for deliveries of the same change, and different otherwise.
 
     Semantic where the payload allows it (Chatwoot may send one change twice under two delivery
     ids, and an automation rule may post the same event again), else the delivery id, else a
     digest of the body.
+
+    A post that was not signed (accepted by URL token) gets its key in a namespace of its own
+    (``unsigned:...``): its body is not authenticated, so it must never be able to claim the key
+    of a signed event and make the real delivery look like a duplicate. ``signed`` has no
+    default so that every caller says which it has.
     """
+    key = _semantic_key(payload, delivery_id, body)
+    return key if signed else unsigned_key(key)
+
+
+def unsigned_key(key: str) -> str:
+    """``key`` in the unsigned namespace (unchanged if it is there already)."""
+    return key if key.startswith(UNSIGNED_PREFIX) else UNSIGNED_PREFIX + key
+
+
+def _semantic_key(payload: Payload, delivery_id: str | None, body: bytes) -> str:
     event = base_event(str(payload.get("event", "")))
     account = account_id(payload) or "-"
-    if event == "message_created" and message_id(payload):
-        return f"{event}:{account}:{message_id(payload)}"
-    if event == "message_updated" and message_id(payload):
-        return f"{event}:{account}:{message_id(payload)}:{message_version(payload)}"
+    message = message_id(payload)
+    if event == "message_created" and message:
+        return f"{event}:{account}:{message}"
+    if event == "message_updated" and message:
+        return f"{event}:{account}:{message}:{message_version(payload)}"
     if event in CONVERSATION_EVENTS:
         conversation = conversation_id(payload)
         updated = payload.get("updated_at")

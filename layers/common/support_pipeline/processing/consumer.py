@@ -142,9 +142,14 @@ class EventConsumer:
         invalid = cw.invalid_ids(payload)
         if invalid is not None:
             raise PermanentError("invalid_payload", invalid)
+        # Only a message ingest marked as signed is trusted as signed. An unsigned one's key is
+        # kept in the unsigned namespace, whether recomputed here or set by an older ingest.
+        signed = attributes.get("signed") == "true"
         dedupe_key = attributes.get("dedupe_key") or cw.dedupe_key(
-            payload, attributes.get("delivery_id"), body.encode("utf-8")
+            payload, attributes.get("delivery_id"), body.encode("utf-8"), signed=signed
         )
+        if not signed:
+            dedupe_key = cw.unsigned_key(dedupe_key)
         return {
             "dedupe_key": dedupe_key,
             "event": cw.base_event(payload["event"]),
