@@ -39,7 +39,7 @@ def sqs_record(name: str, index: int, body: bytes | None = None) -> dict:
     attributes = {
         "event": payload.get("event", ""),
         "delivery_id": f"sample-{index}",
-        "dedupe_key": cw.dedupe_key(payload, f"sample-{index}", body),
+        "dedupe_key": cw.dedupe_key(payload, f"sample-{index}", body, signed=True),
         "received_at": "2026-09-27T02:16:40.000Z",
         "account_id": cw.account_id(payload) or "",
         "conversation_id": cw.conversation_id(payload) or "",

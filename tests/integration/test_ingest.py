@@ -97,6 +97,97 @@ def test_signed_garbage_is_400_and_not_queued(pipeline, body, reason):
     assert pipeline.messages(pipeline.queue_url) == []
 
 
+HOSTILE_IDS = [
+    "7/../../../2/conversations/9",
+    -1,
+    "-1",
+    0,
+    1.5,
+    "01",
+    "7#2",
+    True,
+    "12345678901234567890",
+    "",
+    " 7",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_IDS, ids=repr)
+def test_signed_payload_with_a_hostile_conversation_id_is_400_and_not_queued(pipeline, hostile):
+    payload = fixture("message_created_incoming")
+    payload["conversation"]["id"] = hostile
+    status, answer = pipeline.post(payload)
+    assert (status, answer) == (
+        400,
+        {
+            "status": "rejected",
+            "reason": "conversation id at conversation.id is not a positive integer",
+        },
+    )
+    assert pipeline.messages(pipeline.queue_url) == []
+    assert pipeline.telemetry.total("WebhookRejected") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "reason"),
+    [
+        (
+            "message_created_incoming",
+            lambda p: p["account"].update(id="2/../1"),
+            "account id at account.id is not a positive integer",
+        ),
+        (
+            "message_created_incoming",
+            lambda p: p["conversation"]["account"].update(id=-2),
+            "account id at conversation.account.id is not a positive integer",
+        ),
+        (
+            "conversation_updated",
+            lambda p: p.update(account_id="1#2"),
+            "account id at account_id is not a positive integer",
+        ),
+        (
+            "conversation_updated",
+            lambda p: p.update(id="7/../../../2/conversations/9"),
+            "conversation id at id is not a positive integer",
+        ),
+        (
+            "message_created_private_note",
+            lambda p: p.update(id="4#x"),
+            "message id at id is not a positive integer",
+        ),
+        (
+            "webwidget_triggered",
+            lambda p: p["account"].update(id="1/.."),
+            "account id at account.id is not a positive integer",
+        ),
+    ],
+)
+def test_any_malformed_id_is_400_with_the_field_named(pipeline, name, mutate, reason):
+    payload = fixture(name)
+    mutate(payload)
+    status, answer = pipeline.post(payload)
+    assert (status, answer["reason"]) == (400, reason)
+    assert pipeline.messages(pipeline.queue_url) == []
+
+
+def test_an_unsigned_post_with_a_hostile_id_is_400_too(pipeline):
+    payload = {**fixture("message_created_incoming"), "event": "automation_event.message_created"}
+    payload["conversation"]["id"] = "7/../../../2/conversations/9"
+    event = webhook_event(payload, headers={}, query=f"token={SECRET}")
+    status, answer = post_raw(pipeline, event, accept_url_token=True)
+    assert (status, answer["reason"]) == (
+        400,
+        "conversation id at conversation.id is not a positive integer",
+    )
+    assert pipeline.messages(pipeline.queue_url) == []
+
+
+def test_absent_ids_are_not_malformed(pipeline):
+    payload = {"event": "contact_created", "id": 4, "account": {"id": 1}, "conversation": None}
+    assert pipeline.post(payload)[0] == 202
+
+
 def test_oversized_body_is_413(pipeline):
     body = json.dumps({"event": "message_created", "content": "x" * 2048}).encode()
     status, answer = pipeline.post(body, service=pipeline.ingest(max_body_bytes=1024))
@@ -105,6 +196,13 @@ def test_oversized_body_is_413(pipeline):
 
 def test_typing_events_are_ignored_with_200(pipeline):
     payload = {**fixture("conversation_updated"), "event": "conversation_typing_on"}
+    status, answer = pipeline.post(payload)
+    assert (status, answer["status"]) == (200, "ignored")
+    assert pipeline.messages(pipeline.queue_url) == []
+
+
+def test_ignored_events_are_dropped_by_name_before_their_ids_are_read(pipeline):
+    payload = {**fixture("conversation_updated"), "event": "conversation_typing_on", "id": "7#2"}
     status, answer = pipeline.post(payload)
     assert (status, answer["status"]) == (200, "ignored")
     assert pipeline.messages(pipeline.queue_url) == []
@@ -145,9 +243,10 @@ def test_unsigned_post_with_token_is_accepted_when_opted_in(pipeline):
     event = webhook_event(payload, headers={}, query=f"token={SECRET}")
     status, answer = post_raw(pipeline, event, accept_url_token=True)
     assert status == 202
-    assert answer["dedupe_key"] == "message_created:1:1"
+    assert answer["dedupe_key"] == "unsigned:message_created:1:1"  # never a signed event's key
     [message] = pipeline.messages(pipeline.queue_url)
     assert attributes_of(message)["signed"] == "false"
+    assert attributes_of(message)["dedupe_key"] == "unsigned:message_created:1:1"
     assert "delivery_id" not in attributes_of(message)
 
 

@@ -1,6 +1,8 @@
-"""Any signed JSON object with an event is accepted with a usable key: never a crash or a 5xx."""
+"""Any signed JSON object with an event is accepted with a usable key, or refused with 400 for a
+malformed id: never a crash or a 5xx, and never a queued id that is not a positive integer."""
 
 import json
+import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -49,6 +51,10 @@ EVENTS = st.sampled_from(
 )
 
 
+ID_REFUSAL = re.compile(r"(account|conversation|message) id at [a-z_.]+ is not a positive integer")
+CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
 class Queue:
     def __init__(self):
         self.sent = []
@@ -73,8 +79,14 @@ def test_odd_payloads_are_queued_with_a_key(event, fields):
     response = service.handle(
         WebhookRequest.from_api_gateway(webhook_event(json.dumps(payload).encode()))
     )
+    if response.status == 400:
+        assert ID_REFUSAL.fullmatch(response.body["reason"]), response.body
+        assert queue.sent == []
+        return
     assert response.status == 202, response.body
     [sent] = queue.sent
     attributes = {k: v["StringValue"] for k, v in sent["MessageAttributes"].items()}
     assert attributes["dedupe_key"] and len(attributes["dedupe_key"]) <= 512
     assert all(0 < len(v) <= 512 for v in attributes.values())
+    for name in ("account_id", "conversation_id"):
+        assert CANONICAL_ID.fullmatch(attributes.get(name, "1")), attributes

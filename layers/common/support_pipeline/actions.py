@@ -38,7 +38,7 @@ from support_pipeline import deadline
 from support_pipeline.chatwoot.client import ChatwootClient, NoAnswerError
 from support_pipeline.chatwoot.payload import iso
 from support_pipeline.processing.errors import TransientError
-from support_pipeline.store import from_dynamo, put_if, to_dynamo
+from support_pipeline.store import from_dynamo, key_id, put_if, to_dynamo
 
 logger = Logger(child=True)
 
@@ -65,7 +65,9 @@ class Action:
 
     @property
     def conversation_key(self) -> str:
-        return f"{self.account_id}#{self.conversation_id}"
+        return (
+            f"{key_id(self.account_id, 'account')}#{key_id(self.conversation_id, 'conversation')}"
+        )
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,9 @@ def _sender_type(payload: cw.Payload) -> str | None:
 def extract_facts(context: EventContext, received_epoch: float) -> EventFacts:
     """Read what a payload says about its conversation; PermanentError if it names none."""
     payload = context.payload
+    invalid = cw.invalid_ids(payload)
+    if invalid is not None:  # the accessors say None for a malformed id: name it instead
+        raise PermanentError("invalid_payload", f"{context.event}: {invalid}")
     account = cw.account_id(payload)
     conversation = cw.conversation_of(payload)
     conversation_id = cw.conversation_id(payload)

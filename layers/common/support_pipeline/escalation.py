@@ -20,6 +20,7 @@ from support_pipeline.actions import Action, ActionRunner
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.chatwoot.client import Identity, reference_in
 from support_pipeline.policy import PhraseRule, SupportPolicy, normalize_text
+from support_pipeline.processing.errors import PermanentError
 from support_pipeline.processing.router import EventContext
 from support_pipeline.store import ConversationStore, account_day, conversation_pk, timeline_sk
 
@@ -192,6 +193,8 @@ class EscalationRules:
         account = cw.account_id(payload)
         conversation_id = cw.conversation_id(payload)
         if not account or not conversation_id:
+            if invalid := cw.invalid_ids(payload):  # malformed, not absent: never a quiet skip
+                raise PermanentError("invalid_payload", f"{context.event}: {invalid}")
             return {"skipped": "no conversation"}
         # Only conversation events need the record (reopen count, resolution ends an episode).
         record = (

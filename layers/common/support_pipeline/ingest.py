@@ -190,13 +190,20 @@ class IngestService:
             self.telemetry.count("WebhookIgnored")
             logger.info("webhook ignored", extra={"event": event, "delivery_id": delivery_id})
             return Response(200, {"status": "ignored", "event": event})
+        # Ids go into Chatwoot URLs and DynamoDB keys downstream, so a malformed one is refused
+        # here and never enqueued. Checked after the ignored events: those are dropped by name
+        # and nothing of theirs is ever read, so refusing one would protect nothing, and
+        # IgnoredEvents stays a pure by-name filter for the noisiest events.
+        invalid = cw.invalid_ids(payload)
+        if invalid is not None:
+            return _refuse(400, invalid)
 
         attributes = {
             "event": event[:256],
             "delivery_id": (delivery_id or "")[:256],
             "received_at": cw.iso(self.clock()),
             "signed": "true" if signed else "false",
-            **_describe(payload, delivery_id, body),
+            **_describe(payload, delivery_id, body, signed),
         }
         dedupe_key = attributes["dedupe_key"]
         try:
@@ -275,18 +282,23 @@ class IngestService:
         )
 
 
-def _describe(payload: cw.Payload, delivery_id: str | None, body: bytes) -> dict[str, str]:
-    """Dedupe key and ids; a payload too odd to read still gets a key (never a refusal)."""
+def _describe(
+    payload: cw.Payload, delivery_id: str | None, body: bytes, signed: bool
+) -> dict[str, str]:
+    """Dedupe key and ids; a payload too odd to read still gets a key (never a refusal).
+
+    An unsigned post's key is in its own namespace, so it can never shadow a signed event.
+    """
     try:
         return {
-            "dedupe_key": cw.dedupe_key(payload, delivery_id, body)[:512],
+            "dedupe_key": cw.dedupe_key(payload, delivery_id, body, signed=signed)[:512],
             "account_id": (cw.account_id(payload) or "")[:64],
             "conversation_id": (cw.conversation_id(payload) or "")[:64],
         }
     except Exception:
         logger.exception("payload ids unreadable; falling back to a body digest")
         return {
-            "dedupe_key": cw.dedupe_key({}, delivery_id, body),
+            "dedupe_key": cw.dedupe_key({}, delivery_id, body, signed=signed),
             "account_id": "",
             "conversation_id": "",
         }

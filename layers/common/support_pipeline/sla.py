@@ -29,7 +29,7 @@ from support_pipeline.chatwoot import payload as cw
 from support_pipeline.chatwoot.client import NotFoundError
 from support_pipeline.escalation import Escalator, Reason
 from support_pipeline.policy import TARGETS, SupportPolicy
-from support_pipeline.processing.errors import TransientError, classify
+from support_pipeline.processing.errors import PermanentError, TransientError, classify
 from support_pipeline.processing.router import EventContext
 from support_pipeline.store import ConversationStore, account_day, conversation_pk, timeline_sk
 from support_pipeline.telemetry import Telemetry
@@ -450,6 +450,8 @@ class SlaOutcomes:
         account = cw.account_id(context.payload)
         conversation = cw.conversation_id(context.payload)
         if not account or not conversation:
+            if invalid := cw.invalid_ids(context.payload):  # malformed, not absent: never a skip
+                raise PermanentError("invalid_payload", f"{context.event}: {invalid}")
             return {"skipped": "no conversation"}
         record = self.sla.store.get_record(account, conversation)
         if record is None:

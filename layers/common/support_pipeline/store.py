@@ -23,7 +23,8 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from support_pipeline.processing.errors import TransientError
+from support_pipeline.chatwoot.payload import canonical_id
+from support_pipeline.processing.errors import PermanentError, TransientError
 
 RECORD_SK = "RECORD"
 STATE_PREFIX = "STATE#"
@@ -35,8 +36,22 @@ BY_ACCOUNT_DAY = "ByAccountDay"
 OPEN_CONVERSATIONS = "OpenConversations"
 
 
+def key_id(value: str, name: str) -> str:
+    """``value`` as a canonical positive-integer id, fit to be part of a key.
+
+    Anything else (a ``#`` that would shift the key's parts, ``01`` that would split one
+    conversation in two, an empty string) is a PermanentError, not a ValueError: it comes from a
+    payload or a record made from one, can never succeed on a retry, and so goes to the DLQ at
+    once with this reason instead of being retried as an unexpected error.
+    """
+    canonical = canonical_id(value)
+    if canonical is None:
+        raise PermanentError("invalid_payload", f"{name} id is not a positive integer")
+    return canonical
+
+
 def conversation_pk(account_id: str, conversation_id: str) -> str:
-    return f"CONV#{account_id}#{conversation_id}"
+    return f"CONV#{key_id(account_id, 'account')}#{key_id(conversation_id, 'conversation')}"
 
 
 def timeline_sk(occurred_at_iso: str, dedupe_key: str) -> str:
@@ -114,6 +129,7 @@ class ConversationStore:
 
     def register_account(self, account_id: str) -> None:
         """Remember an account, so scheduled sweeps know which open-conversation lists to read."""
+        account_id = key_id(account_id, "account")
         self._table.put_item(
             Item={"pk": ACCOUNTS_PK, "sk": f"ACCOUNT#{account_id}", "account_id": account_id}
         )

@@ -28,6 +28,7 @@ from typing import Any
 import requests
 
 from support_pipeline import deadline
+from support_pipeline.chatwoot.payload import canonical_id
 from support_pipeline.processing.errors import PermanentError, TransientError
 
 DEFAULT_TIMEOUT = (3.05, 10.0)  # connect, read
@@ -93,9 +94,13 @@ class ChatwootClient:
 
     # ---- transport -------------------------------------------------------------------------
     def _url(self, account_id: str, conversation_id: str, suffix: str) -> str:
-        return (
-            f"{self.base_url}/api/v1/accounts/{account_id}/conversations/{conversation_id}{suffix}"
-        )
+        # Canonical ids only, checked before any request: requests resolves "/../" in a path, so
+        # a conversation id like "7/../../../2/conversations/9" would reach another account.
+        account, conversation = canonical_id(account_id), canonical_id(conversation_id)
+        if account is None or conversation is None:
+            name = "account" if account is None else "conversation"
+            raise PermanentError("invalid_id", f"{name} id is not a positive integer")
+        return f"{self.base_url}/api/v1/accounts/{account}/conversations/{conversation}{suffix}"
 
     def _timeouts(self, name: str) -> tuple[float, float]:
         """The default timeouts, cut to what the invocation has left (minus a reserve)."""

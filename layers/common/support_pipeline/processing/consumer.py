@@ -155,9 +155,20 @@ class EventConsumer:
             raise PermanentError("invalid_payload", "body is not JSON") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
             raise PermanentError("invalid_payload", "body is not a JSON object with an event")
+        # Ingest refuses malformed ids, but a message can reach the queue without it (redriven
+        # from an older version, sent by hand): one check here covers every handler, before any
+        # Chatwoot call or DynamoDB write.
+        invalid = cw.invalid_ids(payload)
+        if invalid is not None:
+            raise PermanentError("invalid_payload", invalid)
+        # Only a message ingest marked as signed is trusted as signed. An unsigned one's key is
+        # kept in the unsigned namespace, whether recomputed here or set by an older ingest.
+        signed = attributes.get("signed") == "true"
         dedupe_key = attributes.get("dedupe_key") or cw.dedupe_key(
-            payload, attributes.get("delivery_id"), body.encode("utf-8")
+            payload, attributes.get("delivery_id"), body.encode("utf-8"), signed=signed
         )
+        if not signed:
+            dedupe_key = cw.unsigned_key(dedupe_key)
         return {
             "dedupe_key": dedupe_key,
             "event": cw.base_event(payload["event"]),
