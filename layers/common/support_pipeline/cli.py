@@ -14,10 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from support_pipeline import aws
 from support_pipeline.dlq import DeadLetter, DeadLetterQueue
+
+MOVE_TASK_CONFIG = aws.CLI_CONFIG.merge(
+    Config(retries={"total_max_attempts": 1, "mode": "standard"})
+)
 
 
 class UsageError(Exception):
@@ -339,7 +344,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         )
         queues = resolve_queues(args.stack, sqs, cloudformation)
         s3 = aws.client("s3", aws.CLI_CONFIG, region_name=args.region)
-        dlq = DeadLetterQueue(sqs, queues.dlq_url, queues.queue_url, s3=s3)
+        # One attempt: an endpoint without the operation (the local stack's moto server answers
+        # HTTP 500) is then told apart at once; on AWS a failure is reported, nothing moved.
+        move_task_sqs = aws.client("sqs", MOVE_TASK_CONFIG, region_name=args.region)
+        dlq = DeadLetterQueue(
+            sqs, queues.dlq_url, queues.queue_url, s3=s3, move_task_sqs=move_task_sqs
+        )
         return run_dlq(args, dlq, queues, out)
     except UsageError as error:
         print(f"support-pipeline: {error}", file=sys.stderr)

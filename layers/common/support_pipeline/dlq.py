@@ -31,6 +31,17 @@ PEEK_MARGIN_SECONDS = 15
 POLL_WAIT_SECONDS = 5  # long polling: SQS asks every server, so an empty answer means empty
 EMPTY_POLLS = 2  # consecutive empty long polls before a peek gives up on the rest
 UNKNOWN = "unknown (moved by the queue's redrive policy: the processor crashed or timed out)"
+# Error codes of endpoints that lack StartMessageMoveTask (emulators, older APIs).
+_NO_MOVE_TASK_CODES = frozenset(
+    {
+        "UnsupportedOperation",
+        "InvalidAction",
+        "NotImplemented",
+        "UnknownOperationException",
+        "InvalidParameterValue",
+        "AWS.SimpleQueueService.UnsupportedOperation",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -100,12 +111,14 @@ class DeadLetterQueue:
         s3: Any = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        move_task_sqs: Any = None,
     ) -> None:
         self.sqs = sqs
         self.dlq_url = dlq_url
         self.queue_url = queue_url
         self.s3 = s3
         self.clock = clock
+        self.move_task_sqs = move_task_sqs or sqs
 
     def _count(self) -> int:
         attributes = self.sqs.get_queue_attributes(
@@ -283,25 +296,37 @@ class DeadLetterQueue:
         return Redrive(moved, peek)
 
     def start_move_task(self, dlq_arn: str, queue_arn: str) -> str | None:
-        """Redrive everything with SQS's own StartMessageMoveTask; None if the endpoint lacks it."""
+        """Redrive everything with SQS's own StartMessageMoveTask; None if the endpoint lacks it.
+
+        AWS refusals (AccessDenied, throttling, its own 500 InternalError) are raised.
+        """
         try:
-            answer = self.sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=queue_arn)
+            answer = self.move_task_sqs.start_message_move_task(
+                SourceArn=dlq_arn, DestinationArn=queue_arn
+            )
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in {
-                "UnsupportedOperation",
-                "InvalidAction",
-                "NotImplemented",
-                "UnknownOperationException",
-                "InvalidParameterValue",
-                "AWS.SimpleQueueService.UnsupportedOperation",
-            } or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (404, 501):
+            if _lacks_move_task(exc):
                 return None
             raise
-        except NotImplementedError:
+        except NotImplementedError:  # moto in process
             return None
         handle: str = answer["TaskHandle"]
         return handle
 
     def purge(self) -> None:
         self.sqs.purge_queue(QueueUrl=self.dlq_url)
+
+
+def _lacks_move_task(exc: ClientError) -> bool:
+    """Does this error say the endpoint has no StartMessageMoveTask (rather than refuse it)?
+
+    The moto server (the local stack) answers an operation it lacks with HTTP 500 and an HTML
+    page, which botocore reports with the bare status as its code ("500"). AWS's own errors,
+    500 included, carry an error code (``InternalError``...), and are not swallowed here.
+    """
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in _NO_MOVE_TASK_CODES or status in (404, 501):
+        return True
+    return status == 500 and code == "500"
