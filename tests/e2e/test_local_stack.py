@@ -79,7 +79,7 @@ def test_signed_fixtures_in_garbage_out_and_every_accepted_event_accounted_for(l
     out = io.StringIO()
     os.environ.update(local.exports())
     assert cli_main(["dlq", "list", "--json"], out=out) == 0
-    [row] = json.loads(out.getvalue())
+    [row] = json.loads(out.getvalue())["messages"]
     assert row["error_type"] == "invalid_payload" and row["event"] == "conversation_updated"
 
 

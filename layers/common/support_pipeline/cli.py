@@ -14,10 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from support_pipeline import aws
 from support_pipeline.dlq import DeadLetter, DeadLetterQueue
+
+MOVE_TASK_CONFIG = aws.CLI_CONFIG.merge(
+    Config(retries={"total_max_attempts": 1, "mode": "standard"})
+)
 
 
 class UsageError(Exception):
@@ -93,19 +98,36 @@ def _table(rows: list[dict[str, str]], out: TextIO) -> None:
 
 def run_dlq(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out: TextIO) -> int:
     if args.dlq_command == "list":
-        rows = [letter.summary() for letter in dlq.entries()]
+        peek = dlq.peek()
+        rows = [letter.summary() for letter in peek.letters]
+        note = f"{peek.note()}; nothing was consumed" if not peek.complete else ""
         if args.json:
-            json.dump(rows, out, indent=2)
+            listing = {
+                "messages": rows,
+                "listed": len(rows),
+                "approximate_total": peek.approximate_total,
+                "complete": peek.complete,
+                "note": note,
+            }
+            json.dump(listing, out, indent=2)
             out.write("\n")
-        elif rows:
+            return 0
+        if rows:
             _table(rows, out)
-        else:
+        elif peek.complete:
             out.write("The DLQ is empty.\n")
+        if note:
+            out.write(note + ".\n")
         return 0
     if args.dlq_command == "show":
-        shown = dlq.show(args.id)
+        shown, peek = dlq.show(args.id)
         if shown is None:
-            raise UsageError(f"no message {args.id} in the DLQ")
+            if peek.complete:
+                raise UsageError(f"no message {args.id} in the DLQ")
+            raise UsageError(
+                f"no message {args.id} among the {len(peek.letters)} listed of about "
+                f"{peek.approximate_total}: {peek.stopped_early}; try again"
+            )
         json.dump(shown, out, indent=2, sort_keys=True)
         out.write("\n")
         return 0
@@ -138,17 +160,22 @@ def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out
             return True
         return letter.message_id in ids or (bool(args.event) and letter.event == args.event)
 
-    moved = dlq.redrive(select, dry_run=args.dry_run)
+    result = dlq.redrive(select, dry_run=args.dry_run)
+    moved = result.moved
     verb = "Would redrive" if args.dry_run else "Redrove"
     out.write(f"{verb} {len(moved)} message(s).\n")
     for letter in moved:
         error_type = letter.attributes.get("error_type", "unknown")
         out.write(f"  {letter.message_id}  {letter.event}  {error_type}\n")
+    code = 0
+    if not result.peek.complete:
+        out.write(f"Looked at only part of the DLQ: {result.peek.note()}; run it again.\n")
+        code = 1
     missing = ids - {letter.message_id for letter in moved}
     if missing:
         out.write(f"Not found in the DLQ: {', '.join(sorted(missing))}\n")
-        return 1
-    return 0
+        code = 1
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,7 +344,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         )
         queues = resolve_queues(args.stack, sqs, cloudformation)
         s3 = aws.client("s3", aws.CLI_CONFIG, region_name=args.region)
-        dlq = DeadLetterQueue(sqs, queues.dlq_url, queues.queue_url, s3=s3)
+        # One attempt: an endpoint without the operation (the local stack's moto server answers
+        # HTTP 500) is then told apart at once; on AWS a failure is reported, nothing moved.
+        move_task_sqs = aws.client("sqs", MOVE_TASK_CONFIG, region_name=args.region)
+        dlq = DeadLetterQueue(
+            sqs, queues.dlq_url, queues.queue_url, s3=s3, move_task_sqs=move_task_sqs
+        )
         return run_dlq(args, dlq, queues, out)
     except UsageError as error:
         print(f"support-pipeline: {error}", file=sys.stderr)

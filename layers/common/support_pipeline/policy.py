@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -368,6 +369,25 @@ def load_default_policy() -> SupportPolicy:
     )
 
 
+class PolicyUnavailable(RuntimeError):
+    """The policy parameter cannot be read and there is no earlier policy to fall back on."""
+
+
+def _describe_failure(error: BaseException) -> str:
+    """The error's type (and what it wraps: Powertools wraps every SSM failure), never a value."""
+    parts = [type(error).__name__]
+    inner = error.__cause__ or error.__context__
+    if inner is not None:
+        parts.append(type(inner).__name__)
+    for candidate in (error, inner):
+        response = getattr(candidate, "response", None)
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        if code:
+            parts.append(str(code))
+            break
+    return " ".join(dict.fromkeys(parts))
+
+
 class PolicySource:
     """The policy in force: the SSM parameter's (re-read at most every ``max_age`` seconds),
     else the shipped file.
@@ -375,17 +395,35 @@ class PolicySource:
     A changed parameter takes effect without a deployment. A changed but invalid parameter is
     refused with an error naming the field, and the last good policy stays in force; an invalid
     policy at start-up stops the function (it has nothing good to fall back on).
+
+    A read that fails (throttling, network, permissions) also keeps the last good policy, and
+    the next read waits ``retry_after`` seconds rather than hitting SSM on every batch; at
+    start-up it raises :class:`PolicyUnavailable`. After each call, ``last_error`` says what
+    went wrong and ``last_error_kind`` whether the policy was ``"refused"`` or ``"unreadable"``;
+    a failed read is reported by the call that made it, a refused policy by every call while it
+    is stored.
     """
 
     def __init__(
-        self, parameter_name: str | None, fetch_parameter: Any = None, max_age: int = 300
+        self,
+        parameter_name: str | None,
+        fetch_parameter: Any = None,
+        max_age: int = 300,
+        *,
+        retry_after: float = 60,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.parameter_name = parameter_name or ""
         self._fetch = fetch_parameter
         self._max_age = max_age
+        self._retry_after = retry_after
+        self._clock = clock
         self._text: str | None = None
         self._policy: SupportPolicy | None = None
+        self._refused: str | None = None
+        self._failed_at: float | None = None
         self.last_error: str | None = None
+        self.last_error_kind: str | None = None
 
     def _read(self) -> str:
         if self._fetch is None:
@@ -396,23 +434,48 @@ class PolicySource:
             )
         return str(self._fetch(self.parameter_name))
 
+    def _report(self, error: str | None, kind: str) -> None:
+        self.last_error, self.last_error_kind = error, (kind if error else None)
+
     def current(self) -> SupportPolicy:
         if not self.parameter_name:
             if self._policy is None:
                 self._policy = load_default_policy()
             return self._policy
-        text = self._read()
+        if (
+            self._policy is not None
+            and self._failed_at is not None
+            and self._clock() - self._failed_at < self._retry_after
+        ):
+            self._report(None, "")  # already reported by the call whose read failed
+            return self._policy
+        try:
+            text = self._read()
+        except Exception as error:
+            failure = _describe_failure(error)
+            if self._policy is None:
+                raise PolicyUnavailable(
+                    f"cannot read the support policy from SSM parameter {self.parameter_name} "
+                    f"({failure}), and there is no policy to fall back on yet"
+                ) from error
+            self._failed_at = self._clock()
+            self._report(failure, "unreadable")
+            return self._policy
+        self._failed_at = None
         if text == self._text and self._policy is not None:
+            self._report(self._refused, "refused")
             return self._policy
         try:
             policy = parse_policy_text(text, f"SSM parameter {self.parameter_name}")
         except PolicyError as error:
             if self._policy is None:
                 raise
-            self.last_error = str(error)
+            self._refused = str(error)
             self._text = text  # do not re-parse the same bad text on every call
+            self._report(self._refused, "refused")
             return self._policy
-        self._text, self._policy, self.last_error = text, policy, None
+        self._text, self._policy, self._refused = text, policy, None
+        self._report(None, "")
         return policy
 
 

@@ -57,12 +57,15 @@ class PerPolicy[T]:
     def get(self) -> T:
         policy = self._source.current()
         if self._source.last_error:
+            unreadable = self._source.last_error_kind == "unreadable"
             logger.error(
-                "support policy refused; the previous one stays in force",
+                "support policy unreadable; the previous one stays in force"
+                if unreadable
+                else "support policy refused; the previous one stays in force",
                 extra={"error": self._source.last_error},
             )
             if self._telemetry is not None:
-                self._telemetry.count("PolicyRefused")
+                self._telemetry.count("PolicyUnreadable" if unreadable else "PolicyRefused")
         if self._service is None or policy is not self._policy:
             self._service = self._build(policy)
             self._policy = policy
