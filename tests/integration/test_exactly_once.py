@@ -235,3 +235,26 @@ def test_concurrent_label_changes_by_two_workers_both_stick(pipeline, chatwoot):
         thread.join(timeout=30)
     assert sorted(chatwoot.conversation(1, 1).labels) == ["billing", "escalated"]
     assert {ledger.get(a)["status"] for a in actions} == {"done"}
+
+
+def test_an_event_not_started_on_its_last_delivery_goes_back_as_a_fresh_copy(pipeline):
+    assert pipeline.post(incoming("hola", 401, NOW))[0] == 202
+    for _ in range(7):  # seven deliveries that came to nothing
+        pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, VisibilityTimeout=0)
+    clock = Clock()
+    consumer = pipeline.consumer(policy=POLICY)
+    received, failed = lambda_shim.poll_once(
+        pipeline.sqs,
+        pipeline.queue_url,
+        pipeline.queue_arn,
+        consumer.handle_batch,
+        context_factory=lambda: VirtualContext(clock, 1.0),  # less than the 5 s to start one
+    )
+    assert (received, failed) == (1, 0)
+    [copy] = pipeline.messages(pipeline.queue_url)
+    assert copy["Attributes"]["ApproximateReceiveCount"] == "1"  # counted from the peek only
+    assert copy["MessageAttributes"]["dedupe_key"]["StringValue"] == "message_created:1:401"
+    assert pipeline.store().get_record("1", "1") is None  # nothing was done yet
+    pipeline.drain(consumer)
+    assert pipeline.store().get_record("1", "1")["last_incoming_at"] == NOW
+    assert pipeline.messages(pipeline.queue_url) == pipeline.messages(pipeline.dlq_url) == []
