@@ -74,7 +74,7 @@ typecheck: $(VENV)/.installed ## mypy over the shared package
 	$(VENV)/bin/mypy
 
 scan: $(VENV)/.installed $(SCAN)/.installed ## bandit over the code, checkov over the template
-	$(VENV)/bin/bandit -q -c pyproject.toml -r layers/common/support_pipeline functions
+	$(VENV)/bin/bandit -q -c pyproject.toml -r layers/common/support_pipeline tools/support_pipeline_ops functions
 	BC_SKIP_MAPPING=TRUE $(SCAN)/bin/checkov --quiet --compact --skip-download -f template.yaml --framework cloudformation --config-file .checkov.yaml
 
 build: $(TOOLS)/.installed ## sam build (arm64 layer and functions)

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "layers" / "common"))
 
 from support_pipeline.chatwoot.signature import sign  # noqa: E402
-from support_pipeline.local import template as cfn  # noqa: E402
-from support_pipeline.local.stack import free_port  # noqa: E402
+from support_pipeline_ops.local import template as cfn  # noqa: E402
+from support_pipeline_ops.local.stack import free_port  # noqa: E402
 
 # What the Lambda python3.13 runtime ships besides the standard library.
 RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3"]

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "layers" / "common"))
 
 from support_pipeline.chatwoot import payload as cw  # noqa: E402
-from support_pipeline.local import lambda_shim  # noqa: E402
-from support_pipeline.local import template as cfn  # noqa: E402
+from support_pipeline_ops.local import lambda_shim  # noqa: E402
+from support_pipeline_ops.local import template as cfn  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "chatwoot"
 PLACEHOLDER = "sha256=" + "0" * 64  # re-signed at invoke time

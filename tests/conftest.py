@@ -24,7 +24,7 @@ os.environ.pop("AWS_PROFILE", None)
 def aws() -> Iterator[None]:
     from moto import mock_aws
 
-    from support_pipeline.local import moto_atomic
+    from support_pipeline_ops.local import moto_atomic
 
     moto_atomic.install()  # DynamoDB's conditional writes are atomic; moto's must be too
     with mock_aws():
@@ -41,7 +41,7 @@ def pipeline(aws: None):
 @pytest.fixture
 def chatwoot():
     """A fake Chatwoot on loopback with conversation 1 of account 1, labelled by a person."""
-    from support_pipeline.local.fake_chatwoot import FakeChatwoot
+    from support_pipeline_ops.local.fake_chatwoot import FakeChatwoot
 
     with FakeChatwoot() as fake:
         fake.add_conversation(1, 1, labels=["billing"])

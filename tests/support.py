@@ -17,13 +17,13 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from support_pipeline.chatwoot.signature import sign
 from support_pipeline.config import IngestSettings, ProcessorSettings
 from support_pipeline.ingest import IngestService, WebhookRequest, WebhookSecrets
-from support_pipeline.local import lambda_shim
-from support_pipeline.local import template as cfn
 from support_pipeline.processing.consumer import EventConsumer
 from support_pipeline.processing.router import Router
 from support_pipeline.store import ConversationStore
 from support_pipeline.telemetry import RecordingTelemetry
 from support_pipeline.wiring import SupportServices, build_router, build_support
+from support_pipeline_ops.local import lambda_shim
+from support_pipeline_ops.local import template as cfn
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "chatwoot"

@@ -9,8 +9,8 @@ import boto3
 import pytest
 import requests
 
-from support_pipeline.cli import main as cli_main
-from support_pipeline.local.stack import LocalStack, free_port
+from support_pipeline_ops.cli import main as cli_main
+from support_pipeline_ops.local.stack import LocalStack, free_port
 from tests.support import ALL_FIXTURES, ROOT, body_of, fixture, signed_headers
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,8 @@ import requests
 import yaml
 
 from support_pipeline.chatwoot.client import reference
-from support_pipeline.local.fake_chatwoot import FakeChatwoot
-from support_pipeline.local.stack import LocalStack, free_port
+from support_pipeline_ops.local.fake_chatwoot import FakeChatwoot
+from support_pipeline_ops.local.stack import LocalStack, free_port
 from tests.support import ROOT, SHIPPED_POLICY, body_of, incoming, signed_headers
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from support_pipeline.local import template as cfn
-from support_pipeline.local.lambda_shim import LocalContext
+from support_pipeline_ops.local import template as cfn
+from support_pipeline_ops.local.lambda_shim import LocalContext
 from tests.support import ROOT, fixture, load_handler, webhook_event
 
 TEMPLATE = cfn.load(ROOT / "template.yaml")

@@ -7,8 +7,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from support_pipeline.cli import Queues, UsageError, build_parser, main, run_dlq
-from support_pipeline.dlq import DeadLetterQueue
+from support_pipeline_ops.cli import Queues, UsageError, build_parser, main, run_dlq
+from support_pipeline_ops.dlq import DeadLetterQueue
 from tests.support import attributes_of, fixture
 
 

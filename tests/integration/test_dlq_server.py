@@ -17,10 +17,10 @@ import requests
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from support_pipeline.cli import main
-from support_pipeline.dlq import DeadLetterQueue
-from support_pipeline.local import template as cfn
-from support_pipeline.local.stack import free_port
+from support_pipeline_ops.cli import main
+from support_pipeline_ops.dlq import DeadLetterQueue
+from support_pipeline_ops.local import template as cfn
+from support_pipeline_ops.local.stack import free_port
 from tests.integration.test_dlq_cli import bodies, depth, fill
 from tests.support import ROOT
 

@@ -14,7 +14,7 @@ import requests
 
 from support_pipeline.actions import Action, ActionLedger, ActionRunner
 from support_pipeline.chatwoot.client import ChatwootClient, reference_in
-from support_pipeline.local import lambda_shim
+from support_pipeline_ops.local import lambda_shim
 from tests.support import NOW, Clock, incoming, policy_with
 
 POLICY = policy_with(

@@ -333,7 +333,7 @@ def test_lambda_handler_answers_in_the_api_gateway_shape(pipeline, monkeypatch):
         body,
         headers={"x-chatwoot-signature": sign(SECRET, ts, body), "x-chatwoot-timestamp": str(ts)},
     )
-    from support_pipeline.local.lambda_shim import LocalContext
+    from support_pipeline_ops.local.lambda_shim import LocalContext
 
     answer = app.handler(event, LocalContext(function_name="ingest"))
     assert answer["statusCode"] == 202

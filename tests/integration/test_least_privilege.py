@@ -18,8 +18,8 @@ from typing import Any
 import botocore.client
 import pytest
 
-from support_pipeline.local import template as cfn
-from support_pipeline.local.lambda_shim import LocalContext, poll_once
+from support_pipeline_ops.local import template as cfn
+from support_pipeline_ops.local.lambda_shim import LocalContext, poll_once
 from tests.support import NOW, incoming, load_handler, new_pipeline, webhook_event
 
 # The two SAM policy templates the functions keep, as SAM expands them (policy_templates.json).

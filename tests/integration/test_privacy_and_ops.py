@@ -11,8 +11,8 @@ import time
 import pytest
 from aws_lambda_powertools import Logger
 
-from support_pipeline.cli import Queues, run_dlq
-from support_pipeline.dlq import DeadLetterQueue
+from support_pipeline_ops.cli import Queues, run_dlq
+from support_pipeline_ops.dlq import DeadLetterQueue
 from tests.support import ALL_FIXTURES, ROOT, fixture
 
 CUSTOMER_TEXT = ["Ana Prueba", "15550100001", "anillo", "agent@example.test", "Aurora"]
@@ -66,13 +66,13 @@ def test_redrive_all_uses_sqs_message_move_task_where_supported():
 @pytest.mark.e2e
 def test_the_readme_run_command_starts_prints_and_stops_on_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    from support_pipeline.local.stack import free_port
+    from support_pipeline_ops.local.stack import free_port
 
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "support_pipeline.cli",
+            "support_pipeline_ops.cli",
             "local",
             "--port",
             str(free_port()),

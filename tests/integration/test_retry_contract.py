@@ -6,9 +6,9 @@ visible again, and it reads the visibility timeouts the handler asked SQS for.
 
 import pytest
 
-from support_pipeline.local.lambda_shim import LocalContext, poll_once
 from support_pipeline.processing.backoff import backoff_ceiling
 from support_pipeline.processing.errors import TransientError
+from support_pipeline_ops.local.lambda_shim import LocalContext, poll_once
 from tests.support import attributes_of, fixture, load_handler
 
 

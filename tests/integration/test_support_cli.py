@@ -6,8 +6,8 @@ import json
 import pytest
 import yaml
 
-from support_pipeline.cli import main
 from support_pipeline.config import ConfigError, SupportSettings
+from support_pipeline_ops.cli import main
 from tests.support import NOW, SHIPPED_POLICY, incoming, policy_with
 
 

@@ -5,9 +5,9 @@ import requests
 
 from support_pipeline import deadline
 from support_pipeline.chatwoot.client import ChatwootClient, Identity, reference, reference_in
-from support_pipeline.local.fake_chatwoot import FakeChatwoot
-from support_pipeline.local.stack import free_port
 from support_pipeline.processing.errors import PermanentError, TransientError
+from support_pipeline_ops.local.fake_chatwoot import FakeChatwoot
+from support_pipeline_ops.local.stack import free_port
 from tests.support import ROOT
 
 

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from support_pipeline.local import template as cfn
 from support_pipeline.processing.backoff import backoff_ceiling
+from support_pipeline_ops.local import template as cfn
 from tests.support import ROOT
 
 TEMPLATE = cfn.load(ROOT / "template.yaml")

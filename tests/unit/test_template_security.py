@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from support_pipeline import claimcheck
-from support_pipeline.local import template as cfn
 from support_pipeline.telemetry import NAMESPACE
+from support_pipeline_ops.local import template as cfn
 from tests.support import ROOT
 
 TEMPLATE = cfn.load(ROOT / "template.yaml")

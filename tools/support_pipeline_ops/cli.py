@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from support_pipeline import aws
-from support_pipeline.dlq import DeadLetter, DeadLetterQueue
+from support_pipeline_ops.dlq import DeadLetter, DeadLetterQueue
 
 MOVE_TASK_CONFIG = aws.CLI_CONFIG.merge(
     Config(retries={"total_max_attempts": 1, "mode": "standard"})
@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "local":
-            from support_pipeline.local.stack import run_local
+            from support_pipeline_ops.local.stack import run_local
 
             return run_local(args)
         if args.command == "policy":

@@ -31,8 +31,8 @@ from urllib.parse import parse_qsl, urlsplit
 import boto3
 
 from support_pipeline.chatwoot.payload import to_epoch
-from support_pipeline.local import lambda_shim
-from support_pipeline.local import template as cfn
+from support_pipeline_ops.local import lambda_shim
+from support_pipeline_ops.local import template as cfn
 
 WEBHOOK_PATH = "/webhooks/chatwoot"
 STATUS_PATH = "/_local/status"
@@ -97,7 +97,7 @@ class LocalStack:
     def start(self) -> LocalStack:
         from moto.server import ThreadedMotoServer
 
-        from support_pipeline.local import moto_atomic
+        from support_pipeline_ops.local import moto_atomic
 
         moto_atomic.install()  # the poller, the sweep and HTTP threads write concurrently
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
