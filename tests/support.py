@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 from support_pipeline.chatwoot.signature import sign
 from support_pipeline.config import IngestSettings, ProcessorSettings
+from support_pipeline.drafts.service import sqs_schedule
 from support_pipeline.ingest import IngestService, WebhookRequest, WebhookSecrets
 from support_pipeline.processing.consumer import EventConsumer
 from support_pipeline.processing.router import Router
@@ -163,8 +164,11 @@ class Pipeline:
     def store(self) -> ConversationStore:
         return ConversationStore(self.dynamodb, self.stack.physical["ConversationsTable"])
 
-    def support(self, chatwoot: Any = None, policy: Any = None) -> SupportServices:
-        """Support capabilities on moto; ``chatwoot`` a ChatwootClient, or None for dry runs."""
+    def support(
+        self, chatwoot: Any = None, policy: Any = None, drafters: Any = None
+    ) -> SupportServices:
+        """Support capabilities on moto; ``chatwoot`` a ChatwootClient, or None for dry runs;
+        ``drafters`` picks a drafter per inbox (default: none, so no drafts)."""
         settings = self.processor_settings()
         return build_support(
             settings.support,
@@ -175,6 +179,8 @@ class Pipeline:
             chatwoot,
             clock=self.clock,
             policy=policy,
+            schedule=sqs_schedule(self.sqs, self.queue_url, self.clock),
+            drafters=drafters or (lambda inbox: None),
         )
 
     def consumer(
@@ -183,6 +189,7 @@ class Pipeline:
         rng: Any = lambda: 1.0,
         chatwoot: Any = None,
         policy: Any = None,
+        drafters: Any = None,
         **changes: Any,
     ) -> EventConsumer:
         settings = self.processor_settings(**changes)
@@ -193,7 +200,8 @@ class Pipeline:
             settings=settings,
             sqs=self.sqs,
             s3=self.clients["s3"],
-            router=router or build_router(self.support(chatwoot, policy), clock=self.clock),
+            router=router
+            or build_router(self.support(chatwoot, policy, drafters), clock=self.clock),
             persistence=persistence,
             telemetry=self.telemetry,
             clock=self.clock,
@@ -235,11 +243,31 @@ class Pipeline:
         return list(seen.values())
 
     def make_visible(self) -> None:
-        """Time passes: whatever is hidden on EventsQueue becomes visible again."""
+        """Time passes: whatever is hidden on EventsQueue becomes visible again, and delayed
+        messages (the pipeline's own scheduled events) are due."""
         for message in self._in_flight():
             self.sqs.change_message_visibility(
                 QueueUrl=self.queue_url, ReceiptHandle=message, VisibilityTimeout=0
             )
+        self.end_delays()
+
+    def end_delays(self) -> int:
+        """The SQS delays of EventsQueue's messages run out now (the clock moved on)."""
+        from moto.sqs.models import sqs_backends
+
+        backend = sqs_backends[cfn.ACCOUNT_ID][self.stack.region]
+        queue = backend.queues[self.stack.attributes[("EventsQueue", "QueueName")]]
+        delayed = [m for m in queue._messages if m.delayed]
+        for message in delayed:
+            message.delayed_until = 0.0
+        return len(delayed)
+
+    def delayed(self) -> int:
+        """How many messages on EventsQueue wait for their delay to pass."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessagesDelayed"])
 
     def _in_flight(self) -> list[str]:
         from moto.sqs.models import sqs_backends

@@ -4,7 +4,13 @@ import pytest
 import requests
 
 from support_pipeline import deadline
-from support_pipeline.chatwoot.client import ChatwootClient, Identity, reference, reference_in
+from support_pipeline.chatwoot.client import (
+    ChatwootClient,
+    Identity,
+    content_digest,
+    reference,
+    reference_in,
+)
 from support_pipeline.processing.errors import PermanentError, TransientError
 from support_pipeline_ops.local.fake_chatwoot import FakeChatwoot
 from support_pipeline_ops.local.stack import free_port
@@ -100,18 +106,42 @@ def test_calls_are_cut_to_the_time_left_and_not_started_without_it(fake, client)
     assert seen[-1] == (3.05, 10.0)
 
 
-def test_nothing_in_the_client_can_reach_the_customer_or_change_status():
-    # Until approvals exist, a public message or a status change (resolving sends a CSAT
-    # survey) has no code path at all.
-    assert not hasattr(ChatwootClient, "create_public_message")
+def test_only_the_approval_checked_call_can_reach_the_customer_and_none_changes_status():
+    # One method posts a non-private message, and it checks the stored approval first; nothing
+    # anywhere toggles a conversation's status (resolving sends the customer a CSAT survey).
     assert not hasattr(ChatwootClient, "set_status")
     package = ROOT / "layers" / "common" / "support_pipeline"
+    posting_public = []
     for source in package.rglob("*.py"):
-        if source.parent.name == "local":
-            continue  # the fake Chatwoot serves these routes; it never calls them
         text = source.read_text()
         assert "toggle_status" not in text, source
-        assert '"private": False' not in text, source
+        if '"private": False' in text:
+            posting_public.append(source.relative_to(package).as_posix())
+    assert posting_public == ["chatwoot/client.py"]
+    body = (package / "chatwoot" / "client.py").read_text()
+    method = body[body.index("def create_public_reply") : body.index("def set_labels")]
+    assert method.index("approval_of(") < method.index('"private": False')
+
+
+def test_a_public_reply_without_a_matching_approval_is_refused_before_any_request(fake, client):
+    approvals = {("1", "5", "d-abcdef"): {"digest": content_digest("Hola, su pedido llega hoy.")}}
+
+    def approval_of(account, conversation, draft):
+        return approvals.get((account, conversation, draft))
+
+    for content, draft in (("Hola, su pedido llega mañana.", "d-abcdef"), ("Hola", "d-zzzzzz")):
+        with pytest.raises(PermanentError) as refused:
+            client.create_public_reply("1", "5", content, draft, approval_of)
+        assert refused.value.error_type == "approval_required"
+    assert fake.calls_to("POST", "/messages", ok_only=False) == []
+    client.create_public_reply("1", "5", "Hola, su pedido llega hoy.", "d-abcdef", approval_of)
+    [call] = fake.calls_to("POST", "/messages")
+    assert call.body == {
+        "content": "Hola, su pedido llega hoy.",
+        "message_type": "outgoing",
+        "private": False,
+    }
+    assert fake.public_messages(1, 5) == ["Hola, su pedido llega hoy."]
 
 
 def test_add_labels_reads_merges_and_writes_without_dropping_a_persons_label(fake, client):

@@ -35,7 +35,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from support_pipeline import deadline
-from support_pipeline.chatwoot.client import ChatwootClient, NoAnswerError
+from support_pipeline.chatwoot.client import ApprovalLookup, ChatwootClient, NoAnswerError
 from support_pipeline.chatwoot.payload import iso
 from support_pipeline.processing.errors import TransientError
 from support_pipeline.store import from_dynamo, key_id, put_if, to_dynamo
@@ -49,7 +49,14 @@ LABEL_LOCK = LOCK_PREFIX + "labels"
 LEASE_MARGIN_SECONDS = 5.0
 # Without a deadline (ops CLI, tests) a claim lasts this long.
 DEFAULT_LEASE_SECONDS = 60.0
-KINDS = ("private_note", "add_labels", "remove_labels", "assign_team", "set_priority")
+KINDS = (
+    "private_note",
+    "add_labels",
+    "remove_labels",
+    "assign_team",
+    "set_priority",
+    "public_reply",
+)
 
 
 @dataclass(frozen=True)
@@ -276,10 +283,12 @@ class ActionRunner:
         telemetry: Any,
         sleep: Callable[[float], None] = time.sleep,
         lock_wait_seconds: float = 2.0,
+        approval_of: ApprovalLookup | None = None,
     ) -> None:
         self.ledger = ledger
         self.client = client
         self.telemetry = telemetry
+        self.approval_of: ApprovalLookup = approval_of or (lambda account, conv, draft: None)
         self._sleep = sleep
         self._lock_wait = lock_wait_seconds
 
@@ -338,22 +347,33 @@ class ActionRunner:
         self, client: ChatwootClient, action: Action, claim: Claim, progress: dict[str, bool]
     ) -> tuple[str, dict[str, Any]]:
         account, conversation, detail = action.account_id, action.conversation_id, action.detail
-        if action.kind == "private_note":
+        if action.kind in ("private_note", "public_reply"):
             previous = claim.previous or {}
             start = previous.get("search_after")
             if start is not None:
                 # An earlier attempt got as far as posting: did Chatwoot keep it?
-                found = client.find_note(account, conversation, action.action_id, int(start))
+                found = (
+                    client.find_note(account, conversation, action.action_id, int(start))
+                    if action.kind == "private_note"
+                    else client.find_public_reply(
+                        account, conversation, detail["content"], int(start)
+                    )
+                )
                 if found is not None:
                     return "recovered", {"message_id": found.get("id"), "recovered": True}
             else:
                 start = client.latest_message_id(account, conversation)
                 if not self.ledger.remember_search_start(action, claim.owner, start):
-                    raise TransientError("action_in_progress", "note claim lost before posting")
+                    raise TransientError("action_in_progress", "message claim lost before posting")
             progress["posting"] = True
-            created = client.create_private_note(
-                account, conversation, detail["content"], action.action_id
-            )
+            if action.kind == "private_note":
+                created = client.create_private_note(
+                    account, conversation, detail["content"], action.action_id
+                )
+            else:
+                created = client.create_public_reply(
+                    account, conversation, detail["content"], detail["draft_id"], self.approval_of
+                )
             return DONE, {"message_id": created.get("id")}
         if action.kind in ("add_labels", "remove_labels"):
             return DONE, {"labels": self._change_labels(client, action)}

@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from support_pipeline.drafts.base import BedrockSettings, HttpDrafterSettings, KnowledgeSettings
+
 DEFAULT_POLICY_FILE = Path(__file__).with_name("support-policy.yaml")
 PRIORITIES = ("urgent", "high", "medium", "low", "none")
 TARGETS = ("first_response", "next_response", "resolution")
@@ -92,6 +94,40 @@ class EscalationPolicy:
     unanswered_count: int
 
 
+DRAFTERS = ("knowledge", "bedrock", "http")
+GRADES = ("tone", "accuracy", "policy")
+
+
+@dataclass(frozen=True)
+class DraftsPolicy:
+    """Reply drafts: where they are written, by which drafter, and how they are judged."""
+
+    enabled: bool = False
+    drafter: str = "knowledge"  # one of DRAFTERS, or "off"
+    inboxes: dict[str, str] = field(default_factory=dict)  # inbox id -> drafter or "off"
+    statuses: tuple[str, ...] = ("open",)
+    quiet_after_agent_reply: int = 600  # seconds: no draft while an agent is talking
+    skip_escalated: bool = True
+    burst_window: int = 10  # seconds of quiet that end a customer's turn
+    context_messages: int = 10
+    confidence_floor: float = 0.35
+    needs_human_label: str = "needs-human"
+    expire_after: int = 86400
+    edited_similarity: float = 0.6
+    grade_targets: dict[str, float] = field(
+        default_factory=lambda: {"tone": 4.5, "accuracy": 4.7, "policy": 4.8}
+    )
+    knowledge: KnowledgeSettings = field(default_factory=KnowledgeSettings)
+    bedrock: BedrockSettings | None = None
+    http: HttpDrafterSettings | None = None
+
+    def drafter_for(self, inbox_id: str | None) -> str:
+        """The drafter of an inbox ("off": no drafts there)."""
+        if not self.enabled:
+            return "off"
+        return self.inboxes.get(str(inbox_id), self.drafter) if inbox_id else self.drafter
+
+
 @dataclass(frozen=True)
 class SupportPolicy:
     actor: Actor
@@ -100,6 +136,7 @@ class SupportPolicy:
     holidays: frozenset[date]
     sla: SlaPolicy
     escalation: EscalationPolicy
+    drafts: DraftsPolicy = field(default_factory=DraftsPolicy)
     source: str = field(default="", compare=False)
 
     @property
@@ -347,7 +384,120 @@ def parse_policy(data: Any, source: str = "") -> SupportPolicy:
         holidays=frozenset(holidays),
         sla=sla,
         escalation=escalation,
+        drafts=_drafts(root.optional_child("drafts")),
         source=source,
+    )
+
+
+def _fraction(reader: _Reader, key: str, default: float) -> float:
+    value = reader.get(key, (int, float), default=default)
+    if not 0 <= value <= 1:
+        raise PolicyError(f"{reader._name(key)} must be between 0 and 1, got {value}")
+    return float(value)
+
+
+def _drafts(reader: _Reader) -> DraftsPolicy:
+    """The ``drafts`` section; absent: drafting off."""
+    if not reader.data:
+        return DraftsPolicy()
+    drafter = reader.get("drafter", str, default="knowledge")
+    if drafter not in (*DRAFTERS, "off"):
+        raise PolicyError(f"drafts.drafter must be one of {', '.join(DRAFTERS)} or off")
+    inboxes: dict[str, str] = {}
+    for inbox, choice in (reader.get("inboxes", dict, default={}) or {}).items():
+        if not re.fullmatch(r"[1-9][0-9]{0,18}", str(inbox)):
+            raise PolicyError(f"drafts.inboxes: {inbox!r} is not an inbox id")
+        if choice not in (*DRAFTERS, "off"):
+            raise PolicyError(
+                f"drafts.inboxes.{inbox} must be one of {', '.join(DRAFTERS)} or off, "
+                f"got {choice!r}"
+            )
+        inboxes[str(inbox)] = str(choice)
+    statuses = reader.get("statuses", list, default=["open"])
+    if not statuses or any(s not in ("open", "pending", "snoozed") for s in statuses):
+        raise PolicyError("drafts.statuses must list open, pending or snoozed")
+    used = {drafter, *inboxes.values()}
+    grades_reader = reader.optional_child("grade_targets")
+    grade_targets = {}
+    for grade in GRADES:
+        value = grades_reader.get(
+            grade, (int, float), default={"tone": 4.5, "accuracy": 4.7, "policy": 4.8}[grade]
+        )
+        if not 1 <= value <= 5:
+            raise PolicyError(f"drafts.grade_targets.{grade} must be between 1 and 5")
+        grade_targets[grade] = float(value)
+    knowledge = reader.optional_child("knowledge")
+    knowledge_settings = KnowledgeSettings(
+        path=knowledge.get("path", str, default="knowledge"),
+        s3_uri=knowledge.get("s3_uri", str, default=None, allow_none=True),
+        max_passages=knowledge.get("max_passages", int, default=3),
+    )
+    if knowledge_settings.s3_uri and not knowledge_settings.s3_uri.startswith("s3://"):
+        raise PolicyError("drafts.knowledge.s3_uri must look like s3://bucket/prefix/")
+    bedrock_settings = None
+    bedrock = reader.optional_child("bedrock")
+    if bedrock.data.get("model_id") or "bedrock" in used:
+        model_id = bedrock.get("model_id", str, default=None, allow_none=True)
+        if not model_id:
+            raise PolicyError("drafts.bedrock.model_id is required when bedrock drafts")
+        bedrock_settings = BedrockSettings(
+            model_id=model_id,
+            guardrail_id=bedrock.get("guardrail_id", str, default=None, allow_none=True),
+            guardrail_version=bedrock.get(
+                "guardrail_version", (str, int), default=None, allow_none=True
+            ),
+            max_tokens=bedrock.get("max_tokens", int, default=400),
+            temperature=float(bedrock.get("temperature", (int, float), default=0.2)),
+            max_prompt_chars=bedrock.get("max_prompt_chars", int, default=12000),
+        )
+        if bedrock_settings.guardrail_id and bedrock_settings.guardrail_version is None:
+            raise PolicyError("drafts.bedrock.guardrail_version is required with a guardrail_id")
+    http_settings = None
+    http = reader.optional_child("http")
+    if http.data.get("url") or "http" in used:
+        url = http.get("url", str, default=None, allow_none=True)
+        secret_param = http.get("secret_param", str, default=None, allow_none=True)
+        if not url or not secret_param:
+            raise PolicyError("drafts.http.url and drafts.http.secret_param are required for http")
+        if not url.startswith("https://"):
+            raise PolicyError("drafts.http.url must be https://")
+        http_settings = HttpDrafterSettings(
+            url=url,
+            secret_param=secret_param,
+            timeout_seconds=float(
+                parse_duration(http.get("timeout", (int, str), default=5), "drafts.http.timeout")
+            ),
+        )
+    burst_window = parse_duration(
+        reader.get("burst_window", (int, str), default="10s"), "drafts.burst_window"
+    )
+    if burst_window > 900:
+        raise PolicyError("drafts.burst_window must be at most 15m (SQS delays a message 900 s)")
+    context_messages = reader.get("context_messages", int, default=10)
+    if not 1 <= context_messages <= 20:
+        raise PolicyError("drafts.context_messages must be between 1 and 20")
+    return DraftsPolicy(
+        enabled=reader.get("enabled", bool, default=True),
+        drafter=drafter,
+        inboxes=inboxes,
+        statuses=tuple(str(s) for s in statuses),
+        quiet_after_agent_reply=parse_duration(
+            reader.get("quiet_after_agent_reply", (int, str), default="10m"),
+            "drafts.quiet_after_agent_reply",
+        ),
+        skip_escalated=reader.get("skip_escalated", bool, default=True),
+        burst_window=burst_window,
+        context_messages=context_messages,
+        confidence_floor=_fraction(reader, "confidence_floor", 0.35),
+        needs_human_label=reader.get("needs_human_label", str, default="needs-human"),
+        expire_after=parse_duration(
+            reader.get("expire_after", (int, str), default="24h"), "drafts.expire_after"
+        ),
+        edited_similarity=_fraction(reader, "edited_similarity", 0.6),
+        grade_targets=grade_targets,
+        knowledge=knowledge_settings,
+        bedrock=bedrock_settings,
+        http=http_settings,
     )
 
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -459,6 +459,12 @@ class SlaOutcomes:
         return {"outcomes": self.sla.record_outcomes(record, self.clock())}
 
 
+class DraftExpiry(Protocol):
+    """Drafts nobody decided on expire on the sweep's schedule."""
+
+    def expire(self, now: float) -> int: ...
+
+
 SWEEP_LEASE = "sla-sweep"
 # The sweep stops starting conversations when less than this is left of its invocation.
 SWEEP_STOP_SECONDS = 10.0
@@ -488,11 +494,13 @@ class SlaSweep:
         telemetry: Telemetry,
         clock: Callable[[], float] = time.time,
         stop_seconds: float = SWEEP_STOP_SECONDS,
+        drafts: DraftExpiry | None = None,
     ) -> None:
         self.sla = sla
         self.telemetry = telemetry
         self.clock = clock
         self.stop_seconds = stop_seconds
+        self.drafts = drafts
 
     def run(self, now: float) -> dict[str, int]:
         """One sweep as of ``now`` (the schedule's time); counts of what it did."""
@@ -517,6 +525,8 @@ class SlaSweep:
             return {**totals, "skipped": 1}
         try:
             self._sweep(now, totals)
+            if self.drafts is not None:
+                totals["drafts_expired"] = self.drafts.expire(now)
         finally:
             store.release_lease(SWEEP_LEASE, owner)
         logger.info("sla sweep finished", extra={**totals, "now": cw.iso(now)})

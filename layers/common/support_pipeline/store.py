@@ -182,6 +182,34 @@ class ConversationStore:
                 return new
         raise TransientError("write_conflict", f"{name} state kept changing under us")
 
+    def set_record_fields(
+        self, account_id: str, conversation_id: str, fields: dict[str, Any]
+    ) -> None:
+        """Set (or, with None, remove) a few fields of an existing record. The revision moves
+        on, so a recorder that read the record before writes again from a fresh read."""
+        sets, removes = ["revision = if_not_exists(revision, :zero) + :one"], []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":zero": 0, ":one": 1}
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = name
+            if value is None:
+                removes.append(f"#f{i}")
+            else:
+                sets.append(f"#f{i} = :f{i}")
+                values[f":f{i}"] = value
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            self._table.update_item(
+                Key={"pk": conversation_pk(account_id, conversation_id), "sk": RECORD_SK},
+                UpdateExpression=expression,
+                ConditionExpression=Attr("pk").exists(),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_dynamo(values),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
     # ---- the sweep's own items -------------------------------------------------------------
     def acquire_lease(self, name: str, owner: str, until: float, now: float) -> bool:
         """Hold the ``name`` lease until ``until`` unless someone else holds it now."""

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
     from support_pipeline.actions import ActionLedger, ActionRunner
     from support_pipeline.chatwoot.client import ChatwootClient, Identity
+    from support_pipeline.drafts.base import Drafter
+    from support_pipeline.drafts.service import DraftService, Schedule
     from support_pipeline.escalation import Escalator
     from support_pipeline.ingest import IngestService
     from support_pipeline.policy import PolicySource, SupportPolicy
@@ -82,6 +84,7 @@ class SupportServices:
     actions: ActionRunner
     escalator: Escalator
     sla: SlaService
+    drafts: DraftService
     timeline_retention_days: int = 400
 
 
@@ -113,8 +116,14 @@ def build_support(
     clock: Callable[[], float] = time.time,
     policy: SupportPolicy | None = None,
     timeline_retention_days: int = 400,
+    schedule: Schedule | None = None,
+    drafters: Callable[[str | None], Drafter | None] | None = None,
 ) -> SupportServices:
+    """The support capabilities. ``schedule`` puts the pipeline's own delayed events on its
+    queue (the processor's); ``drafters`` picks a drafter per inbox (default: the policy's)."""
     from support_pipeline.actions import ActionLedger, ActionRunner
+    from support_pipeline.drafts.service import DraftService
+    from support_pipeline.drafts.store import DraftStore
     from support_pipeline.escalation import Escalator
     from support_pipeline.policy import load_policy
     from support_pipeline.sla import SlaService
@@ -122,17 +131,64 @@ def build_support(
 
     policy = policy or load_policy(settings.support_policy_param)
     store = ConversationStore(dynamodb, conversations_table)
+    draft_store = DraftStore(
+        dynamodb, conversations_table, policy.zone, clock, timeline_retention_days
+    )
     ledger = ActionLedger(dynamodb, actions_table, clock=clock)
-    actions = ActionRunner(ledger, client, telemetry)
+    actions = ActionRunner(ledger, client, telemetry, approval_of=draft_store.approval)
     escalator = Escalator(policy, store, actions, clock=clock)
     sla = SlaService(policy, store, actions, escalator, telemetry)
-    return SupportServices(policy, store, ledger, actions, escalator, sla, timeline_retention_days)
+
+    def no_queue(payload: dict[str, Any], dedupe_key: str, delay: int) -> None:
+        raise RuntimeError("this function has no queue to schedule events on")
+
+    drafts = DraftService(
+        policy=policy,
+        store=store,
+        drafts=draft_store,
+        actions=actions,
+        drafter_for=drafters or default_drafters(policy, settings),
+        schedule=schedule or no_queue,
+        telemetry=telemetry,
+        own=pipeline_identity(policy, client),
+        clock=clock,
+    )
+    return SupportServices(
+        policy, store, ledger, actions, escalator, sla, drafts, timeline_retention_days
+    )
+
+
+def default_drafters(
+    policy: SupportPolicy, settings: SupportSettings
+) -> Callable[[str | None], Drafter | None]:
+    """The drafters the policy names, built on first use with real AWS clients."""
+    from support_pipeline.drafts import registry
+
+    def fetch(name: str) -> str:
+        from aws_lambda_powertools.utilities import parameters
+
+        return str(parameters.get_parameter(name, decrypt=True, max_age=300))
+
+    def s3() -> Any:
+        return aws.client("s3", aws.PROCESSOR_CONFIG) if policy.drafts.knowledge.s3_uri else None
+
+    return registry.DrafterRegistry(
+        policy.drafts,
+        {
+            "knowledge": lambda drafts: registry.knowledge_drafter(drafts, s3=s3()),
+            "bedrock": lambda drafts: registry.bedrock_drafter(
+                drafts, aws.client("bedrock-runtime", aws.PROCESSOR_CONFIG), s3=s3()
+            ),
+            "http": lambda drafts: registry.http_drafter(drafts, fetch),
+        },
+    )
 
 
 def build_router(support: SupportServices, clock: Callable[[], float] = time.time) -> Router:
     """Every support handler, by event, in order: record first, then act on the record."""
     from support_pipeline.chatwoot.payload import CONVERSATION_EVENTS
     from support_pipeline.conversations import RECORDED_EVENTS, ConversationRecorder
+    from support_pipeline.drafts.service import DRAFT_EVENTS
     from support_pipeline.escalation import ESCALATION_EVENTS, EscalationRules
     from support_pipeline.processing.router import Router
     from support_pipeline.sla import SlaOutcomes
@@ -158,9 +214,10 @@ def build_router(support: SupportServices, clock: Callable[[], float] = time.tim
             support.policy,
             support.store,
             support.escalator,
-            own=pipeline_identity(support.policy, support.actions.client),
+            own=support.drafts.own,
         ),
     )
+    router.register(DRAFT_EVENTS, "drafts", support.drafts)
     return router
 
 
@@ -226,6 +283,7 @@ def _deployed_support(
     telemetry: Telemetry,
     policy: SupportPolicy,
     retention_days: int = 400,
+    schedule: Schedule | None = None,
 ) -> SupportServices:
     """The support services against real AWS and Chatwoot, from a function's settings."""
     return build_support(
@@ -237,6 +295,7 @@ def _deployed_support(
         chatwoot_client(settings.support),
         policy=policy,
         timeline_retention_days=retention_days,
+        schedule=schedule,
     )
 
 
@@ -256,8 +315,14 @@ def build_consumer(metrics: Metrics) -> PerPolicy[EventConsumer]:
         boto3_client=aws.client("dynamodb", aws.PROCESSOR_CONFIG),
     )
 
+    from support_pipeline.drafts.service import sqs_schedule
+
+    schedule = sqs_schedule(sqs, settings.events_queue_url)
+
     def build(policy: SupportPolicy) -> EventConsumer:
-        support = _deployed_support(settings, telemetry, policy, settings.timeline_retention_days)
+        support = _deployed_support(
+            settings, telemetry, policy, settings.timeline_retention_days, schedule
+        )
         return EventConsumer(
             settings=settings,
             sqs=sqs,
@@ -281,7 +346,8 @@ def build_sweep(metrics: Metrics) -> PerPolicy[SlaSweep]:
     telemetry = PowertoolsTelemetry(metrics)
 
     def build(policy: SupportPolicy) -> SlaSweep:
-        return SlaSweep(_deployed_support(settings, telemetry, policy).sla, telemetry)
+        support = _deployed_support(settings, telemetry, policy)
+        return SlaSweep(support.sla, telemetry, drafts=support.drafts)
 
     from support_pipeline.policy import PolicySource
 

@@ -12,9 +12,10 @@ reference line (:func:`with_reference`). ``GET .../messages`` answers the latest
 own user (``GET /api/v1/profile``) is the sender of everything the pipeline writes.
 
 Chatwoot does not deduplicate message creation: callers go through the action ledger
-(:mod:`support_pipeline.actions`). Nothing here can send a message the customer sees or change a
-conversation's status (resolving can send the customer a CSAT survey): both need a stored human
-approval, and the approval flow does not exist yet.
+(:mod:`support_pipeline.actions`). One call only can send a message the customer sees:
+:meth:`ChatwootClient.create_public_reply`, which refuses unless the store holds a person's
+approval of exactly that text. Nothing here changes a conversation's status (resolving can send
+the customer a CSAT survey).
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ PRIORITIES = ("urgent", "high", "medium", "low", "none")
 LATEST_PAGE = 20  # GET .../messages without a cursor: the latest 20, ascending
 AFTER_PAGE = 100  # GET .../messages?after=<id>: up to 100 after, ascending
 REFERENCE_RE = re.compile(r"(?:^|\n)ref: sp-([0-9a-f]{16})\s*$")
+
+
+def content_digest(text: str) -> str:
+    """What an approval is bound to: the exact text that may be sent."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+ApprovalLookup = Callable[[str, str, str], "dict[str, Any] | None"]
+"""(account, conversation, draft id) -> the stored approval, or None."""
 
 
 def reference(action_id: str) -> str:
@@ -231,6 +241,23 @@ class ChatwootClient:
                 return message
         return None
 
+    def find_public_reply(
+        self, account_id: str, conversation_id: str, content: str, after: int
+    ) -> dict[str, Any] | None:
+        """A public message with exactly ``content`` the pipeline sent after message ``after``
+        (a reply the customer sees carries no reference line: its sender and text are the key)."""
+        me = self.identity()
+        for message in self.messages_after(account_id, conversation_id, after):
+            sender = message.get("sender") if isinstance(message.get("sender"), dict) else {}
+            if (
+                not message.get("private")
+                and message.get("message_type") in (1, "outgoing")
+                and message.get("content") == content
+                and str((sender or {}).get("id")) == me.id
+            ):
+                return message
+        return None
+
     def get_labels(self, account_id: str, conversation_id: str) -> list[str]:
         found = self._call("GET", account_id, conversation_id, "/labels")
         payload = found.get("payload") if isinstance(found, dict) else found
@@ -251,6 +278,31 @@ class ChatwootClient:
                 "message_type": "outgoing",
                 "private": True,
             },
+        )
+        return created if isinstance(created, dict) else {}
+
+    def create_public_reply(
+        self,
+        account_id: str,
+        conversation_id: str,
+        content: str,
+        draft_id: str,
+        approval_of: ApprovalLookup,
+    ) -> dict[str, Any]:
+        """A reply the customer sees: refused unless a person's stored approval of this draft
+        is bound to exactly this text (nothing is sent then)."""
+        approval = approval_of(account_id, conversation_id, draft_id)
+        if approval is None or approval.get("digest") != content_digest(content):
+            raise PermanentError(
+                "approval_required",
+                f"no stored approval matches the public reply for draft {draft_id}",
+            )
+        created = self._call(
+            "POST",
+            account_id,
+            conversation_id,
+            "/messages",
+            {"content": content, "message_type": "outgoing", "private": False},
         )
         return created if isinstance(created, dict) else {}
 

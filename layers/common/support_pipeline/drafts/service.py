@@ -1,0 +1,586 @@
+"""Reply drafts: one suggested reply per customer turn, approved (or not) by an agent.
+
+The flow, all inside Chatwoot:
+
+1. A customer writes (``message_created``, incoming, not private). If drafting applies (policy:
+   inbox, status, no agent talking right now, not escalated), the pipeline schedules a
+   ``draft_due`` event on its own queue, delayed by the burst window. A newer customer message
+   supersedes a pending draft at once.
+2. ``draft_due`` fires. If a newer customer message came meanwhile (a burst), its own
+   ``draft_due`` will draft for the whole turn: this one does nothing. Otherwise the inbox's
+   drafter composes a reply from the turn and the last messages. Below the confidence floor no
+   draft is posted and the conversation is labelled for a person; else the draft is stored
+   (``pending``) and posted as a private note naming its id and how to approve it.
+3. An agent decides in a private note: ``/send`` (the only path to a public message: the
+   approval is stored first, then the reply is sent exactly once), ``/reject``, ``/grade``; or
+   answers the customer themselves (``edited`` or ``replaced``, by similarity). Undecided drafts
+   expire. Every decision is the draft's outcome, its learning signal; CSAT joins it later.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from support_pipeline.actions import Action, ActionRunner
+from support_pipeline.chatwoot import payload as cw
+from support_pipeline.chatwoot.client import Identity, reference_in
+from support_pipeline.drafts import commands
+from support_pipeline.drafts.base import ContextMessage, DraftContext, Drafter, DraftResult
+from support_pipeline.drafts.store import (
+    APPROVED,
+    NO_DRAFT,
+    OUTCOMES,
+    PENDING,
+    DraftStore,
+    draft_id_for,
+)
+from support_pipeline.escalation import STATE as ESCALATION_STATE
+from support_pipeline.escalation import is_own_message
+from support_pipeline.messages import to_message_attributes
+from support_pipeline.policy import SupportPolicy
+from support_pipeline.processing.errors import PermanentError
+from support_pipeline.processing.router import EventContext
+from support_pipeline.store import ConversationStore
+from support_pipeline.telemetry import Telemetry
+
+logger = Logger(child=True)
+
+DRAFT_DUE = "draft_due"
+DRAFT_EVENTS = frozenset({"message_created", "message_updated", DRAFT_DUE})
+STATUS_WORDS = {
+    APPROVED: "approved and being sent",
+    "sent_as_is": "sent",
+    "edited": "answered by an agent's own edited reply",
+    "replaced": "answered by an agent's own reply",
+    "rejected": "rejected",
+    "expired": "expired",
+    "superseded": "superseded by a newer customer message",
+    NO_DRAFT: "not drafted",
+}
+
+Schedule = Callable[[dict[str, Any], str, int], None]
+"""(payload, dedupe key, delay seconds): put one of the pipeline's own events on its queue."""
+
+
+def sqs_schedule(sqs: Any, queue_url: str, clock: Callable[[], float] = time.time) -> Schedule:
+    """Schedule the pipeline's own events on EventsQueue with an SQS delay."""
+
+    def schedule(payload: dict[str, Any], dedupe_key: str, delay: int) -> None:
+        attributes = {
+            "event": str(payload["event"]),
+            "dedupe_key": dedupe_key,
+            "signed": "true",  # the pipeline's own: only its role may send to the queue
+            "origin": "pipeline",
+            "received_at": cw.iso(clock()),
+            "account_id": str(cw.account_id(payload) or ""),
+            "conversation_id": str(cw.conversation_id(payload) or ""),
+        }
+        sqs.send_message(
+            QueueUrl=queue_url,
+            MessageBody=json.dumps(payload),
+            MessageAttributes=to_message_attributes(attributes),
+            DelaySeconds=max(0, min(900, int(delay))),
+        )
+
+    return schedule
+
+
+def word_edit(draft: str, final: str) -> tuple[int, float]:
+    """Word-level edit distance between a draft and the reply sent, and its similarity ratio
+    (1 - distance / longer length): 1.0 is the draft as is, 0.0 nothing in common."""
+    a = re.findall(r"\w+|[^\w\s]", draft.casefold())
+    b = re.findall(r"\w+|[^\w\s]", final.casefold())
+    if not a and not b:
+        return 0, 1.0
+    previous = list(range(len(b) + 1))
+    for i, word in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other))
+            )
+        previous = current
+    distance = previous[-1]
+    return distance, round(1.0 - distance / max(len(a), len(b)), 4)
+
+
+def _role(message: dict[str, Any]) -> str | None:
+    kind = cw.message_type(message)
+    if kind == "incoming":
+        return "customer"
+    if kind != "outgoing":
+        return None  # activity and template messages are not conversation
+    if message.get("private"):
+        return "note"
+    sender = message.get("sender") if isinstance(message.get("sender"), dict) else {}
+    return "bot" if str((sender or {}).get("type", "")).lower() == "agent_bot" else "agent"
+
+
+def _language(payload: cw.Payload) -> str | None:
+    """The contact's language when Chatwoot carries one (widget browser language)."""
+    conversation = cw.conversation_of(payload) or {}
+    candidates = []
+    attributes = conversation.get("additional_attributes")
+    if isinstance(attributes, dict):
+        candidates.append(attributes.get("browser_language"))
+        browser = attributes.get("browser")
+        if isinstance(browser, dict):
+            candidates.append(browser.get("browser_language"))
+    sender = payload.get("sender")
+    if isinstance(sender, dict):
+        for key in ("additional_attributes", "custom_attributes"):
+            extra = sender.get(key)
+            if isinstance(extra, dict):
+                candidates.append(extra.get("language"))
+    for candidate in candidates:
+        if isinstance(candidate, str) and re.match(r"^[a-zA-Z]{2}\b", candidate):
+            return candidate[:2].lower()
+    return None
+
+
+@dataclass
+class DraftService:
+    """Route handler for drafts, approvals and their outcomes."""
+
+    policy: SupportPolicy
+    store: ConversationStore
+    drafts: DraftStore
+    actions: ActionRunner
+    drafter_for: Callable[[str | None], Drafter | None]
+    schedule: Schedule
+    telemetry: Telemetry
+    own: Callable[[], Identity | None] = lambda: None
+    clock: Callable[[], float] = time.time
+
+    def __call__(self, context: EventContext) -> dict[str, Any]:
+        payload = context.payload
+        if context.event == DRAFT_DUE:
+            return self.draft_turn(payload)
+        if context.event == "message_updated":
+            return self.join_csat(payload)
+        if is_own_message(payload, self.own):
+            return {"skipped": "own message"}
+        account, conversation = cw.account_id(payload), cw.conversation_id(payload)
+        if not account or not conversation:
+            return {"skipped": "no conversation"}
+        kind = cw.message_type(payload)
+        sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
+        by_agent = str((sender or {}).get("type") or "").lower() == "user"
+        if kind == "incoming" and not payload.get("private"):
+            return self.customer_wrote(context, account, conversation)
+        if kind == "outgoing" and by_agent and payload.get("private"):
+            return self.agent_note(context, account, conversation)
+        if kind == "outgoing" and by_agent:
+            return self.agent_replied(payload, account, conversation)
+        return {"skipped": "not a customer or agent message"}
+
+    # ---- 1. a customer writes --------------------------------------------------------------
+    def customer_wrote(
+        self, context: EventContext, account: str, conversation: str
+    ) -> dict[str, Any]:
+        payload = context.payload
+        record = self.store.get_record(account, conversation) or {}
+        result: dict[str, Any] = {}
+        superseded = self._supersede(account, conversation, record)
+        if superseded:
+            result["superseded"] = superseded
+        why_not = self._why_not(record, self.clock())
+        if why_not:
+            return {**result, "skipped": why_not}
+        message_id = cw.message_id(payload) or ""
+        due = {
+            "event": DRAFT_DUE,
+            "account": {"id": int(account)},
+            "conversation": {"id": int(conversation)},
+            "message_id": int(message_id),
+            "message_created_at": cw.to_epoch(payload.get("created_at")),
+            "inbox_id": record.get("inbox_id"),
+            "language": _language(payload),
+            "labels": record.get("labels") or [],
+            "question": payload.get("content") if isinstance(payload.get("content"), str) else "",
+        }
+        self.schedule(
+            due,
+            f"pipeline:{DRAFT_DUE}:{account}:{conversation}:{message_id}",
+            self.policy.drafts.burst_window,
+        )
+        return {**result, "scheduled": message_id}
+
+    def _supersede(self, account: str, conversation: str, record: dict[str, Any]) -> list[str]:
+        if not record.get("pending_draft_id"):
+            return []
+        done = []
+        for draft in self.drafts.of_conversation(account, conversation):
+            if draft.get("status") == PENDING and self.drafts.decide(draft, "superseded"):
+                self.telemetry.count("DraftDecided", reason="superseded")
+                done.append(str(draft["draft_id"]))
+        return done
+
+    def _why_not(self, record: dict[str, Any], now: float) -> str | None:
+        """Why no draft should be made for this conversation now (None: draft)."""
+        policy = self.policy.drafts
+        if policy.drafter_for(record.get("inbox_id")) == "off":
+            return "drafts are off for this inbox"
+        if record.get("status") not in policy.statuses:
+            return f"conversation is {record.get('status') or 'unknown'}"
+        last_agent = record.get("last_agent_reply_at")
+        if last_agent and now - float(last_agent) < policy.quiet_after_agent_reply:
+            return "an agent replied recently"
+        if policy.skip_escalated:
+            state, _ = self.store.get_state(
+                record.get("account_id", ""), record.get("conversation_id", ""), ESCALATION_STATE
+            )
+            if state.get("escalated"):
+                return "conversation is escalated"
+        return None
+
+    # ---- 2. the turn is over: draft --------------------------------------------------------
+    def draft_turn(self, due: dict[str, Any]) -> dict[str, Any]:
+        account, conversation = cw.account_id(due), cw.conversation_id(due)
+        message_id = str(due.get("message_id") or "")
+        if not account or not conversation or not message_id.isdigit():
+            raise PermanentError("invalid_payload", "draft_due names no conversation and message")
+        record = self.store.get_record(account, conversation) or {}
+        written = float(due.get("message_created_at") or 0)
+        if float(record.get("last_incoming_at") or 0) > written + 0.001:
+            return {"skipped": "a newer customer message drafts the turn"}
+        answered = max(
+            float(record.get("last_agent_reply_at") or 0),
+            float(record.get("last_outgoing_at") or 0),
+        )
+        if answered > written:
+            return {"skipped": "the customer was answered meanwhile"}
+        why_not = self._why_not(record, self.clock())
+        if why_not:
+            return {"skipped": why_not}
+        inbox = record.get("inbox_id") or due.get("inbox_id")
+        drafter = self.drafter_for(str(inbox) if inbox else None)
+        if drafter is None:
+            return {"skipped": "no drafter"}
+        context = self._context(account, conversation, due)
+        draft_id = draft_id_for(account, conversation, message_id)
+        result = drafter.draft(context)
+        self.telemetry.count("DraftComposed", reason=drafter.name)
+        base = {
+            "draft_id": draft_id,
+            "account_id": account,
+            "conversation_id": conversation,
+            "inbox_id": str(inbox) if inbox else None,
+            "drafter": result.drafter,
+            "language": result.language,
+            "confidence": round(float(result.confidence), 4),
+            "sources": [{"title": s.title, "ref": s.ref} for s in result.sources],
+            "question": context.question,
+            "turn_message_id": message_id,
+        }
+        if result.text is None or result.confidence < self.policy.drafts.confidence_floor:
+            return self._no_draft(base, result)
+        self.drafts.create({**base, "text": result.text, "status": PENDING})
+        self.actions.run(
+            Action(
+                account,
+                conversation,
+                f"draft:{account}:{conversation}:{draft_id}/note",
+                "private_note",
+                {"content": self._note(draft_id, result)},
+                reason="draft",
+            )
+        )
+        self.store.set_record_fields(account, conversation, {"pending_draft_id": draft_id})
+        self.telemetry.count("DraftPosted", reason=result.drafter)
+        logger.info(
+            "draft posted",
+            extra={
+                "account_id": account,
+                "conversation_id": conversation,
+                "draft_id": draft_id,
+                "drafter": result.drafter,
+                "confidence": base["confidence"],
+            },
+        )
+        return {"draft": draft_id, "confidence": base["confidence"]}
+
+    def _no_draft(self, base: dict[str, Any], result: DraftResult) -> dict[str, Any]:
+        account, conversation = base["account_id"], base["conversation_id"]
+        self.drafts.create({**base, "text": None, "status": NO_DRAFT})
+        self.actions.run(
+            Action(
+                account,
+                conversation,
+                f"draft:{account}:{conversation}:{base['draft_id']}/needs-human",
+                "add_labels",
+                {"labels": [self.policy.drafts.needs_human_label]},
+                reason="draft_low_confidence",
+            )
+        )
+        self.telemetry.count("DraftNotConfident", reason=result.drafter)
+        return {"no_draft": base["draft_id"], "confidence": base["confidence"]}
+
+    def _context(self, account: str, conversation: str, due: dict[str, Any]) -> DraftContext:
+        """The turn and the last messages: from Chatwoot when it is there (the webhook carries
+        one message only), else from the event itself."""
+        client = self.actions.client
+        history: list[ContextMessage] = []
+        if client is not None:
+            for message in client.list_messages(account, conversation):
+                role = _role(message)
+                text = message.get("content")
+                if role is None or not isinstance(text, str) or not text.strip():
+                    continue
+                if role == "note" and reference_in(text):
+                    continue  # the pipeline's own notes (drafts, escalations) are not context
+                history.append(ContextMessage(role, text, cw.to_epoch(message.get("created_at"))))
+        turn: list[str] = []
+        for earlier in reversed(history):
+            if earlier.role in ("agent", "bot"):
+                break
+            if earlier.role == "customer":
+                turn.insert(0, earlier.text)
+        question = "\n".join(turn) or str(due.get("question") or "")
+        if not history and question:
+            history = [ContextMessage("customer", question, due.get("message_created_at"))]
+        labels = due.get("labels") if isinstance(due.get("labels"), list) else []
+        return DraftContext(
+            account_id=account,
+            conversation_id=conversation,
+            question=question,
+            messages=tuple(history[-self.policy.drafts.context_messages :]),
+            language=due.get("language") if isinstance(due.get("language"), str) else None,
+            inbox_id=str(due["inbox_id"]) if due.get("inbox_id") else None,
+            labels=tuple(str(label) for label in labels or []),
+        )
+
+    @staticmethod
+    def _note(draft_id: str, result: DraftResult) -> str:
+        cited = "; ".join(s.title for s in result.sources) or "no sources"
+        return (
+            f"Draft reply {draft_id} · {round(result.confidence * 100)}% confident · "
+            f"{result.drafter}: {cited}\n\n"
+            f"{result.text}\n\n"
+            "Reply in a private note: /send to send it to the customer as it is, "
+            "/reject <why> to drop it, or write your own reply (it is compared with this draft)."
+        )
+
+    # ---- 3. an agent decides ---------------------------------------------------------------
+    def agent_note(self, context: EventContext, account: str, conversation: str) -> dict[str, Any]:
+        content = context.payload.get("content")
+        command = commands.parse(content) if isinstance(content, str) else None
+        if command is None:
+            return {"skipped": "not a command"}
+        command_id = cw.message_id(context.payload) or context.dedupe_key
+        sender = context.payload.get("sender") or {}
+        agent = str(sender.get("id") or "") if isinstance(sender, dict) else ""
+        if command.error:
+            return self._answer(account, conversation, command_id, command.error)
+        drafts = self.drafts.of_conversation(account, conversation)
+        if command.draft_id:
+            target = next((d for d in drafts if d["draft_id"] == command.draft_id), None)
+            if target is None:
+                return self._answer(
+                    account,
+                    conversation,
+                    command_id,
+                    f"There is no draft {command.draft_id} in this conversation.",
+                )
+        elif command.name == "/grade":
+            decided = [d for d in drafts if d.get("status") != NO_DRAFT]
+            target = decided[-1] if decided else None
+        else:
+            pending = [d for d in drafts if d.get("status") == PENDING]
+            mine = [
+                d
+                for d in drafts
+                if d.get("status") == APPROVED and d.get("command_id") == command_id
+            ]
+            chosen = mine or pending
+            target = chosen[-1] if chosen else None
+        if target is None:
+            return self._answer(
+                account,
+                conversation,
+                command_id,
+                f"There is no {'draft' if command.name == '/grade' else 'pending draft'} in "
+                "this conversation to "
+                + {"/send": "send", "/reject": "reject", "/grade": "grade"}[command.name]
+                + ".",
+            )
+        if command.name == "/send":
+            return self.send(target, agent, command_id)
+        if command.name == "/reject":
+            return self.reject(target, agent, command_id, command.reason)
+        return self.grade(target, agent, command_id, command)
+
+    def send(self, draft: dict[str, Any], agent: str, command_id: str) -> dict[str, Any]:
+        """Approve and send a draft: the approval is stored first, then the reply is sent
+        once (the action ledger), then the outcome is recorded."""
+        account, conversation, draft_id = (
+            draft["account_id"],
+            draft["conversation_id"],
+            draft["draft_id"],
+        )
+        mine = draft.get("status") == APPROVED and draft.get("command_id") == command_id
+        if draft.get("status") != PENDING and not mine:
+            return self._already(draft, command_id)
+        if not self.drafts.record_approval(draft, agent, command_id):
+            return self._already({**draft, "status": APPROVED}, command_id)
+        approved = self.drafts.decide(
+            draft, APPROVED, {"approver_id": agent}, expected=(PENDING,), command_id=command_id
+        )
+        if approved is None:
+            return self._already(
+                self.drafts.get(account, conversation, draft_id) or draft, command_id
+            )
+        self.actions.run(
+            Action(
+                account,
+                conversation,
+                f"draft:{account}:{conversation}:{draft_id}/send",
+                "public_reply",
+                {"content": approved["text"], "draft_id": draft_id},
+                reason="draft_approved",
+            )
+        )
+        self.drafts.decide(
+            approved,
+            "sent_as_is",
+            {"final_text": approved["text"], "edit_distance": 0, "edit_ratio": 1.0},
+            expected=(APPROVED,),
+            command_id=command_id,
+        )
+        self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
+        self.telemetry.count("DraftDecided", reason="sent_as_is")
+        logger.info(
+            "draft sent on approval",
+            extra={"draft_id": draft_id, "conversation_id": conversation, "approver_id": agent},
+        )
+        return {"sent": draft_id}
+
+    def reject(
+        self, draft: dict[str, Any], agent: str, command_id: str, reason: str
+    ) -> dict[str, Any]:
+        decided = self.drafts.decide(
+            draft,
+            "rejected",
+            {"rejection_reason": reason, "decided_by": agent},
+            command_id=command_id,
+        )
+        if decided is None:
+            return self._already(draft, command_id)
+        self.store.set_record_fields(
+            draft["account_id"], draft["conversation_id"], {"pending_draft_id": None}
+        )
+        self.telemetry.count("DraftDecided", reason="rejected")
+        return {"rejected": draft["draft_id"]}
+
+    def grade(
+        self, draft: dict[str, Any], agent: str, command_id: str, command: commands.Command
+    ) -> dict[str, Any]:
+        self.drafts.annotate(
+            draft,
+            {
+                "grades": dict(command.grades),
+                "grade_comment": command.comment,
+                "graded_by": agent,
+                "graded_at": cw.iso(self.clock()),
+            },
+        )
+        self.telemetry.count("DraftGraded")
+        return {"graded": draft["draft_id"]}
+
+    def _already(self, draft: dict[str, Any], command_id: str) -> dict[str, Any]:
+        words = STATUS_WORDS.get(str(draft.get("status")), str(draft.get("status")))
+        return self._answer(
+            draft["account_id"],
+            draft["conversation_id"],
+            command_id,
+            f"Draft {draft['draft_id']} was already {words}: nothing was done.",
+        )
+
+    def _answer(
+        self, account: str, conversation: str, command_id: str, text: str
+    ) -> dict[str, Any]:
+        """A short private note telling the agent what was wrong with a command."""
+        self.actions.run(
+            Action(
+                account,
+                conversation,
+                f"command:{account}:{conversation}:{command_id}/answer",
+                "private_note",
+                {"content": text},
+                reason="command_refused",
+            )
+        )
+        self.telemetry.count("DraftCommandRefused")
+        return {"refused": text}
+
+    def agent_replied(self, payload: cw.Payload, account: str, conversation: str) -> dict[str, Any]:
+        """An agent answered the customer themselves: the pending draft was edited or replaced."""
+        record = self.store.get_record(account, conversation) or {}
+        if not record.get("pending_draft_id"):
+            return {"skipped": "no pending draft"}
+        content = payload.get("content")
+        final = content if isinstance(content, str) else ""
+        sender = payload.get("sender") or {}
+        agent = str(sender.get("id") or "") if isinstance(sender, dict) else ""
+        outcomes = []
+        for draft in self.drafts.of_conversation(account, conversation):
+            if draft.get("status") != PENDING:
+                continue
+            distance, ratio = word_edit(str(draft.get("text") or ""), final)
+            outcome = "edited" if ratio >= self.policy.drafts.edited_similarity else "replaced"
+            if self.drafts.decide(
+                draft,
+                outcome,
+                {
+                    "final_text": final,
+                    "edit_distance": distance,
+                    "edit_ratio": ratio,
+                    "decided_by": agent,
+                },
+            ):
+                self.telemetry.count("DraftDecided", reason=outcome)
+                outcomes.append(outcome)
+        self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
+        return {"outcomes": outcomes}
+
+    # ---- 4. expiry and CSAT ----------------------------------------------------------------
+    def expire(self, now: float) -> int:
+        """Drafts nobody decided on within the policy's window become ``expired``."""
+        cutoff = cw.iso(now - self.policy.drafts.expire_after)
+        expired = 0
+        for account in self.store.accounts():
+            for draft in self.drafts.pending(account, created_before=cutoff):
+                if self.drafts.decide(draft, "expired"):
+                    expired += 1
+                    self.telemetry.count("DraftDecided", reason="expired")
+                    self.store.set_record_fields(
+                        draft["account_id"], draft["conversation_id"], {"pending_draft_id": None}
+                    )
+        return expired
+
+    def join_csat(self, payload: cw.Payload) -> dict[str, Any]:
+        """A CSAT answer (``input_csat``, rating 1-5) joins every decided draft's signal."""
+        if payload.get("content_type") != "input_csat":
+            return {"skipped": "not a CSAT answer"}
+        attributes = payload.get("content_attributes")
+        submitted = attributes.get("submitted_values") if isinstance(attributes, dict) else None
+        response = submitted.get("csat_survey_response") if isinstance(submitted, dict) else None
+        rating = response.get("rating") if isinstance(response, dict) else None
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            return {"skipped": "no rating"}
+        account, conversation = cw.account_id(payload), cw.conversation_id(payload)
+        if not account or not conversation:
+            return {"skipped": "no conversation"}
+        joined = 0
+        for draft in self.drafts.of_conversation(account, conversation):
+            if draft.get("status") in OUTCOMES and draft.get("csat") != rating:
+                self.drafts.annotate(draft, {"csat": rating})
+                joined += 1
+        return {"csat": rating, "joined": joined}
