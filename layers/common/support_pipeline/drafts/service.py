@@ -389,17 +389,17 @@ class DraftService:
                     command_id,
                     f"There is no draft {command.draft_id} in this conversation.",
                 )
-        elif command.name == "/grade":
-            decided = [d for d in drafts if d.get("status") != NO_DRAFT]
-            target = decided[-1] if decided else None
         else:
-            pending = [d for d in drafts if d.get("status") == PENDING]
+            # The latest draft that was posted: pending for /send and /reject (a decided one
+            # gets "already ..."), whatever its status for /grade.
+            posted = [d for d in drafts if d.get("status") != NO_DRAFT]
+            pending = [d for d in posted if d.get("status") == PENDING]
             mine = [
                 d
-                for d in drafts
+                for d in posted
                 if d.get("status") == APPROVED and d.get("command_id") == command_id
             ]
-            chosen = mine or pending
+            chosen = mine or pending or posted
             target = chosen[-1] if chosen else None
         if target is None:
             return self._answer(
