@@ -563,6 +563,8 @@ class LanguageIndex:
                 ((self.n + i, pad) for i in range(self.padding)),
             )
             self._db.commit()
+            self._rows = []  # the term counts live in FTS5 now; only the fallback needs them
+            self._postings = {}
 
     def idf(self, term: str) -> float:
         """FTS5's IDF: log((N - n + 0.5) / (n + 0.5)), at least 1e-6."""
