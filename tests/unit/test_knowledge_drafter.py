@@ -12,6 +12,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from support_pipeline.drafts import knowledge
 from support_pipeline.drafts.base import DraftContext, KnowledgeSettings
@@ -22,7 +23,7 @@ from support_pipeline.drafts.knowledge import (
     KnowledgeIndex,
     detect_language,
 )
-from support_pipeline.processing.errors import PermanentError
+from support_pipeline.processing.errors import PermanentError, TransientError
 
 ROOT = Path(__file__).resolve().parents[2]
 KB = ROOT / "layers" / "common" / "support_pipeline" / "knowledge"
@@ -378,6 +379,33 @@ def test_an_unreadable_s3_knowledge_base_is_a_permanent_failure_and_is_not_cache
     with pytest.raises(PermanentError):
         ask("¿Dónde está mi pedido?", drafter=KnowledgeDrafter(settings, s3=s3))
     assert knowledge.cache_info().builds == 0
+
+
+class ThrottledS3:
+    """An S3 client that is slowing down."""
+
+    def get_paginator(self, name: str):
+        raise ClientError(
+            {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}},
+            "ListObjectsV2",
+        )
+
+
+def test_a_throttled_s3_knowledge_base_is_a_transient_failure_and_is_tried_again():
+    settings = KnowledgeSettings(s3_uri="s3://kb-bucket/kb/")
+    for _ in range(2):
+        with pytest.raises(TransientError):
+            ask("¿Dónde está mi pedido?", drafter=KnowledgeDrafter(settings, s3=ThrottledS3()))
+    assert knowledge.cache_info().builds == 0
+
+
+def test_a_badly_encoded_article_still_loads(tmp_path):
+    (tmp_path / "es").mkdir()
+    (tmp_path / "es" / "grabado.md").write_bytes(
+        "# Grabado\n\nEl grabado láser tarda 5 días.".encode("latin-1")
+    )
+    drafter = KnowledgeDrafter(KnowledgeSettings(path=str(tmp_path)))
+    assert ask("¿cuánto tarda el grabado?", drafter=drafter).sources[0].title == "Grabado"
 
 
 def imported_after(statement: str, extra_path: Path | None = None) -> set[str]:

@@ -410,7 +410,8 @@ class KnowledgeBase:
             if path.stat().st_size > MAX_ARTICLE_BYTES:
                 logger.warning("knowledge article too large, skipped", extra={"article": str(path)})
                 continue
-            items.append((path.relative_to(root).as_posix(), path.read_text(encoding="utf-8")))
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            items.append((path.relative_to(root).as_posix(), text))
         return cls.from_texts(items, location=str(root))
 
     @classmethod
@@ -443,7 +444,8 @@ class KnowledgeBase:
                     continue
                 body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
                 relative = key[len(prefix) :].lstrip("/")
-                items.append((relative, f"s3://{bucket}/{key}", body.decode("utf-8")))
+                text = body.decode("utf-8", errors="replace")
+                items.append((relative, f"s3://{bucket}/{key}", text))
         except (ClientError, BotoCoreError) as exc:
             failure = classify(exc)
             code = (
