@@ -81,7 +81,6 @@ RELATIVE_FLOOR = 0.6  # a passage joins the draft if it scores at least this sha
 MAX_PASSAGE_CHARS = 700  # a section longer than this is cut at paragraphs when indexed
 MAX_DRAFT_PASSAGE_CHARS = 600  # a passage longer than this is trimmed in the draft
 MAX_ARTICLE_BYTES = 1_000_000  # larger files are skipped (and logged) when loading
-SOURCES_LABEL = "Sources:"
 
 _TOKEN = re.compile(r"[^\W_]+")
 _HEADING2 = re.compile(r"^##(?!#)\s*(.+?)\s*#*\s*$")
@@ -804,6 +803,37 @@ class KnowledgeDrafter:
             self._index = load_index(self.settings, s3=self._s3, backend=self._backend)
         return self._index
 
+    def retrieve(self, context: DraftContext, max_passages: int) -> list[tuple[Source, str]]:
+        """The best passages for ``context`` (source, text): what the ``bedrock`` drafter
+        gives its model as context."""
+        found = self._search(context)
+        if found is None:
+            return []
+        _, hits = found
+        passages: list[tuple[Source, str]] = []
+        for hit in hits[: max(0, max_passages)]:
+            article = hit.passage.article
+            passages.append(
+                (Source(title=article.title, ref=article.ref), _squash(hit.passage.text))
+            )
+        return passages
+
+    def _search(self, context: DraftContext) -> tuple[LanguageIndex, list[Hit]] | None:
+        index = self.index
+        language = normalise_language(context.language) or detect_language(
+            context.question, default=self._default_language or index.default_language()
+        )
+        order = [language, *sorted(code for code in index.languages if code != language)]
+        for code in order:
+            lang_index = index.languages.get(code)
+            if lang_index is None:
+                continue
+            terms = list(dict.fromkeys(lang_index.analyzer.stems(context.question)))
+            hits = lang_index.search(terms[:MAX_QUERY_TERMS])
+            if hits:
+                return lang_index, hits
+        return None
+
     def draft(self, context: DraftContext) -> DraftResult:
         index = self.index
         language = normalise_language(context.language) or detect_language(
@@ -843,7 +873,6 @@ class KnowledgeDrafter:
                 sources.append(source)
         phrases = LANGUAGES[index.code]
         parts = [phrases.greeting, *(_trim(hit.passage.text) for hit in chosen), phrases.closing]
-        parts.append(f"{SOURCES_LABEL} " + "; ".join(source.title for source in sources))
         return DraftResult(
             drafter=self.name,
             text="\n\n".join(parts),
