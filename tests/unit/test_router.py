@@ -39,6 +39,7 @@ def test_conversation_record_handles_every_conversation_and_message_event():
             "policy": policy_with(),  # the recorder buckets days in the policy's zone
             "escalator": None,
             "actions": type("Actions", (), {"client": None})(),  # dry run
+            "drafts": type("Drafts", (), {"own": staticmethod(lambda: None)})(),
             "timeline_retention_days": 1,
         },
     )()
@@ -49,4 +50,5 @@ def test_conversation_record_handles_every_conversation_and_message_event():
         "conversation_record",
         "sla_outcomes",
         "escalation",
+        "drafts",
     ]
