@@ -288,3 +288,29 @@ def test_edits_of_one_customer_message_do_not_count_as_more_unanswered_messages(
     run(incoming("mensaje 4", 534, NOW + 200))
     [recorded] = escalations(pipeline)
     assert recorded["reasons"] == ["unanswered_messages"]
+
+
+def test_a_reason_escalates_again_in_the_next_episode_not_before(pipeline, chatwoot, run):
+    run(incoming("quiero un reembolso", 1301, NOW))
+    run(status_changed("resolved", NOW + 100), status_changed("open", NOW + 200))
+    run(incoming("otra vez: quiero un reembolso", 1302, NOW + 300))
+    assert len(escalations(pipeline)) == 2  # a new episode
+    # A late delivery from before the reopening must not reopen the claims of this episode.
+    run(status_changed("resolved", NOW + 150))
+    run(incoming("¡mi reembolso!", 1303, NOW + 400))
+    assert len(escalations(pipeline)) == 2
+
+
+def test_a_customer_who_types_a_pipeline_reference_line_is_still_a_customer(
+    pipeline, chatwoot, run
+):
+    run(incoming("quiero un reembolso\n\nref: sp-0123456789abcdef", 1311, NOW))
+    [recorded] = escalations(pipeline)
+    assert recorded["reasons"] == ["asks_for_human"]
+
+
+def test_an_escalation_recorded_in_dry_run_does_not_stop_the_live_one(pipeline, chatwoot, run):
+    assert pipeline.post(incoming("quiero un reembolso", 1321, NOW), delivery_id="dry")[0] == 202
+    pipeline.drain(pipeline.consumer(policy=POLICY))  # dry run
+    run(incoming("sigo queriendo mi reembolso", 1322, NOW + 60))  # live now
+    assert len(notes(chatwoot)) == 1 and len(escalations(pipeline)) == 2

@@ -258,3 +258,38 @@ def test_an_event_not_started_on_its_last_delivery_goes_back_as_a_fresh_copy(pip
     pipeline.drain(consumer)
     assert pipeline.store().get_record("1", "1")["last_incoming_at"] == NOW
     assert pipeline.messages(pipeline.queue_url) == pipeline.messages(pipeline.dlq_url) == []
+
+
+def test_deferrals_use_no_attempt_so_a_later_failure_still_gets_its_retries(pipeline):
+    assert pipeline.post(incoming("hola", 411, NOW))[0] == 202
+    clock = Clock()
+    consumer = pipeline.consumer(policy=POLICY)
+    for _ in range(7):  # seven invocations too short to start it
+        lambda_shim.poll_once(
+            pipeline.sqs,
+            pipeline.queue_url,
+            pipeline.queue_arn,
+            consumer.handle_batch,
+            context_factory=lambda: VirtualContext(clock, 1.0),
+        )
+    assert pipeline.telemetry.total("EventDeferred") == 7
+    from support_pipeline.store import ConversationStore
+
+    real = ConversationStore.get_record
+    failures = []
+
+    def throttled_once(self, *args):
+        if not failures:
+            failures.append(1)
+            raise ConnectionError("DynamoDB throttled")
+        return real(self, *args)
+
+    ConversationStore.get_record = throttled_once
+    try:
+        pipeline.drain(consumer)  # one real attempt fails: it backs off, not to the DLQ
+    finally:
+        ConversationStore.get_record = real
+    assert pipeline.messages(pipeline.dlq_url) == []
+    pipeline.make_visible()
+    pipeline.drain(consumer)
+    assert pipeline.store().get_record("1", "1")["last_incoming_at"] == NOW

@@ -348,3 +348,21 @@ def test_lambda_handler_answers_in_the_api_gateway_shape(pipeline, monkeypatch):
         )
         == 1
     )
+
+
+def test_a_secret_bound_to_one_account_cannot_sign_for_another(aws):
+    from tests.support import new_pipeline
+
+    pipeline = new_pipeline(secret="1:secret-of-account-one,2:secret-of-account-two")
+    payload = fixture("message_created_incoming")  # account 1
+    other = fixture("message_created_incoming")
+    other["account"]["id"] = 2
+    other["conversation"]["account"] = {"id": 2}
+    status, body = pipeline.post(other, secret="secret-of-account-one")
+    assert (status, body["reason"]) == (
+        401,
+        "the secret that signed this is not valid for its account",
+    )
+    assert pipeline.messages(pipeline.queue_url) == []
+    assert pipeline.post(payload, secret="secret-of-account-one")[0] == 202
+    assert pipeline.post(other, secret="secret-of-account-two", delivery_id="d-2")[0] == 202

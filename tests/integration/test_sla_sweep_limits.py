@@ -120,3 +120,85 @@ def test_a_404_from_a_misconfigured_chatwoot_forgets_nothing(
     assert (result["gone"], result["failed"]) == (0, 1)
     assert pipeline.store().get_record("1", "1")["status"] == "open"
     assert sweep_with(pipeline, chatwoot).run(CREATED + 1.2 * HOUR)["breached"] == 1
+
+
+def test_a_reply_between_the_sweeps_claim_and_its_label_leaves_no_stale_label(
+    pipeline, chatwoot, monkeypatch
+):
+    from support_pipeline.sla import SlaService
+    from tests.support import agent_message
+
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+
+    def post(payload):
+        assert pipeline.post(payload, delivery_id=f"p{payload['id']}")[0] == 202
+        pipeline.drain(pipeline.consumer(chatwoot=client, policy=POLICY))
+
+    post(incoming("Hola", 1, CREATED + 10, status="open"))
+    original = SlaService._at_risk
+    replied = []
+
+    def reply_lands_first(self, record, clock):
+        if not replied:  # another Lambda handles the agent's reply right now
+            replied.append(True)
+            post(agent_message("Hola, ¿en qué te ayudo?", 2, CREATED + 0.86 * HOUR, status="open"))
+        return original(self, record, clock)
+
+    monkeypatch.setattr(SlaService, "_at_risk", reply_lands_first)
+    sweep_with(pipeline, chatwoot).run(CREATED + 0.87 * HOUR)
+    monkeypatch.setattr(SlaService, "_at_risk", original)
+    for hours in (0.9, 1.5, 3):
+        sweep_with(pipeline, chatwoot).run(CREATED + hours * HOUR)
+    assert "sla-at-risk" not in chatwoot.conversation(1, 1).labels
+
+
+def test_a_flag_left_pending_by_a_dead_sweep_is_not_acted_on_once_the_target_was_met(
+    pipeline, chatwoot, open_conversations, monkeypatch
+):
+    from support_pipeline.sla import SlaService
+    from tests.support import agent_message
+
+    open_conversations(1)
+
+    def die(self, record, clock):
+        raise SystemExit("the sweep's Lambda was killed")
+
+    monkeypatch.setattr(SlaService, "_at_risk", die)
+    with pytest.raises(SystemExit):
+        sweep_with(pipeline, chatwoot).run(CREATED + 0.85 * HOUR)
+    monkeypatch.undo()
+    reply = agent_message("Hola, ¿en qué te ayudo?", 2, CREATED + 0.9 * HOUR, status="open")
+    assert pipeline.post(reply, delivery_id="reply")[0] == 202
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+    pipeline.drain(pipeline.consumer(chatwoot=client, policy=POLICY))
+    pipeline.clock.advance(3600)  # the dead sweep's lease lapses
+    sweep_with(pipeline, chatwoot).run(CREATED + 1.0 * HOUR)
+    assert chatwoot.notes(1, 1) == [] and "sla-at-risk" not in chatwoot.conversation(1, 1).labels
+
+
+def test_a_breach_recorded_in_dry_run_is_acted_on_once_the_pipeline_is_live(
+    pipeline, chatwoot, open_conversations
+):
+    from support_pipeline.sla import SlaSweep
+
+    open_conversations(1)  # dry run: no Chatwoot configured yet
+    dry = pipeline.support(None, POLICY)
+    assert SlaSweep(dry.sla, pipeline.telemetry).run(CREATED + 1.1 * HOUR)["breached"] == 1
+    assert chatwoot.notes(1, 1) == []
+    pipeline.clock.advance(3600)
+    result = sweep_with(pipeline, chatwoot).run(CREATED + 1.2 * HOUR)
+    assert result["breached"] == 1
+    assert [n for n in chatwoot.notes(1, 1) if n.startswith("Escalated")]
+    assert sweep_with(pipeline, chatwoot).run(CREATED + 1.3 * HOUR)["breached"] == 0
+
+
+def test_a_404_page_in_front_of_chatwoot_closes_nothing_even_on_a_warm_sweep(
+    pipeline, chatwoot, open_conversations
+):
+    open_conversations(3)
+    sweep = sweep_with(pipeline, chatwoot)
+    sweep.sla.actions.client.identity()  # warm: the profile was asked before
+    chatwoot.proxy_error(404, times=1000)  # a proxy or maintenance page answers everything
+    result = sweep.run(CREATED + 1.1 * HOUR)
+    assert (result["gone"], result["failed"]) == (0, 3)
+    assert len(pipeline.store().open_conversations("1")) == 3

@@ -200,3 +200,69 @@ def test_connection_refused_and_timeouts_are_transient():
     slow = ChatwootClient("http://127.0.0.1:9", lambda: "t", session=SlowSession())
     with pytest.raises(TransientError, match="timed out"):
         slow.get_labels("1", "5")
+
+
+def test_an_answer_that_trickles_in_is_given_up_on_when_the_time_left_runs_out():
+    import socket
+    import threading
+    import time as real_time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def trickle():
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        connection.sendall(b"Content-Length: 1000\r\n\r\n")
+        while not stop.is_set():  # one byte every 0.1 s: no single read ever times out
+            try:
+                connection.sendall(b" ")
+            except OSError:
+                break
+            real_time.sleep(0.1)
+        connection.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    host, port = listener.getsockname()
+    slow = ChatwootClient(f"http://{host}:{port}", lambda: "t")
+    started = real_time.monotonic()
+    try:
+        with (
+            deadline.running_until(deadline.Deadline.after(1.5, real_time.monotonic)),
+            pytest.raises(TransientError) as gave_up,
+        ):
+            slow.get_labels("1", "5")
+    finally:
+        stop.set()
+        listener.close()
+    assert "too slowly" in gave_up.value.reason
+    assert real_time.monotonic() - started < 1.5
+
+
+def test_a_gzipped_answer_is_read(fake, client, monkeypatch):
+    import gzip
+    import io
+
+    from urllib3.response import HTTPResponse
+
+    body = gzip.compress(b'{"payload": ["billing", "vip"]}')
+
+    class Gzipping(requests.Session):
+        def request(self, method, url, **kwargs):
+            response = requests.Response()
+            response.status_code = 200
+            response.headers["content-type"] = "application/json"
+            response.raw = HTTPResponse(
+                body=io.BytesIO(body),
+                headers={"content-encoding": "gzip"},
+                status=200,
+                preload_content=False,
+                decode_content=False,
+            )
+            return response
+
+    zipped = ChatwootClient(fake.url, lambda: fake.token, session=Gzipping())
+    assert zipped.get_labels("1", "5") == ["billing", "vip"]

@@ -436,5 +436,5 @@ def test_retrieve_gives_the_bedrock_drafter_the_best_passages_with_their_sources
     assert 1 <= len(passages) <= 2
     source, text = passages[0]
     assert source == drafter.draft(context).sources[0]
-    assert text and "envío" in text.lower() or "entrega" in text.lower()
+    assert text and ("envío" in text.lower() or "entrega" in text.lower())
     assert drafter.retrieve(DraftContext("1", "1", question="hola"), 3) == []

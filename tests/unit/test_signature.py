@@ -90,3 +90,15 @@ def test_token_matching_is_exact():
     assert not token_matches(SECRET + "x", [SECRET])
     assert not token_matches("", [SECRET])
     assert not token_matches(None, [SECRET])
+
+
+def test_a_secret_bound_to_an_account_signs_for_that_account_only():
+    secrets = ["1:secret-one", "2:secret-two", "plain-secret"]
+    assert verify(delivery(sign("secret-one", int(NOW), BODY)), secrets, NOW, 300).accounts == {"1"}
+    anyone = verify(delivery(sign("plain-secret", int(NOW), BODY)), secrets, NOW, 300)
+    assert anyone.accounts is None and anyone.allows("7")
+    # the scope is not part of the secret: "1:secret-one" itself signs nothing
+    with pytest.raises(SignatureError):
+        verify(delivery(sign("1:secret-one", int(NOW), BODY)), secrets, NOW, 300)
+    assert token_matches("secret-two", secrets).allows("2")
+    assert not token_matches("secret-two", secrets).allows("1")

@@ -100,6 +100,13 @@ class Redrive:
     peek: Peek
 
 
+def redriven_attributes(attributes: dict[str, str]) -> dict[str, str]:
+    """The attributes ingest set, for a fresh start: a redriven event gets all its attempts."""
+    restored = original_attributes(attributes)
+    restored.pop("prior_attempts", None)
+    return restored
+
+
 class DeadLetterQueue:
     """Operations on EventsDLQ (and moving back to EventsQueue)."""
 
@@ -281,7 +288,7 @@ class DeadLetterQueue:
             self.sqs.send_message(
                 QueueUrl=self.queue_url,
                 MessageBody=letter.body,
-                MessageAttributes=to_message_attributes(original_attributes(letter.attributes)),
+                MessageAttributes=to_message_attributes(redriven_attributes(letter.attributes)),
             )
             # Sent: it counts as moved even if the delete below fails (a harmless duplicate).
             moved.append(letter)

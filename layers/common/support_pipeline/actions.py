@@ -35,7 +35,12 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from support_pipeline import deadline
-from support_pipeline.chatwoot.client import ApprovalLookup, ChatwootClient, NoAnswerError
+from support_pipeline.chatwoot.client import (
+    ApprovalLookup,
+    ChatwootClient,
+    NoAnswerError,
+    ServerError,
+)
 from support_pipeline.chatwoot.payload import iso
 from support_pipeline.processing.errors import TransientError
 from support_pipeline.store import from_dynamo, key_id, put_if, to_dynamo
@@ -47,6 +52,9 @@ LOCK_PREFIX = "LOCK#"
 LABEL_LOCK = LOCK_PREFIX + "labels"
 # A claim outlives the invocation that holds it by this much: Lambda has killed it by then.
 LEASE_MARGIN_SECONDS = 5.0
+# A message that may have been sent (no answer, 5xx) is not looked for before this has passed:
+# longer than any request Chatwoot (Rails behind its proxy, 60 s by default) still works on.
+MAYBE_SENT_HOLD_SECONDS = 120.0
 # Without a deadline (ops CLI, tests) a claim lasts this long.
 DEFAULT_LEASE_SECONDS = 60.0
 KINDS = (
@@ -190,6 +198,12 @@ class ActionLedger:
             action, owner, "SET search_after = :after", {":after": message_id}
         )
 
+    def hold(self, action: Action, owner: str, seconds: float) -> None:
+        """Keep the claim at least ``seconds`` from now (a message may still be landing)."""
+        self._update_owned(
+            action, owner, "SET lease_until = :until", {":until": self._clock() + seconds}
+        )
+
     def release(self, action: Action, owner: str) -> None:
         """Give the claim back after a failed attempt, so the next one need not wait."""
         self._update_owned(action, owner, "SET lease_until = :zero", {":zero": 0})
@@ -253,7 +267,7 @@ class ActionLedger:
             if not account_id:
                 raise ValueError("a conversation id needs its account id")
             kwargs["KeyConditionExpression"] = Key("conversation").eq(
-                f"{account_id}#{conversation_id}"
+                f"{key_id(account_id, 'account')}#{key_id(conversation_id, 'conversation')}"
             )
             operation = self._table.query
         else:
@@ -325,10 +339,13 @@ class ActionRunner:
         progress: dict[str, bool] = {"posting": False}
         try:
             outcome, result = self._take(self.client, action, claim, progress)
-        except NoAnswerError:
-            # The note may be in Chatwoot, or still being written there: keep the claim until
-            # its lease lapses, so nobody looks for the note before it can be seen.
-            if not progress["posting"]:
+        except (NoAnswerError, ServerError):
+            # No answer, or a 5xx (a proxy's 502/504 too): the message may be in Chatwoot, or
+            # still being written there. Hold the claim long enough for any request Chatwoot
+            # still works on to finish, so nobody looks for the message before it can be seen.
+            if progress["posting"]:
+                self.ledger.hold(action, claim.owner, MAYBE_SENT_HOLD_SECONDS)
+            else:
                 self.ledger.release(action, claim.owner)
             raise
         except BaseException:

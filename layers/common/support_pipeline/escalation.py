@@ -53,17 +53,19 @@ def digest(text: str) -> str:
 def is_own_message(payload: cw.Payload, own: Callable[[], Identity | None]) -> bool:
     """True for messages the pipeline itself wrote (no loops).
 
-    Its notes end with a reference line (no call needed); anything else it writes is sent as
-    the token's own user, so a message by that user is the pipeline's too. Contacts are never
-    the pipeline, so ``own`` (which may ask Chatwoot once per process) is only asked about
-    messages by users and bots.
+    Its notes end with a reference line (no call needed), which counts only on a private
+    outgoing message: a customer who types such a line is still a customer. Anything else it
+    writes is sent as the token's own user, so a message by that user is the pipeline's too.
+    Contacts are never the pipeline, so ``own`` (which may ask Chatwoot once per process) is
+    only asked about messages by users and bots.
     """
     if cw.base_event(str(payload.get("event", ""))) not in cw.MESSAGE_EVENTS:
         return False
-    if reference_in(payload.get("content")):
+    outgoing = cw.message_type(payload) == "outgoing"
+    if outgoing and payload.get("private") and reference_in(payload.get("content")):
         return True
     sender = payload.get("sender")
-    if not isinstance(sender, dict):
+    if not outgoing or not isinstance(sender, dict):
         return False
     sender_type = str(sender.get("type") or "").lower()
     if sender_type not in ("user", "agent_bot"):
@@ -72,6 +74,24 @@ def is_own_message(payload: cw.Payload, own: Callable[[], Identity | None]) -> b
     if identity is None:
         return False
     return identity.type == sender_type and identity.id == str(sender.get("id"))
+
+
+def episode_of(record: dict[str, Any]) -> int:
+    """Which episode of the conversation this is: 0 until it is first reopened after a
+    resolution, then 1, 2... (``reopened_count`` is order-insensitive, so every worker agrees)."""
+    return int(record.get("reopened_count") or 0)
+
+
+def claim_key(episode: int, code: str, dry_run: bool) -> str:
+    """A reason's claim in one episode; claims made in dry run are kept apart, so going live
+    acts on what a dry run only recorded."""
+    return f"{'dry:' if dry_run else ''}{episode}:{code}"
+
+
+def escalated_now(state: dict[str, Any], record: dict[str, Any], dry_run: bool) -> bool:
+    """Whether the conversation was escalated in its current episode."""
+    prefix = claim_key(episode_of(record), "", dry_run)
+    return any(key.startswith(prefix) for key in _owned(state))
 
 
 def matched_phrases(text: str, rule: PhraseRule) -> list[str]:
@@ -196,52 +216,63 @@ class EscalationRules:
             if invalid := cw.invalid_ids(payload):  # malformed, not absent: never a quiet skip
                 raise PermanentError("invalid_payload", f"{context.event}: {invalid}")
             return {"skipped": "no conversation"}
-        # Only conversation events need the record (reopen count, resolution ends an episode).
+        # Only conversation events need the record to fire (reopen count).
         record = (
             self.store.get_record(account, conversation_id) or {}
             if context.event in cw.CONVERSATION_EVENTS
-            else {}
+            else None
         )
-        reasons, manual = self._fired(context, account, conversation_id, record)
-        if record.get("status") == "resolved":
-            self.store.update_state(
-                account, conversation_id, STATE, lambda state: {"escalated": {}}
-            )
+        reasons, manual = self._fired(context, account, conversation_id, record or {})
         if not reasons:
             return {"escalated": []}
         escalation_id = f"escalation:{account}:{conversation_id}:{digest(context.dedupe_key)}"
-        new = reasons if manual else self._claim(account, conversation_id, escalation_id, reasons)
-        if not new:
-            return {"escalated": [], "already": sorted(r.code for r in reasons)}
+        if not manual:
+            if record is None:
+                record = self.store.get_record(account, conversation_id) or {}
+            reasons = self._claim(account, conversation_id, escalation_id, reasons, record)
+        if not reasons:
+            return {"escalated": [], "already": "claimed in this episode"}
         self.escalator.escalate(
             account,
             conversation_id,
             escalation_id,
-            new,
+            reasons,
             occurred_at=cw.to_epoch(payload.get("created_at"))
             or cw.to_epoch(payload.get("updated_at")),
         )
-        return {"escalated": sorted(r.code for r in new)}
+        return {"escalated": sorted(r.code for r in reasons)}
 
     def _claim(
-        self, account: str, conversation_id: str, escalation_id: str, reasons: list[Reason]
+        self,
+        account: str,
+        conversation_id: str,
+        escalation_id: str,
+        reasons: list[Reason],
+        record: dict[str, Any],
     ) -> list[Reason]:
         """Claim each reason for this escalation with a conditional write, before acting.
 
-        A reason escalates once per episode: the first escalation to claim it owns it, a
-        concurrent event with the same reason loses the write and does nothing, and a retry of
-        the owning event finds its own claim and finishes the escalation.
+        A reason escalates once per episode (between a reopening and the next): the first
+        escalation to claim it owns it, a concurrent event with the same reason loses the write
+        and does nothing, and a retry of the owning event finds its own claim and finishes.
+        Claims are keyed by episode, so nothing has to be reset on resolution (a reset would
+        race with the next episode's claims).
         """
+        episode = episode_of(record)
+        dry_run = self.escalator.actions.dry_run
+        keys = {r.code: claim_key(episode, r.code, dry_run) for r in reasons}
 
         def claim(state: dict[str, Any]) -> dict[str, Any]:
             owned = _owned(state)
-            for reason in reasons:
-                owned.setdefault(reason.code, escalation_id)
-            return {**state, "escalated": owned}
+            for key in keys.values():
+                owned.setdefault(key, escalation_id)
+            # Claims of episodes long over are history: keep the state item small.
+            kept = {k: v for k, v in owned.items() if (_episode_of_key(k) or 0) >= episode - 1}
+            return {**state, "escalated": kept}
 
         state = self.store.update_state(account, conversation_id, STATE, claim)
         owned = _owned(state)
-        return [r for r in reasons if owned.get(r.code) == escalation_id]
+        return [r for r in reasons if owned.get(keys[r.code]) == escalation_id]
 
     def _fired(
         self, context: EventContext, account: str, conversation_id: str, record: dict[str, Any]
@@ -329,11 +360,16 @@ def _is_vip(payload: cw.Payload, attribute: str | None, label: str | None) -> bo
 
 
 def _owned(state: dict[str, Any]) -> dict[str, str]:
-    """Reason code -> the escalation that claimed it in this episode."""
+    """Claim key (``[dry:]<episode>:<code>``) -> the escalation that claimed it."""
     escalated = state.get("escalated") or {}
     if isinstance(escalated, list):  # written before claims carried their escalation
-        return {str(code): "" for code in escalated}
-    return {str(code): str(owner) for code, owner in dict(escalated).items()}
+        return {f"0:{code}": "" for code in escalated}
+    return {str(key): str(owner) for key, owner in dict(escalated).items()}
+
+
+def _episode_of_key(key: str) -> int | None:
+    number = key.removeprefix("dry:").split(":", 1)[0]
+    return int(number) if number.isdigit() else None
 
 
 def unanswered_count(timeline: list[dict[str, Any]]) -> int:

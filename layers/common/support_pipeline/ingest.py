@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from support_pipeline import claimcheck
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.chatwoot.signature import (
+    Credential,
     SignatureError,
     SignedDelivery,
     parse_secrets,
@@ -164,13 +165,15 @@ class IngestService:
         if signature is None:
             if not self.settings.accept_url_token:
                 return _refuse(401, "missing signature")
-            if not token_matches(request.query.get("token"), secrets):
+            credential = token_matches(request.query.get("token"), secrets)
+            if credential is None:
                 return _refuse(401, "missing signature and invalid token")
             signed = False
         else:
-            failure = self._verify(request, body, secrets)
-            if failure is not None:
-                return _refuse(401, failure)
+            verified = self._verify(request, body, secrets)
+            if isinstance(verified, str):
+                return _refuse(401, verified)
+            credential = verified
             signed = True
 
         try:
@@ -197,6 +200,10 @@ class IngestService:
         invalid = cw.invalid_ids(payload)
         if invalid is not None:
             return _refuse(400, invalid)
+        # A secret bound to an account (``<account>:<secret>``) signs for that account only:
+        # an admin who can read one account's webhook secret cannot act on another account.
+        if not credential.allows(cw.account_id(payload)):
+            return _refuse(401, "the secret that signed this is not valid for its account")
 
         attributes = {
             "event": event[:256],
@@ -225,7 +232,8 @@ class IngestService:
         )
         return Response(202, {"status": "queued", "dedupe_key": dedupe_key})
 
-    def _verify(self, request: WebhookRequest, body: bytes, secrets: list[str]) -> str | None:
+    def _verify(self, request: WebhookRequest, body: bytes, secrets: list[str]) -> str | Credential:
+        """The refusal reason, or what the matching secret may sign for."""
         delivery = SignedDelivery(
             signature_header=request.headers.get("x-chatwoot-signature"),
             timestamp_header=request.headers.get("x-chatwoot-timestamp"),
@@ -233,8 +241,7 @@ class IngestService:
         )
         tolerance = self.settings.signature_tolerance_seconds
         try:
-            verify(delivery, secrets, self.clock(), tolerance)
-            return None
+            return verify(delivery, secrets, self.clock(), tolerance)
         except SignatureError as error:
             if error.reason != "signature mismatch":
                 return error.reason
@@ -245,8 +252,7 @@ class IngestService:
             fresh = None
         if fresh:
             try:
-                verify(delivery, fresh, self.clock(), tolerance)
-                return None
+                return verify(delivery, fresh, self.clock(), tolerance)
             except SignatureError as error:
                 return error.reason
         return "signature mismatch"

@@ -197,12 +197,14 @@ class SlaService:
         }
         flags: dict[str, str] = new_state["flags"]
         pending: dict[str, str] = new_state["pending"]
+        # Flags recorded in dry run are kept apart: once live, the pipeline acts on them.
+        mode = "dry:" if self.actions.dry_run else ""
         for clock in clocks:
-            status = clock.state(now)
-            if status == "breached" and flags.get(clock.instance) != "breached":
-                flags[clock.instance] = pending[clock.instance] = "breached"
-            elif status == "at_risk" and clock.instance not in flags:
-                flags[clock.instance] = pending[clock.instance] = "at_risk"
+            status, key = clock.state(now), mode + clock.instance
+            if status == "breached" and flags.get(key) != "breached":
+                flags[key] = pending[key] = "breached"
+            elif status == "at_risk" and key not in flags:
+                flags[key] = pending[key] = "at_risk"
                 new_state["at_risk_episode"] = int(new_state.get("at_risk_episode") or 0) + (
                     0 if new_state.get("at_risk_labelled") else 1
                 )
@@ -212,10 +214,12 @@ class SlaService:
         ):
             # Another sweep or event claimed first; whatever it claimed, it does.
             raise TransientError("write_conflict", "SLA state changed during the sweep")
-        by_instance = {clock.instance: clock for clock in clocks}
+        by_instance = {mode + clock.instance: clock for clock in clocks}
         for instance, kind in sorted(pending.items()):
             claimed = by_instance.get(instance)
-            if claimed is not None:
+            # A flag left pending by an earlier sweep is finished only if it still holds: a
+            # reply since then means no late "at risk" label and note.
+            if claimed is not None and claimed.state(now) in ("breached", kind):
                 if kind == "breached":
                     self._breach(record, claimed)
                 else:
@@ -308,8 +312,11 @@ class SlaService:
         try:
             client.get_conversation(account, conversation)
             return False  # it is there: the 404 was about something else
-        except NotFoundError:
-            client.identity()  # the token and base URL work, so the 404 is about the conversation
+        except NotFoundError as missing:
+            if not missing.from_chatwoot:
+                return False  # a 404 page from something in front of Chatwoot proves nothing
+            # Chatwoot itself answers for this token right now: the conversation is gone.
+            client.identity(fresh=True)
         self.store.close_gone(account, conversation, self.escalator.clock())
         self.telemetry.count("ConversationGone")
         logger.warning(
@@ -347,6 +354,8 @@ class SlaService:
         def claim(state: dict[str, Any]) -> dict[str, Any]:
             if not state.get("at_risk_labelled"):
                 return state
+            if "at_risk" in (state.get("pending") or {}).values():
+                return state  # the sweep has not labelled it yet; it clears after it does
             return {
                 **state,
                 "at_risk_labelled": False,

@@ -60,6 +60,11 @@ class Conversation:
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class _Page:
+    html: str
+
+
 class _LoseAnswer(Exception):
     """Close the connection without answering."""
 
@@ -116,6 +121,11 @@ class FakeChatwoot:
         """Answer the next ``times`` calls of ``method`` on ``suffix`` with ``status``."""
         self._failures.append({"method": method, "suffix": suffix, "status": status, "left": times})
 
+    def proxy_error(self, status: int, times: int = 1) -> None:
+        """Something in front of Chatwoot (a proxy, a maintenance page) answers the next
+        ``times`` calls of any route with ``status`` and an HTML page."""
+        self._failures.append({"method": "*", "suffix": "*", "status": status, "left": times})
+
     def lose_answer(self, method: str, suffix: str, times: int = 1) -> None:
         """Carry out the next ``times`` calls of ``method`` on ``suffix``, then hang up."""
         self._failures.append({"method": method, "suffix": suffix, "status": 0, "left": times})
@@ -168,9 +178,20 @@ class FakeChatwoot:
                 except _LoseAnswer:
                     self.close_connection = True
                     return
+                if isinstance(answer, _Page):
+                    self._page(status, answer)
+                    return
                 payload = b"" if answer is None else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _page(self, status: int, page: _Page) -> None:
+                payload = page.html.encode()
+                self.send_response(status)
+                self.send_header("content-type", "text/html")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -221,13 +242,19 @@ class FakeChatwoot:
         headers: dict[str, str],
         body: Any,
     ) -> tuple[int, Any, bool]:
+        for failure in self._failures:  # in front of Chatwoot: answers before Chatwoot does
+            if failure["method"] == "*" and failure["left"] > 0:
+                failure["left"] -= 1
+                return failure["status"], _Page("<html><h1>Not here</h1></html>"), False
         token = next((v for k, v in headers.items() if k.lower() == "api_access_token"), None)
         if token != self.token:
             return 401, {"error": "Invalid Access Token"}, False
         suffix = (match.group(3) or "") if match else path
         lose = False
         for failure in self._failures:
-            if failure["method"] == method and failure["suffix"] == suffix and failure["left"] > 0:
+            if failure["left"] <= 0 or failure["method"] == "*":
+                continue
+            if failure["method"] == method and failure["suffix"] == suffix:
                 failure["left"] -= 1
                 if failure["status"] == 0:
                     lose = True

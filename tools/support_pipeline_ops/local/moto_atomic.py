@@ -4,7 +4,8 @@ DynamoDB checks a ConditionExpression and writes the item as one atomic step. mo
 writes in plain Python, so two threads (two "Lambda instances" in a test, or the local stack's
 threads) can both pass the same condition. That would make a concurrency test fail for a reason
 AWS does not have, or worse, hide a race by luck. One lock around each write restores the
-guarantee the pipeline relies on; reads stay unlocked.
+guarantee the pipeline relies on. Reads take the same lock: moto changes a stored item in place,
+so a read during a write could see half of it, which DynamoDB never shows.
 """
 
 from __future__ import annotations
@@ -14,14 +15,23 @@ import threading
 from typing import Any
 
 _LOCK = threading.RLock()
-_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+_OPERATIONS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "batch_write_item",
+    "get_item",
+    "query",
+    "scan",
+)
 
 
 def install() -> None:
-    """Wrap the DynamoDB backend's writes in one process-wide lock (idempotent)."""
+    """Wrap the DynamoDB backend's reads and writes in one process-wide lock (idempotent)."""
     from moto.dynamodb.models import DynamoDBBackend
 
-    for name in _WRITES:
+    for name in _OPERATIONS:
         original = getattr(DynamoDBBackend, name, None)
         if original is None or getattr(original, "_atomic", False):
             continue

@@ -21,12 +21,14 @@ the customer a CSAT survey).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from support_pipeline import deadline
 from support_pipeline.chatwoot.payload import canonical_id
@@ -82,8 +84,21 @@ class NoAnswerError(TransientError):
     """The call got no answer (timeout, connection lost): Chatwoot may or may not have acted."""
 
 
+class ServerError(TransientError):
+    """Chatwoot (or a proxy in front of it) answered 5xx: for a POST, it may have acted."""
+
+
 class NotFoundError(PermanentError):
-    """Chatwoot answered 404: the conversation (or account, or route) does not exist."""
+    """Chatwoot answered 404: the conversation (or account, or route) does not exist.
+
+    ``from_chatwoot`` is True when the answer is Chatwoot's own JSON error (a record it does
+    not have), False for anything else that says 404 (a proxy, a maintenance page, a wrong
+    base URL).
+    """
+
+    def __init__(self, error_type: str, reason: str, from_chatwoot: bool = False) -> None:
+        super().__init__(error_type, reason)
+        self.from_chatwoot = from_chatwoot
 
 
 class ChatwootClient:
@@ -142,7 +157,9 @@ class ChatwootClient:
                 params=params,
                 headers={"api_access_token": self._token(), "Accept": "application/json"},
                 timeout=timeout,
+                stream=True,
             )
+            content = self._read(response, name)
         except requests.Timeout:
             raise NoAnswerError("chatwoot_unavailable", f"{name} timed out") from None
         except requests.ConnectionError:
@@ -151,19 +168,47 @@ class ChatwootClient:
         if status == 429:
             raise TransientError("chatwoot_throttled", f"{name} returned 429")
         if status >= 500:
-            raise TransientError("chatwoot_unavailable", f"{name} returned {status}")
+            raise ServerError("chatwoot_unavailable", f"{name} returned {status}")
         if status == 404:
-            raise NotFoundError("chatwoot_rejected", f"{name} returned 404")
+            raise NotFoundError(
+                "chatwoot_rejected",
+                f"{name} returned 404",
+                from_chatwoot=_chatwoot_error(response, content),
+            )
         if status >= 400:
             raise PermanentError("chatwoot_rejected", f"{name} returned {status}")
-        if not response.content:
+        if not content:
             return None
         try:
-            return response.json()
+            return json.loads(content)
         except ValueError:
             raise TransientError(
                 "chatwoot_unavailable", f"{name} returned a body that is not JSON"
             ) from None
+
+    @staticmethod
+    def _read(response: requests.Response, name: str) -> bytes:
+        """The whole body, given up on when the invocation's time runs out: a read timeout
+        bounds each read of the socket, not an answer that trickles in."""
+        chunks = []
+        raw = response.raw
+        try:
+            while True:
+                # read1: whatever has arrived (up to 64 KiB), not a full buffer of it
+                chunk = raw.read1(65536, decode_content=True)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left = deadline.remaining()
+                if left is not None and left < RESERVE_SECONDS:
+                    raise NoAnswerError(
+                        "chatwoot_unavailable", f"{name} answered too slowly for the time left"
+                    )
+        except (ProtocolError, ReadTimeoutError):
+            raise NoAnswerError("chatwoot_unavailable", f"{name} got no whole answer") from None
+        finally:
+            response.close()
+        return b"".join(chunks)
 
     def _call(
         self,
@@ -180,9 +225,10 @@ class ChatwootClient:
         )
 
     # ---- who we are ------------------------------------------------------------------------
-    def identity(self) -> Identity:
-        """The user the access token belongs to (``GET /api/v1/profile``), asked once."""
-        if self._identity is None:
+    def identity(self, fresh: bool = False) -> Identity:
+        """The user the access token belongs to (``GET /api/v1/profile``), asked once unless
+        ``fresh`` (a check that the API answers right now)."""
+        if self._identity is None or fresh:
             found = self._request("GET", f"{self.base_url}/api/v1/profile", "GET profile")
             user_id = found.get("id") if isinstance(found, dict) else None
             if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
@@ -364,6 +410,17 @@ class ChatwootClient:
         if priority not in PRIORITIES:
             raise ValueError(f"unknown priority {priority!r}")
         self._call("POST", account_id, conversation_id, "/toggle_priority", {"priority": priority})
+
+
+def _chatwoot_error(response: requests.Response, content: bytes) -> bool:
+    """Whether an error answer is Chatwoot's own JSON (``{"error": ...}``)."""
+    if "json" not in response.headers.get("content-type", ""):
+        return False
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), str)
 
 
 def _int_id(value: Any) -> int | None:

@@ -39,16 +39,40 @@ def sign(secret: str, timestamp: int | str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True)
+class Credential:
+    """What a matching secret (or token) may speak for: ``accounts`` None means any account."""
+
+    accounts: frozenset[str] | None
+
+    def allows(self, account_id: str | None) -> bool:
+        return self.accounts is None or account_id in self.accounts
+
+
+def _credential(matched: list[str | None]) -> Credential:
+    return Credential(None if None in matched else frozenset(a for a in matched if a))
+
+
+def scoped(entry: str) -> tuple[str | None, str]:
+    """``"<account id>:<secret>"`` -> (account, secret); a plain secret has no account."""
+    account, separator, secret = entry.partition(":")
+    if separator and account.isdigit() and secret:
+        return account, secret
+    return None, entry
+
+
 def verify(
     delivery: SignedDelivery,
     secrets: Iterable[str],
     now: float,
     tolerance_seconds: int,
-) -> None:
+) -> Credential:
     """Raise :class:`SignatureError` unless one of ``secrets`` signed ``delivery`` recently.
 
     Every configured secret is compared (constant-time) so that timing does not reveal which
     one matched; several secrets serve several webhooks and old and new during a rotation.
+    Returns what the matching secret may sign for: the accounts of ``<account>:<secret>``
+    entries, or any account for a plain secret.
     """
     if not delivery.signature_header:
         raise SignatureError("missing signature")
@@ -64,22 +88,30 @@ def verify(
     if abs(now - timestamp) > tolerance_seconds:
         raise SignatureError("stale timestamp" if timestamp < now else "timestamp in the future")
     given = match.group(1).lower().encode()
-    matched = False
-    for secret in secrets:
+    matched: list[str | None] = []
+    for entry in secrets:
+        account, secret = scoped(entry)
         expected = sign(secret, timestamp, delivery.body)[len("sha256=") :].encode()
-        matched |= hmac.compare_digest(expected, given)
+        if hmac.compare_digest(expected, given):
+            matched.append(account)
     if not matched:
         raise SignatureError("signature mismatch")
+    return _credential(matched)
 
 
-def token_matches(token: str | None, secrets: Iterable[str]) -> bool:
-    """Constant-time check of an unsigned post's ``?token=`` against every secret."""
+def token_matches(token: str | None, secrets: Iterable[str]) -> Credential | None:
+    """Constant-time check of an unsigned post's ``?token=`` against every secret: None when
+    none matches, else what the matching secret may speak for."""
     if not token:
-        return False
-    matched = False
-    for secret in secrets:
-        matched |= hmac.compare_digest(secret.encode(), token.encode())
-    return matched
+        return None
+    matched: list[str | None] = []
+    for entry in secrets:
+        account, secret = scoped(entry)
+        if hmac.compare_digest(secret.encode(), token.encode()):
+            matched.append(account)
+    if not matched:
+        return None
+    return _credential(matched)
 
 
 def parse_secrets(raw: str) -> list[str]:

@@ -42,7 +42,7 @@ from support_pipeline.drafts.store import (
     draft_id_for,
 )
 from support_pipeline.escalation import STATE as ESCALATION_STATE
-from support_pipeline.escalation import is_own_message
+from support_pipeline.escalation import escalated_now, is_own_message
 from support_pipeline.messages import to_message_attributes
 from support_pipeline.policy import SupportPolicy
 from support_pipeline.processing.errors import PermanentError
@@ -237,7 +237,7 @@ class DraftService:
             state, _ = self.store.get_state(
                 record.get("account_id", ""), record.get("conversation_id", ""), ESCALATION_STATE
             )
-            if state.get("escalated"):
+            if escalated_now(state, record, self.actions.dry_run):
                 return "conversation is escalated"
         return None
 

@@ -36,7 +36,6 @@ from support_pipeline.processing.backoff import visibility_timeout
 from support_pipeline.processing.errors import (
     Failure,
     PermanentError,
-    TransientError,
     classify,
 )
 from support_pipeline.processing.router import EventContext, Router
@@ -45,8 +44,12 @@ from support_pipeline.telemetry import Telemetry
 logger = Logger(child=True)
 
 
-class DeferredError(TransientError):
-    """A record the invocation had no time to start."""
+PRIOR_ATTEMPTS = "prior_attempts"
+
+
+def _prior_attempts(attributes: dict[str, str]) -> int:
+    raw = attributes.get(PRIOR_ATTEMPTS, "0")
+    return int(raw) if raw.isdigit() else 0
 
 
 def record_attributes(record: SQSRecord) -> dict[str, str]:
@@ -111,7 +114,11 @@ class EventConsumer:
     def process_record(self, record: SQSRecord) -> None:
         """Do one record's work, or decide its retry or dead-lettering (then raise to retry)."""
         attributes = record_attributes(record)
-        receive_count = int(record.attributes.approximate_receive_count or 1)
+        # Deliveries that were real attempts: this copy's, plus those of the copies it replaced
+        # when the processor had no time to start it (a deferral uses no attempt).
+        receive_count = int(record.attributes.approximate_receive_count or 1) + _prior_attempts(
+            attributes
+        )
         left = deadline.remaining()
         if left is not None and left < self.settings.record_start_seconds:
             self._defer(record, attributes, receive_count, left)
@@ -195,7 +202,9 @@ class EventConsumer:
     def _defer(
         self, record: SQSRecord, attributes: dict[str, str], receive_count: int, left: float
     ) -> None:
-        """Not started for lack of time: back on the queue at once, without using a retry."""
+        """Not started for lack of time: a fresh copy goes back on the queue at once and this
+        one is answered as done, so the deferral costs no attempt (a visibility change would
+        count as a receive, and enough of them would dead-letter an event never tried)."""
         self.telemetry.count("EventDeferred")
         logger.info(
             "event not started; too little time left in the invocation",
@@ -203,27 +212,17 @@ class EventConsumer:
                 "message_id": record.message_id,
                 "dedupe_key": attributes.get("dedupe_key"),
                 "seconds_left": round(max(left, 0.0), 2),
-                "receive_count": receive_count,
+                "attempts": receive_count - 1,
             },
         )
-        if receive_count >= self.settings.max_receive_count:
-            # Answering a failure now would let the RedrivePolicy dead-letter an event that was
-            # never tried: put a fresh copy on the queue (same attributes, same dedupe key).
-            self.sqs.send_message(
-                QueueUrl=self.settings.events_queue_url,
-                MessageBody=record.body,
-                MessageAttributes=to_message_attributes(attributes),
-            )
-            return
-        try:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.settings.events_queue_url,
-                ReceiptHandle=record.receipt_handle,
-                VisibilityTimeout=0,
-            )
-        except Exception:
-            logger.exception("could not release a deferred event", extra={"id": record.message_id})
-        raise DeferredError("deadline", "not started: too little time left in the invocation")
+        # If this send fails the exception propagates: the record itself stays on the queue.
+        self.sqs.send_message(
+            QueueUrl=self.settings.events_queue_url,
+            MessageBody=record.body,
+            MessageAttributes=to_message_attributes(
+                {**attributes, PRIOR_ATTEMPTS: str(receive_count - 1)}
+            ),
+        )
 
     def _back_off(
         self, record: SQSRecord, attributes: dict[str, str], failure: Failure, receive_count: int
