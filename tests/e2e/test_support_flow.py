@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import boto3
 import pytest
 import requests
 import yaml
@@ -15,7 +16,14 @@ import yaml
 from support_pipeline.chatwoot.client import reference
 from support_pipeline_ops.local.fake_chatwoot import FakeChatwoot
 from support_pipeline_ops.local.stack import LocalStack, free_port
-from tests.support import ROOT, SHIPPED_POLICY, body_of, incoming, signed_headers
+from tests.support import (
+    ROOT,
+    SHIPPED_POLICY,
+    agent_message,
+    body_of,
+    incoming,
+    signed_headers,
+)
 
 pytestmark = pytest.mark.e2e
 SECRET = "e2e-support-secret"  # invented
@@ -30,6 +38,8 @@ def bogota(*parts):
 def setup(tmp_path_factory):
     policy = yaml.safe_load(SHIPPED_POLICY.read_text())
     policy["escalation"]["team_id"] = 7
+    policy["drafts"]["burst_window"] = "1s"  # a real delay on the local stack's queue
+    policy["drafts"]["inboxes"] = {"1": "off"}  # the SLA story's inbox; drafts are tried on 2
     policy_file = tmp_path_factory.mktemp("policy") / "policy.yaml"
     policy_file.write_text(yaml.safe_dump(policy))
     saved = dict(os.environ)
@@ -135,3 +145,51 @@ def test_unanswered_customer_is_flagged_at_risk_then_breached_and_escalated(setu
     for minutes in (10, 20, 60):
         sweep(stack, bogota(2026, 9, 28, 12, 5) + minutes * 60)
     assert len(writes(fake)) == 7  # nothing more, however often the sweep runs
+
+
+def post_webhook(stack, payload, delivery_id):
+    body = body_of(payload)
+    answer = requests.post(
+        stack.webhook_url,
+        data=body,
+        timeout=5,
+        headers=signed_headers(body, secret=SECRET, timestamp=time.time(), delivery_id=delivery_id),
+    )
+    assert answer.status_code == 202, answer.text
+
+
+def test_customer_question_gets_a_draft_an_agent_sends_it_and_the_customer_gets_one_reply(setup):
+    stack, fake = setup
+    fake.add_conversation(1, 4004)
+    question = "Hola, ¿cuánto tarda el envío de un anillo?"
+    fake.add_customer_message(1, 4004, question)
+    payload = incoming(question, 9101, time.time(), conversation_id=4004, status="open")
+    payload["conversation"]["inbox_id"] = 2
+    post_webhook(stack, payload, "e2e-draft-question")
+    settle(stack)  # the message, then its draft a burst window later
+    [note] = [n for n in fake.notes(1, 4004) if n.startswith("Draft reply d-")]
+    draft_id = note.split()[2]
+    assert "knowledge:" in note and "/send" in note
+    assert fake.public_messages(1, 4004) == []
+
+    send = agent_message("/send", 9102, time.time(), private=True, conversation_id=4004)
+    send["sender"]["id"] = 3
+    for delivery in ("e2e-send", "e2e-send-again"):  # Chatwoot delivers the command twice
+        post_webhook(stack, send, delivery)
+    settle(stack)
+    [reply] = fake.public_messages(1, 4004)
+    assert reply in note  # exactly the text the agent saw and approved
+    from support_pipeline.drafts.store import DraftStore
+    from support_pipeline.policy import load_default_policy
+
+    store = DraftStore(
+        boto3.resource("dynamodb"),
+        stack.stack.physical["ConversationsTable"],
+        load_default_policy().zone,
+    )
+    draft = store.get("1", "4004", draft_id)
+    assert (draft["status"], draft["approver_id"], draft["final_text"]) == (
+        "sent_as_is",
+        "3",
+        reply,
+    )

@@ -326,10 +326,14 @@ class LocalStack:
                 AttributeNames=[
                     "ApproximateNumberOfMessages",
                     "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
                 ],
             )["Attributes"]
-            return int(attrs["ApproximateNumberOfMessages"]) + int(
-                attrs["ApproximateNumberOfMessagesNotVisible"]
+            # Delayed messages too: the pipeline's own scheduled events (drafts) are work to do.
+            return (
+                int(attrs["ApproximateNumberOfMessages"])
+                + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+                + int(attrs.get("ApproximateNumberOfMessagesDelayed", 0))
             )
 
         return {
