@@ -46,3 +46,15 @@ def test_the_agents_guide_quotes_the_shipped_policy():
     assert f"{policy.escalation.unanswered_count} messages in a row" in guide
     assert f"`{policy.sla.at_risk_label}`" in guide and f"`{policy.sla.breached_label}`" in guide
     assert all(f"`{label}`" in guide for label in policy.escalation.labels)
+
+
+def test_the_agents_guide_to_drafts_quotes_the_shipped_policy():
+    from support_pipeline.policy import load_default_policy
+
+    guide = (ROOT / "docs" / "support-workflow.md").read_text()
+    drafts = load_default_policy().drafts
+    assert f"{drafts.burst_window} s without a new message" in guide
+    assert f"in the last {drafts.quiet_after_agent_reply // 60} minutes" in guide
+    assert f"below {round(drafts.confidence_floor * 100)} % confident" in guide
+    assert f"expires after {drafts.expire_after // 3600} hours" in guide
+    assert f"`{drafts.needs_human_label}`" in guide

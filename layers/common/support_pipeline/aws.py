@@ -26,6 +26,11 @@ PROCESSOR_CONFIG = Config(
     retries={"total_max_attempts": 4, "mode": "adaptive"},
 )
 
+# Bedrock: a Converse call must end inside the processor's 30 s; the queue does the retrying.
+BEDROCK_CONFIG = Config(
+    connect_timeout=5, read_timeout=20, retries={"total_max_attempts": 2, "mode": "standard"}
+)
+
 # Ops commands are interactive: fail fast but tolerate a slow endpoint.
 CLI_CONFIG = Config(
     connect_timeout=3, read_timeout=20, retries={"total_max_attempts": 3, "mode": "standard"}

@@ -177,7 +177,7 @@ def default_drafters(
         {
             "knowledge": lambda drafts: registry.knowledge_drafter(drafts, s3=s3()),
             "bedrock": lambda drafts: registry.bedrock_drafter(
-                drafts, aws.client("bedrock-runtime", aws.PROCESSOR_CONFIG), s3=s3()
+                drafts, aws.client("bedrock-runtime", aws.BEDROCK_CONFIG), s3=s3()
             ),
             "http": lambda drafts: registry.http_drafter(drafts, fetch),
         },

@@ -12,7 +12,7 @@ What comes back:
   and the sources of the passages it was given;
 - no draft (``text`` None, confidence 0) when the model answers the :data:`NO_ANSWER` marker,
   when a guardrail intervened, when the output was filtered, and when the reply was cut at
-  ``max_tokens`` (a cut reply is discarded: see docs/drafters-bedrock-http.md).
+  ``max_tokens`` (a cut reply is discarded: see docs/drafters.md, "bedrock").
 
 Bedrock's throttling, timeouts and 5xx are transient (the event retries through the queue);
 refused requests (access, validation, unknown model, model errors) are permanent. Reasons name
