@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 from support_pipeline.chatwoot.signature import sign
@@ -193,16 +192,12 @@ class Pipeline:
         **changes: Any,
     ) -> EventConsumer:
         settings = self.processor_settings(**changes)
-        persistence = DynamoDBPersistenceLayer(
-            table_name=settings.idempotency_table, boto3_client=self.clients["dynamodb"]
-        )
         return EventConsumer(
             settings=settings,
             sqs=self.sqs,
             s3=self.clients["s3"],
             router=router
             or build_router(self.support(chatwoot, policy, drafters), clock=self.clock),
-            persistence=persistence,
             telemetry=self.telemetry,
             clock=self.clock,
             rng=rng,
@@ -404,3 +399,29 @@ def reopened_story() -> list[dict[str, Any]]:
         status_changed("resolved", 1790475800.0),
         agent_message("Follow-up done", 103, 1790475850.0, private=True, status="resolved"),
     ]
+
+
+def support_mix(conversations: int, start: float = NOW) -> list[dict[str, Any]]:
+    """The realistic mix the call budget is stated for (issue: cost and scale): per
+    conversation three customer messages, two agent replies and one resolution, in order."""
+    payloads: list[dict[str, Any]] = []
+    for conversation in range(1, conversations + 1):
+        at = start + conversation * 1000
+        first = conversation * 100
+        payloads += [
+            incoming("Hola, ¿cuánto tarda el envío?", first + 1, at, conversation, status="open"),
+            agent_message(
+                "Hola, 3 días hábiles",
+                first + 2,
+                at + 60,
+                conversation_id=conversation,
+                status="open",
+            ),
+            incoming("¿y a Cali?", first + 3, at + 120, conversation, status="open"),
+            agent_message(
+                "También", first + 4, at + 180, conversation_id=conversation, status="open"
+            ),
+            incoming("gracias", first + 5, at + 240, conversation, status="open"),
+            status_changed("resolved", at + 300, conversation_id=conversation),
+        ]
+    return payloads

@@ -216,14 +216,14 @@ def test_one_broken_conversation_does_not_stop_the_sweep_for_the_others(
     )
     from support_pipeline.store import ConversationStore
 
-    real = ConversationStore.timeline
+    real = ConversationStore.get_state
 
-    def broken_for_one(self, account_id, conversation_id):
+    def broken_for_one(self, account_id, conversation_id, name):
         if conversation_id == "1":
             raise RuntimeError("corrupt item")
-        return real(self, account_id, conversation_id)
+        return real(self, account_id, conversation_id, name)
 
-    monkeypatch.setattr(ConversationStore, "timeline", broken_for_one)
+    monkeypatch.setattr(ConversationStore, "get_state", broken_for_one)
     result = world.sweep(CREATED + 1.1 * HOUR)
     assert (result["failed"], result["breached"]) == (1, 1)
     assert chatwoot.notes(1, 2) and not chatwoot.notes(1, 1)

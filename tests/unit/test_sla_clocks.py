@@ -7,7 +7,7 @@ import pytest
 
 from support_pipeline.business_time import BusinessCalendar
 from support_pipeline.chatwoot.payload import iso
-from support_pipeline.sla import compute_clocks, thresholds
+from support_pipeline.sla import compute_clocks, marks_from_timeline, thresholds
 from tests.support import policy_with
 
 BOGOTA = ZoneInfo("America/Bogota")
@@ -75,7 +75,10 @@ def test_met_and_missed_targets():
         message("outgoing", bogota(2026, 11, 26, 9, 30), sender="User"),
     ]
     clocks = compute_clocks(
-        record(created_at=created, first_reply_created_at=replied), timeline, POLICY, CALENDAR
+        record(created_at=created, first_reply_created_at=replied),
+        marks_from_timeline(timeline),
+        POLICY,
+        CALENDAR,
     )
     first = by_target(clocks)["first_response"]
     assert first.state(replied) == "met"

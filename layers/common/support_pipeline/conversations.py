@@ -59,6 +59,11 @@ KNOWN_STATUSES = frozenset({"open", "resolved", "pending", "snoozed"})
 # more than 100 newer ones of the same conversation: far more reordering than SQS redelivery and
 # retry backoff produce. Later than that, the observation is ignored.
 STATUS_POINTS_CAP = 100
+# Customer messages and human replies, newest kept: what SLA clocks and the unanswered rule
+# read, so neither needs a timeline query. 200 marks: far beyond any live conversation's
+# open targets; only the outcomes of very old turns (already recorded) fall off.
+MARKS_CAP = 200
+CUSTOMER, REPLY = "c", "r"
 
 
 @dataclass(frozen=True)
@@ -278,6 +283,21 @@ def observe_status(
     return [[v, s] for v, s in ordered], before
 
 
+def add_mark(marks: Any, at: float, kind: str, message_id: str) -> list[list[Any]]:
+    """``marks`` with one more ``[epoch, kind, message id]``: one per message (an edit is the
+    same message), sorted by time, the newest ``MARKS_CAP`` kept. Order-insensitive."""
+    by_message: dict[tuple[str, str], list[Any]] = {
+        (str(m[1]), str(m[2])): [float(m[0]), str(m[1]), str(m[2])] for m in marks or []
+    }
+    key = (kind, str(message_id))
+    if key in by_message:
+        by_message[key][0] = min(float(by_message[key][0]), float(at))
+    else:
+        by_message[key] = [float(at), kind, str(message_id)]
+    ordered = sorted(by_message.values(), key=lambda m: (float(m[0]), str(m[1]), str(m[2])))
+    return ordered[-MARKS_CAP:]
+
+
 def merge(record: dict[str, Any] | None, facts: EventFacts) -> dict[str, Any]:
     """The record after ``facts``: a pure function, order-insensitive for the same events."""
     merged: dict[str, Any] = dict(record or {})
@@ -332,6 +352,14 @@ def merge(record: dict[str, Any] | None, facts: EventFacts) -> dict[str, Any]:
             merged["first_reply_created_at"] = _min(
                 merged.get("first_reply_created_at"), message.created_at
             )
+        if message.from_customer and not message.private:
+            merged["message_marks"] = add_mark(
+                merged.get("message_marks"), message.created_at, CUSTOMER, message.message_id
+            )
+        elif message.human_reply:
+            merged["message_marks"] = add_mark(
+                merged.get("message_marks"), message.created_at, REPLY, message.message_id
+            )
     merged["last_event_at"] = _max(merged.get("last_event_at"), facts.occurred_at)
 
     status = merged.get("status")
@@ -353,38 +381,37 @@ class ConversationRecorder:
     zone: tzinfo = UTC
 
     def __call__(self, context: EventContext) -> dict[str, Any]:
+        """Merge the event into its record and timeline: one read and one transactional write.
+
+        The merged record is shared with the handlers that follow (``context.shared``), so
+        they need no read of their own; a ``duplicate`` is an event recorded before.
+        """
         received = cw.to_epoch(context.received_at) or self.clock()
         facts = extract_facts(context, received)
         expires_at = int(self.clock() + self.retention_days * 86400)
-        self._update_record(facts, expires_at)
         occurred_iso = cw.iso(facts.occurred_at)
-        added = self.store.add_timeline_item(
-            {
-                "pk": conversation_pk(facts.account_id, facts.conversation_id),
-                "sk": timeline_sk(occurred_iso, context.dedupe_key),
-                "kind": "event",
-                "event": context.event,
-                "occurred_at": occurred_iso,
-                "dedupe_key": context.dedupe_key,
-                "delivery_id": context.delivery_id,
-                "received_at": context.received_at,
-                "account_id": facts.account_id,
-                "conversation_id": facts.conversation_id,
-                "message_id": facts.message.message_id if facts.message else None,
-                "message_type": facts.message.message_type if facts.message else None,
-                "private": facts.message.private if facts.message else None,
-                "sender_type": facts.message.sender_type if facts.message else None,
-                "status": facts.snapshot["status"],
-                "priority": facts.snapshot["priority"],
-                "team_id": facts.snapshot["team_id"],
-                "account_day": account_day(facts.account_id, facts.occurred_at, self.zone),
-                "occurred_key": f"{occurred_iso}#{facts.conversation_id}",
-                "expires_at": expires_at,
-            }
-        )
-        return {"conversation": facts.conversation_id, "timeline_added": added}
-
-    def _update_record(self, facts: EventFacts, expires_at: int) -> None:
+        item = {
+            "pk": conversation_pk(facts.account_id, facts.conversation_id),
+            "sk": timeline_sk(occurred_iso, context.dedupe_key),
+            "kind": "event",
+            "event": context.event,
+            "occurred_at": occurred_iso,
+            "dedupe_key": context.dedupe_key,
+            "delivery_id": context.delivery_id,
+            "received_at": context.received_at,
+            "account_id": facts.account_id,
+            "conversation_id": facts.conversation_id,
+            "message_id": facts.message.message_id if facts.message else None,
+            "message_type": facts.message.message_type if facts.message else None,
+            "private": facts.message.private if facts.message else None,
+            "sender_type": facts.message.sender_type if facts.message else None,
+            "status": facts.snapshot["status"],
+            "priority": facts.snapshot["priority"],
+            "team_id": facts.snapshot["team_id"],
+            "account_day": account_day(facts.account_id, facts.occurred_at, self.zone),
+            "occurred_key": f"{occurred_iso}#{facts.conversation_id}",
+            "expires_at": expires_at,
+        }
         for _ in range(MAX_WRITE_ATTEMPTS):
             current = self.store.get_record(facts.account_id, facts.conversation_id)
             revision = None if current is None else int(current.get("revision") or 0)
@@ -395,11 +422,26 @@ class ConversationRecorder:
                 revision=(revision or 0) + 1,
                 expires_at=expires_at,
             )
-            if current is None:
-                # Before the record exists, so a crash in between cannot hide the account from
-                # the SLA sweep; registering twice is harmless.
-                self.store.register_account(facts.account_id)
-            if self.store.put_record(record, revision):
-                return
-            logger.debug("conversation record changed concurrently; retrying")
+            outcome = self.store.write_event(
+                record, revision, item, new_account=facts.account_id if current is None else None
+            )
+            if outcome == "conflict":
+                logger.debug("conversation record changed concurrently; retrying")
+                continue
+            duplicate = outcome == "duplicate"
+            context.shared["record"] = current if duplicate and current else record
+            context.shared["duplicate"] = duplicate
+            if duplicate and self.store.event_handled(item["pk"], item["sk"]):
+                # Recorded and fully handled before: the handlers after this one have nothing
+                # to do (a crash before they finished leaves the mark off, and they run again).
+                context.shared["skip"] = True
+            else:
+                context.shared["on_handled"] = lambda: self.store.mark_handled(
+                    item["pk"], item["sk"]
+                )
+            return {
+                "conversation": facts.conversation_id,
+                "timeline_added": not duplicate,
+                "duplicate": duplicate,
+            }
         raise TransientError("write_conflict", "conversation record kept changing under us")

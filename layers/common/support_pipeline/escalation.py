@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger
 from support_pipeline.actions import Action, ActionRunner
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.chatwoot.client import Identity, reference_in
+from support_pipeline.conversations import CUSTOMER, REPLY
 from support_pipeline.policy import PhraseRule, SupportPolicy, normalize_text
 from support_pipeline.processing.errors import PermanentError
 from support_pipeline.processing.router import EventContext
@@ -88,10 +89,9 @@ def claim_key(episode: int, code: str, dry_run: bool) -> str:
     return f"{'dry:' if dry_run else ''}{episode}:{code}"
 
 
-def escalated_now(state: dict[str, Any], record: dict[str, Any], dry_run: bool) -> bool:
-    """Whether the conversation was escalated in its current episode."""
-    prefix = claim_key(episode_of(record), "", dry_run)
-    return any(key.startswith(prefix) for key in _owned(state))
+def escalated_now(record: dict[str, Any], dry_run: bool) -> bool:
+    """Whether the conversation was escalated in its current episode (the record's mark)."""
+    return record.get("escalated_episode") == claim_key(episode_of(record), "", dry_run)
 
 
 def matched_phrases(text: str, rule: PhraseRule) -> list[str]:
@@ -128,7 +128,10 @@ class Escalator:
         reasons: list[Reason],
         extra_labels: tuple[str, ...] = (),
         occurred_at: float | None = None,
+        episode: int | None = None,
     ) -> None:
+        """Take the escalation's actions once each and record it; ``episode`` (the record's)
+        marks the record as escalated in that episode, which drafting reads."""
         policy = self.policy.escalation
         labels = tuple(dict.fromkeys(policy.labels + extra_labels))
         planned: list[Action] = []
@@ -171,6 +174,12 @@ class Escalator:
                 "occurred_key": f"{occurred_iso}#{conversation_id}",
             }
         )
+        if episode is not None:
+            self.store.set_record_fields(
+                account_id,
+                conversation_id,
+                {"escalated_episode": claim_key(episode, "", self.actions.dry_run)},
+            )
         logger.info(
             "conversation escalated",
             extra={
@@ -216,19 +225,13 @@ class EscalationRules:
             if invalid := cw.invalid_ids(payload):  # malformed, not absent: never a quiet skip
                 raise PermanentError("invalid_payload", f"{context.event}: {invalid}")
             return {"skipped": "no conversation"}
-        # Only conversation events need the record to fire (reopen count).
-        record = (
-            self.store.get_record(account, conversation_id) or {}
-            if context.event in cw.CONVERSATION_EVENTS
-            else None
-        )
-        reasons, manual = self._fired(context, account, conversation_id, record or {})
+        # The record as the recorder just wrote it (no read of its own), else read it.
+        record = _shared_record(context, self.store, account, conversation_id)
+        reasons, manual = self._fired(context, account, conversation_id, record)
         if not reasons:
             return {"escalated": []}
         escalation_id = f"escalation:{account}:{conversation_id}:{digest(context.dedupe_key)}"
         if not manual:
-            if record is None:
-                record = self.store.get_record(account, conversation_id) or {}
             reasons = self._claim(account, conversation_id, escalation_id, reasons, record)
         if not reasons:
             return {"escalated": [], "already": "claimed in this episode"}
@@ -239,6 +242,11 @@ class EscalationRules:
             reasons,
             occurred_at=cw.to_epoch(payload.get("created_at"))
             or cw.to_epoch(payload.get("updated_at")),
+            episode=episode_of(record),
+        )
+        # The handlers after this one read the shared record: it is escalated now.
+        record["escalated_episode"] = claim_key(
+            episode_of(record), "", self.escalator.actions.dry_run
         )
         return {"escalated": sorted(r.code for r in reasons)}
 
@@ -316,7 +324,7 @@ class EscalationRules:
             if rules.vip_enabled and _is_vip(payload, rules.vip_contact_attribute, rules.vip_label):
                 reasons.append(Reason("vip_contact", "The contact is a VIP."))
             if rules.unanswered_enabled:
-                waiting = unanswered_count(self.store.timeline(account, conversation_id))
+                waiting = unanswered_count(record.get("message_marks") or [])
                 if waiting >= rules.unanswered_count:
                     reasons.append(
                         Reason(
@@ -372,21 +380,23 @@ def _episode_of_key(key: str) -> int | None:
     return int(number) if number.isdigit() else None
 
 
-def unanswered_count(timeline: list[dict[str, Any]]) -> int:
-    """Distinct customer messages since the last public reply by a person.
-
-    An edit or update of a message (``message_updated``) is the same message, not a new one.
-    """
+def unanswered_count(marks: list[list[Any]]) -> int:
+    """Distinct customer messages since the last public reply by a person, from the record's
+    marks (one per message: an edit or update of a message is not a new one)."""
     waiting: set[str] = set()
-    for item in sorted(timeline, key=lambda i: i.get("occurred_at", "")):
-        if item.get("kind", "event") != "event" or not item.get("message_type"):
-            continue
-        if item["message_type"] == "incoming" and not item.get("private"):
-            waiting.add(str(item.get("message_id") or item.get("dedupe_key")))
-        elif (
-            item["message_type"] == "outgoing"
-            and not item.get("private")
-            and item.get("sender_type") == "User"
-        ):
+    for _, kind, message_id in sorted(marks, key=lambda m: (float(m[0]), str(m[1]))):
+        if kind == CUSTOMER:
+            waiting.add(str(message_id))
+        elif kind == REPLY:
             waiting.clear()
     return len(waiting)
+
+
+def _shared_record(
+    context: EventContext, store: ConversationStore, account: str, conversation_id: str
+) -> dict[str, Any]:
+    """The conversation record as the recorder left it for this event, else read."""
+    shared = context.shared.get("record")
+    if isinstance(shared, dict):
+        return shared
+    return store.get_record(account, conversation_id) or {}

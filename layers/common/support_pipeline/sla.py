@@ -27,6 +27,7 @@ from support_pipeline.actions import LEASE_MARGIN_SECONDS, Action, ActionRunner
 from support_pipeline.business_time import BusinessCalendar, WallClock
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.chatwoot.client import NotFoundError
+from support_pipeline.conversations import CUSTOMER, REPLY, add_mark
 from support_pipeline.escalation import Escalator, Reason
 from support_pipeline.policy import TARGETS, SupportPolicy
 from support_pipeline.processing.errors import PermanentError, TransientError, classify
@@ -93,13 +94,31 @@ def clock_start(record: dict[str, Any], policy: SupportPolicy) -> float | None:
     return created
 
 
+def marks_from_timeline(timeline: list[dict[str, Any]]) -> list[list[Any]]:
+    """Customer-message and human-reply marks from timeline items: for records written before
+    the record kept its own ``message_marks``."""
+    marks: list[list[Any]] = []
+    for item in timeline:
+        if item.get("kind", "event") != "event" or item.get("private"):
+            continue
+        at = cw.to_epoch(item.get("occurred_at"))
+        if at is None:
+            continue
+        if item.get("message_type") == "incoming":
+            marks = add_mark(marks, at, CUSTOMER, str(item.get("message_id") or at))
+        elif item.get("message_type") == "outgoing" and item.get("sender_type") == "User":
+            marks = add_mark(marks, at, REPLY, str(item.get("message_id") or at))
+    return marks
+
+
 def compute_clocks(
     record: dict[str, Any],
-    timeline: list[dict[str, Any]],
+    marks: list[list[Any]],
     policy: SupportPolicy,
     calendar: BusinessCalendar,
 ) -> list[SlaClock]:
-    """Every SLA clock of a conversation, open or closed."""
+    """Every SLA clock of a conversation, open or closed, from its record and its marks
+    (``[epoch, "c" | "r", message id]``: customer messages and human replies)."""
     seconds, business_only = thresholds(record, policy)
     fraction = policy.sla.at_risk_fraction
     wall = WallClock()
@@ -128,20 +147,13 @@ def compute_clocks(
             clocks.append(clock("resolution", start, resolved))
     if "next_response" in seconds and first_reply is not None:
         waiting: float | None = None
-        messages = [
-            i for i in timeline if i.get("kind", "event") == "event" and i.get("message_type")
-        ]
-        for item in sorted(messages, key=lambda i: i.get("occurred_at", "")):
-            at = cw.to_epoch(item.get("occurred_at"))
-            if at is None or at <= first_reply or item.get("private"):
+        for at, kind, _ in sorted(marks, key=lambda m: (float(m[0]), str(m[1]))):
+            at = float(at)
+            if at <= first_reply:
                 continue
-            if item["message_type"] == "incoming":
+            if kind == CUSTOMER:
                 waiting = at if waiting is None else waiting
-            elif (
-                item["message_type"] == "outgoing"
-                and item.get("sender_type") == "User"
-                and waiting is not None
-            ):
+            elif kind == REPLY and waiting is not None:
                 clocks.append(clock("next_response", waiting, at))
                 waiting = None
         if waiting is not None:
@@ -172,8 +184,11 @@ class SlaService:
         self.calendar = BusinessCalendar.from_policy(policy)
 
     def clocks(self, record: dict[str, Any]) -> list[SlaClock]:
-        timeline = self.store.timeline(record["account_id"], record["conversation_id"])
-        return compute_clocks(record, timeline, self.policy, self.calendar)
+        marks = record.get("message_marks")
+        if marks is None:  # a record from before the marks: read them off its timeline
+            timeline = self.store.timeline(record["account_id"], record["conversation_id"])
+            marks = marks_from_timeline(timeline)
+        return compute_clocks(record, marks, self.policy, self.calendar)
 
     # ---- the sweep -------------------------------------------------------------------------
     def sweep_conversation(self, record: dict[str, Any], now: float) -> dict[str, int]:
@@ -209,11 +224,14 @@ class SlaService:
                     0 if new_state.get("at_risk_labelled") else 1
                 )
                 new_state["at_risk_labelled"] = True
-        if new_state["flags"] != (state.get("flags") or {}) and not self.store.put_state(
-            account, conversation, STATE, new_state, revision
-        ):
-            # Another sweep or event claimed first; whatever it claimed, it does.
-            raise TransientError("write_conflict", "SLA state changed during the sweep")
+        if new_state["flags"] != (state.get("flags") or {}):
+            if not self.store.put_state(account, conversation, STATE, new_state, revision):
+                # Another sweep or event claimed first; whatever it claimed, it does.
+                raise TransientError("write_conflict", "SLA state changed during the sweep")
+            if new_state.get("at_risk_labelled") and not record.get("sla_at_risk"):
+                # The processor reads this mark off the record (no read of the SLA state on
+                # every reply) to know there is an at-risk label to clear.
+                self.store.set_record_fields(account, conversation, {"sla_at_risk": True})
         by_instance = {mode + clock.instance: clock for clock in clocks}
         for instance, kind in sorted(pending.items()):
             claimed = by_instance.get(instance)
@@ -294,6 +312,7 @@ class SlaService:
                 [reason],
                 extra_labels=(self.policy.sla.breached_label,),
                 occurred_at=clock.due_at,
+                episode=int(record.get("reopened_count") or 0),
             )
         else:
             self._label_and_note(
@@ -383,22 +402,28 @@ class SlaService:
             return {k: v for k, v in state.items() if k != "clearing"}
 
         self.store.update_state(account, conversation, STATE, done)
+        self.store.set_record_fields(account, conversation, {"sla_at_risk": None})
         return True
 
     # ---- outcomes (processor) --------------------------------------------------------------
-    def record_outcomes(self, record: dict[str, Any], now: float) -> int:
-        """Timeline items for targets met or missed; clears the at-risk label. Idempotent."""
+    def record_outcomes(
+        self, record: dict[str, Any], now: float, met_at: float | None = None
+    ) -> int:
+        """Timeline items for targets met or missed (only those met at ``met_at``, the reply or
+        resolution at hand, when given); clears the at-risk label. Idempotent."""
         recorded = 0
         clocks = self.clocks(record)
         for clock in clocks:
             if clock.met_at is None:
                 continue
+            if met_at is not None and abs(clock.met_at - met_at) > 1.0:
+                continue  # met by another event, which recorded it
             met = clock.met_at <= clock.due_at
             if self._timeline(record, clock, "sla_outcome", clock.met_at, met=met):
                 recorded += 1
                 self.telemetry.count("SlaMet" if met else "SlaMissed", reason=clock.target)
-
-        self._clear_if_safe(record, clocks, now)
+        if record.get("sla_at_risk") or record.get("message_marks") is None:
+            self._clear_if_safe(record, clocks, now)
         return recorded
 
     def _timeline(
@@ -462,10 +487,19 @@ class SlaOutcomes:
             if invalid := cw.invalid_ids(context.payload):  # malformed, not absent: never a skip
                 raise PermanentError("invalid_payload", f"{context.event}: {invalid}")
             return {"skipped": "no conversation"}
-        record = self.sla.store.get_record(account, conversation)
-        if record is None:
+        shared = context.shared.get("record")
+        record = (
+            shared if isinstance(shared, dict) else self.sla.store.get_record(account, conversation)
+        )
+        if not record:
             return {"skipped": "no record"}
-        return {"outcomes": self.sla.record_outcomes(record, self.clock())}
+        payload = context.payload
+        met_at = (
+            cw.to_epoch(payload.get("created_at"))
+            if context.event == "message_created"
+            else record.get("resolved_at")
+        )
+        return {"outcomes": self.sla.record_outcomes(record, self.clock(), met_at)}
 
 
 class DraftExpiry(Protocol):

@@ -123,6 +123,87 @@ class ConversationStore:
         )
         return put_if(self._table, record, condition)
 
+    def write_event(
+        self,
+        record: dict[str, Any],
+        expected_revision: int | None,
+        timeline_item: dict[str, Any],
+        new_account: str | None = None,
+    ) -> str:
+        """One event's writes in one transaction: the record (if nobody changed it since
+        ``expected_revision``), its timeline item (if it is not there yet: the event's dedupe
+        record) and, for a first record, the account's registration.
+
+        Returns ``written``, ``duplicate`` (the timeline item exists: this event was recorded
+        before, and the record already holds it) or ``conflict`` (the record changed: read
+        and merge again).
+        """
+        # The resource's client serializes attribute values itself: give it Python values.
+        table = self._table.name
+
+        def put(item: dict[str, Any], condition: str | None, names: dict[str, str], values: Any):
+            entry: dict[str, Any] = {
+                "TableName": table,
+                "Item": {k: v for k, v in to_dynamo(item).items() if v is not None},
+            }
+            if condition:
+                entry["ConditionExpression"] = condition
+                entry["ExpressionAttributeNames"] = names
+                if values:
+                    entry["ExpressionAttributeValues"] = to_dynamo(values)
+            return {"Put": entry}
+
+        items = [
+            put(
+                record,
+                "attribute_not_exists(#pk)" if expected_revision is None else "#rev = :rev",
+                {"#pk": "pk"} if expected_revision is None else {"#rev": "revision"},
+                None if expected_revision is None else {":rev": expected_revision},
+            ),
+            put(timeline_item, "attribute_not_exists(#sk)", {"#sk": "sk"}, None),
+        ]
+        if new_account is not None:
+            items.append(
+                put(
+                    {
+                        "pk": ACCOUNTS_PK,
+                        "sk": f"ACCOUNT#{key_id(new_account, 'account')}",
+                        "account_id": new_account,
+                    },
+                    None,
+                    {},
+                    None,
+                )
+            )
+        try:
+            self._table.meta.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                return "duplicate"
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return "conflict"
+            if "TransactionConflict" in reasons:
+                return "conflict"
+            raise
+        return "written"
+
+    def mark_handled(self, pk: str, sk: str) -> None:
+        """Every handler of the event finished: a repeat of it can skip them."""
+        self._table.update_item(
+            Key={"pk": pk, "sk": sk},
+            UpdateExpression="SET handled = :yes",
+            ExpressionAttributeValues={":yes": True},
+        )
+
+    def event_handled(self, pk: str, sk: str) -> bool:
+        item = self._table.get_item(
+            Key={"pk": pk, "sk": sk}, ConsistentRead=True, ProjectionExpression="handled"
+        ).get("Item")
+        return bool(item and item.get("handled"))
+
     def add_timeline_item(self, item: dict[str, Any]) -> bool:
         """Add one timeline item; False if it was already there (a retried write)."""
         return put_if(self._table, item, Attr("sk").not_exists())

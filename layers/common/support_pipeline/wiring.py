@@ -301,8 +301,6 @@ def _deployed_support(
 
 def build_consumer(metrics: Metrics) -> PerPolicy[EventConsumer]:
     """The processor's consumer, rebuilt when the support policy changes."""
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
     from support_pipeline.processing.consumer import EventConsumer
     from support_pipeline.telemetry import PowertoolsTelemetry
 
@@ -310,10 +308,6 @@ def build_consumer(metrics: Metrics) -> PerPolicy[EventConsumer]:
     telemetry = PowertoolsTelemetry(metrics)
     sqs = aws.client("sqs", aws.PROCESSOR_CONFIG)
     s3 = aws.client("s3", aws.PROCESSOR_CONFIG)
-    persistence = DynamoDBPersistenceLayer(
-        table_name=settings.idempotency_table,
-        boto3_client=aws.client("dynamodb", aws.PROCESSOR_CONFIG),
-    )
 
     from support_pipeline.drafts.service import sqs_schedule
 
@@ -328,7 +322,6 @@ def build_consumer(metrics: Metrics) -> PerPolicy[EventConsumer]:
             sqs=sqs,
             s3=s3,
             router=build_router(support),
-            persistence=persistence,
             telemetry=telemetry,
         )
 

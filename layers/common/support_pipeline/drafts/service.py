@@ -41,7 +41,6 @@ from support_pipeline.drafts.store import (
     DraftStore,
     draft_id_for,
 )
-from support_pipeline.escalation import STATE as ESCALATION_STATE
 from support_pipeline.escalation import escalated_now, is_own_message
 from support_pipeline.messages import to_message_attributes
 from support_pipeline.policy import SupportPolicy
@@ -178,15 +177,24 @@ class DraftService:
         if kind == "outgoing" and by_agent and payload.get("private"):
             return self.agent_note(context, account, conversation)
         if kind == "outgoing" and by_agent:
-            return self.agent_replied(payload, account, conversation)
+            return self.agent_replied(
+                payload, account, conversation, self._record(context, account, conversation)
+            )
         return {"skipped": "not a customer or agent message"}
+
+    def _record(self, context: EventContext, account: str, conversation: str) -> dict[str, Any]:
+        """The record as the recorder just wrote it for this event (no read), else read."""
+        shared = context.shared.get("record")
+        if isinstance(shared, dict):
+            return shared
+        return self.store.get_record(account, conversation) or {}
 
     # ---- 1. a customer writes --------------------------------------------------------------
     def customer_wrote(
         self, context: EventContext, account: str, conversation: str
     ) -> dict[str, Any]:
         payload = context.payload
-        record = self.store.get_record(account, conversation) or {}
+        record = self._record(context, account, conversation)
         result: dict[str, Any] = {}
         superseded = self._supersede(account, conversation, record)
         if superseded:
@@ -233,12 +241,8 @@ class DraftService:
         last_agent = record.get("last_agent_reply_at")
         if last_agent and now - float(last_agent) < policy.quiet_after_agent_reply:
             return "an agent replied recently"
-        if policy.skip_escalated:
-            state, _ = self.store.get_state(
-                record.get("account_id", ""), record.get("conversation_id", ""), ESCALATION_STATE
-            )
-            if escalated_now(state, record, self.actions.dry_run):
-                return "conversation is escalated"
+        if policy.skip_escalated and escalated_now(record, self.actions.dry_run):
+            return "conversation is escalated"
         return None
 
     # ---- 2. the turn is over: draft --------------------------------------------------------
@@ -520,9 +524,10 @@ class DraftService:
         self.telemetry.count("DraftCommandRefused")
         return {"refused": text}
 
-    def agent_replied(self, payload: cw.Payload, account: str, conversation: str) -> dict[str, Any]:
+    def agent_replied(
+        self, payload: cw.Payload, account: str, conversation: str, record: dict[str, Any]
+    ) -> dict[str, Any]:
         """An agent answered the customer themselves: the pending draft was edited or replaced."""
-        record = self.store.get_record(account, conversation) or {}
         if not record.get("pending_draft_id"):
             return {"skipped": "no pending draft"}
         content = payload.get("content")

@@ -1,9 +1,14 @@
 """EventsQueue consumer: one SQS record in, its support work done once, or a clear failure.
 
-Per record: open the envelope (fetching a claim-checked body), run the routed handlers under
-Powertools idempotency keyed on the dedupe key, and on failure either back off
-(ChangeMessageVisibility from the receive count) or move the message to the DLQ with its reason.
-The batch answer lists only the records that should come back.
+Per record: open the envelope (fetching a claim-checked body), run the routed handlers, and on
+failure either back off (ChangeMessageVisibility from the receive count) or move the message to
+the DLQ with its reason. The batch answer lists only the records that should come back.
+
+Exactly once does not rest on a separate idempotency record: the event's timeline item, written
+in one transaction with its conversation record, is its dedupe record (a repeat is logged as a
+duplicate), merges are idempotent, and every effect is claimed before it is taken (the action
+ledger, escalation and SLA claims, draft decisions). A repeat therefore finds its work done;
+that saves two DynamoDB writes on every event.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -22,11 +27,6 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import (
-    BasePersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 
 from support_pipeline import claimcheck, deadline
 from support_pipeline.chatwoot import payload as cw
@@ -70,24 +70,10 @@ class EventConsumer:
     settings: ProcessorSettings
     sqs: Any
     router: Router
-    persistence: BasePersistenceLayer
     telemetry: Telemetry
     s3: Any = None
     clock: Callable[[], float] = time.time
     rng: Callable[[], float] = random.random
-    _idempotency: IdempotencyConfig = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._idempotency = IdempotencyConfig(
-            event_key_jmespath="dedupe_key",
-            expires_after_seconds=self.settings.idempotency_ttl_seconds,
-            raise_on_no_idempotency_key=True,
-        )
-        self._run_once = idempotent_function(
-            data_keyword_argument="envelope",
-            persistence_store=self.persistence,
-            config=self._idempotency,
-        )(self._run)
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The Lambda answer: ``{"batchItemFailures": [...]}``.
@@ -98,8 +84,6 @@ class EventConsumer:
         """
         if not event.get("Records"):
             return {"batchItemFailures": []}
-        if context is not None:
-            self._idempotency.register_lambda_context(context)
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         with deadline.running_until(deadline.from_lambda_context(context, self.clock)):
             return dict(
@@ -125,7 +109,7 @@ class EventConsumer:
             return
         try:
             envelope = self._open(record, attributes)
-            result = self._run_once(envelope=envelope)
+            result = self._run(envelope)
         except Exception as exc:
             failure = classify(exc)
             if failure.permanent or receive_count >= self.settings.max_receive_count:
@@ -133,16 +117,18 @@ class EventConsumer:
                 return
             self._back_off(record, attributes, failure, receive_count)
             raise
-        self.telemetry.count("EventProcessed")
+        duplicate = bool(result.get("duplicate"))
+        self.telemetry.count("EventDuplicate" if duplicate else "EventProcessed")
         if not result.get("handled"):
             self.telemetry.count("EventUnrouted")
         logger.info(
-            "event processed",
+            "duplicate event: its work was already done" if duplicate else "event processed",
             extra={
                 "message_id": record.message_id,
                 "event": envelope["event"],
                 "dedupe_key": envelope["dedupe_key"],
                 "handled": result.get("handled"),
+                "duplicate": duplicate,
                 "receive_count": receive_count,
             },
         )
@@ -197,7 +183,10 @@ class EventConsumer:
             attributes=envelope["attributes"],
         )
         result = self.router.dispatch(context)
-        return json.loads(json.dumps(result, default=str))
+        handled = context.shared.get("on_handled")
+        if callable(handled):
+            handled()
+        return {**result, "duplicate": bool(context.shared.get("duplicate"))}
 
     def _defer(
         self, record: SQSRecord, attributes: dict[str, str], receive_count: int, left: float

@@ -24,6 +24,9 @@ class EventContext:
     received_at: str | None = None
     raw_event: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    # What one handler leaves for the next within one event (the merged conversation record,
+    # whether the event is a duplicate), so they share a read instead of repeating it.
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[EventContext], Any]
@@ -53,4 +56,6 @@ class Router:
         results: dict[str, Any] = {}
         for name, handler in handlers:
             results[name] = handler(context)
+            if context.shared.get("skip"):
+                break  # a repeat of an event whose work is done
         return {"event": context.event, "handled": bool(handlers), "results": results}

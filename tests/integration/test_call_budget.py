@@ -1,0 +1,39 @@
+"""What one processed event costs in DynamoDB calls, on the realistic mix (a count is stable;
+a time is not). docs/benchmarks.md has the same figures from `make bench`."""
+
+from support_pipeline.drafts.knowledge import KnowledgeDrafter
+from support_pipeline.policy import load_default_policy
+from support_pipeline_ops.measure import counting
+from tests.support import support_mix
+
+BUDGET_PER_EVENT = 4  # DynamoDB calls per processed event, at most
+
+
+def test_the_mix_costs_at_most_four_dynamodb_calls_per_event(pipeline):
+    policy = load_default_policy()  # the shipped policy: drafts on, knowledge drafter
+    drafter = KnowledgeDrafter(policy.drafts.knowledge)
+    consumer = pipeline.consumer(policy=policy, drafters=lambda inbox: drafter)
+    for i, payload in enumerate(support_mix(10)):
+        assert pipeline.post(payload, delivery_id=f"mix-{i}")[0] == 202
+    with counting(pipeline.clients["dynamodb"], pipeline.dynamodb) as calls:
+        events = pipeline.drain(consumer)
+        pipeline.end_delays()
+        events += pipeline.drain(consumer)
+    assert events >= 60
+    per_event = sum(calls.values()) / events
+    assert per_event <= BUDGET_PER_EVENT, (per_event, dict(calls))
+    # no read-modify-write of a record without a transaction, no timeline queries, no scans
+    assert "Scan" not in calls and "Query" not in calls
+    assert calls["TransactWriteItems"] == 60  # one per webhook: record + timeline together
+
+
+def test_a_repeated_delivery_costs_two_reads_and_does_nothing_else(pipeline):
+    [first, *_] = support_mix(1)
+    consumer = pipeline.consumer(policy=load_default_policy())
+    assert pipeline.post(first, delivery_id="a")[0] == 202
+    pipeline.drain(consumer)
+    assert pipeline.post(first, delivery_id="b")[0] == 202  # Chatwoot sends it again
+    with counting(pipeline.clients["dynamodb"], pipeline.dynamodb) as calls:
+        assert pipeline.drain(consumer) == 1
+    assert dict(calls) == {"GetItem": 2, "TransactWriteItems": 1}
+    assert pipeline.telemetry.total("EventDuplicate") == 1
