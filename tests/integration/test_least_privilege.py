@@ -132,7 +132,7 @@ def allowed(stack: cfn.Stack, function: str) -> list[tuple[list[str], list[str]]
     for policy in stack.template["Resources"][function]["Properties"]["Policies"]:
         ((kind, body),) = policy.items()
         if kind == "Statement":
-            for statement in body:
+            for statement in resolve(stack, body):  # statements under a false Fn::If go
                 assert statement["Effect"] == "Allow"
                 actions = statement["Action"]
                 resources = resolve(stack, statement["Resource"])
@@ -190,11 +190,13 @@ def deployed(aws, chatwoot, monkeypatch):
         ("IngestFunction", "ingest", "_service"),
         ("ProcessorFunction", "processor", "_consumer"),
         ("SlaSweepFunction", "sla_sweep", "_sweep"),
+        ("SignalsExportFunction", "signals_export", None),
     ):
         for name, value in pipeline.stack.function_environment(function).items():
             monkeypatch.setenv(name, value)
         app = load_handler(directory)
-        monkeypatch.setattr(app, cached, None)
+        if cached:
+            monkeypatch.setattr(app, cached, None)
         apps[function] = app
     return pipeline, recorder, apps
 
@@ -253,6 +255,17 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
     )
     assert swept["breached"] >= 1 and swept["failed"] == 0
 
+    exported = recorder.run(
+        "SignalsExportFunction",
+        apps["SignalsExportFunction"].handler,
+        {"time": at, "source": "aws.events", "detail-type": "Scheduled Event"},
+        LocalContext("signals-export"),
+    )
+    assert exported["keys"] == [
+        f"signals/{exported['week']}.jsonl",
+        f"signals/{exported['week']}-gaps.json",
+    ]
+
     assert denied(pipeline.stack, recorder.calls) == []
 
     # The run took the paths the narrowed grants are about.
@@ -270,6 +283,8 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
         ("ProcessorFunction", "ssm:GetParameter"),
         ("SlaSweepFunction", "dynamodb:Query"),
         ("SlaSweepFunction", "dynamodb:PutItem"),
+        ("SignalsExportFunction", "dynamodb:Query"),
+        ("SignalsExportFunction", "s3:PutObject"),
     }
     assert expected <= {(f, a) for f, a, _ in made}
     assert any(
@@ -279,6 +294,12 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
     assert any(
         f == "SlaSweepFunction" and r.endswith("/index/OpenConversations") for f, _, r in made
     )
+    assert any(
+        f == "SignalsExportFunction" and r.endswith("/index/ByAccountDay") for f, _, r in made
+    )
+    assert {r for f, a, r in made if a == "s3:PutObject" and f == "SignalsExportFunction"} == {
+        f"{bucket}/{key}" for key in exported["keys"]
+    }
     ledger = f"table/{tables['ActionsTable']}"
     assert any(f == "ProcessorFunction" and r == ledger for f, _, r in made)
     assert any(f == "SlaSweepFunction" and r == ledger for f, _, r in made)
