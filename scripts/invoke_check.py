@@ -37,7 +37,11 @@ FUNCTIONS = {
     "IngestFunction": "ingest",
     "ProcessorFunction": "processor",
     "SlaSweepFunction": "sla_sweep",
+    "SignalsExportFunction": "signals_export",
 }
+# Drafts decided in ISO week 2026-W39 (Bogota), before the signals sample exports that week.
+SIGNALS_WEEK = "2026-W39"
+SIGNALS_DECIDED_AT = 1790262000.0  # 2026-09-24T15:00:00Z: Thursday 10:00 in Bogota
 
 
 def runtime_dir(target: Path) -> Path:
@@ -148,6 +152,8 @@ def main() -> int:
             scratch = Path(scratch_name)
             runtime = runtime_dir(scratch / "lambda-runtime")
             for function, folder in FUNCTIONS.items():
+                if folder == "signals_export":
+                    seed_decided_drafts(endpoint, stack)
                 properties = template["Resources"][function]["Properties"]
                 env = {**base_env, **stack.function_environment(function)}
                 timeout = int(stack.resolve(properties.get("Timeout", 30)))
@@ -167,7 +173,7 @@ def main() -> int:
                         problem = check(folder, event_path.name, result, stack, clients)
                     except RuntimeError as crash:  # report it and go on with the other events
                         result, problem = {"answer": {}}, str(crash)
-                    label = f"{function:<18} {event_path.name:<36}"
+                    label = f"{function:<21} {event_path.name:<36}"
                     if problem:
                         failures += 1
                         print(f"FAIL {label} {problem}")
@@ -181,6 +187,54 @@ def main() -> int:
         else "\ninvoke check: all built functions ran on their events"
     )
     return 1 if failures else 0
+
+
+def seed_decided_drafts(endpoint: str, stack: cfn.Stack) -> None:
+    """Two drafts of account 1 decided in week 39: one sent as is, one turn with no draft."""
+    from zoneinfo import ZoneInfo
+
+    from support_pipeline.drafts.store import DraftStore
+    from support_pipeline.store import ConversationStore
+
+    dynamodb = boto3.resource(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name=cfn.REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",  # noqa: S106 - moto accepts any credentials
+    )
+    table = stack.physical["ConversationsTable"]
+    ConversationStore(dynamodb, table).register_account("1")
+    drafts = DraftStore(
+        dynamodb, table, ZoneInfo("America/Bogota"), clock=lambda: SIGNALS_DECIDED_AT
+    )
+    base = {"account_id": "1", "drafter": "knowledge", "language": "es", "sources": []}
+    sent = {
+        **base,
+        "draft_id": "d-invok1",
+        "conversation_id": "41",
+        "question": "¿Cuánto tarda el envío?",
+        "text": "De 2 a 4 días hábiles.",
+        "confidence": 0.8,
+        "status": "pending",
+    }
+    drafts.create(sent)
+    drafts.decide(
+        {**sent, "created_epoch": SIGNALS_DECIDED_AT},
+        "sent_as_is",
+        {"final_text": sent["text"], "approver_id": "3", "edit_distance": 0, "edit_ratio": 1.0},
+    )
+    drafts.create(
+        {
+            **base,
+            "draft_id": "d-invok2",
+            "conversation_id": "42",
+            "question": "¿Pueden grabar un nombre en la pulsera?",
+            "text": None,
+            "confidence": 0.05,
+            "status": "no_draft",
+        }
+    )
 
 
 def summary(answer: dict) -> str:
@@ -198,6 +252,20 @@ def check(folder: str, name: str, result: dict, stack: cfn.Stack, clients: dict)
         wanted = "4xx" if name.startswith("rejected_") else "2xx"
         ok = 400 <= status < 500 if wanted == "4xx" else 200 <= status < 300
         return None if ok else f"expected {wanted}, got {status}: {answer.get('body')}"
+    if folder == "signals_export":
+        # The sample is Monday 2026-09-28 06:00 UTC: last week is 2026-W39, with the two drafts
+        # seed_decided_drafts decided in it. Grouping the gap needs the layer's stemmer.
+        keys = [f"signals/{SIGNALS_WEEK}.jsonl", f"signals/{SIGNALS_WEEK}-gaps.json"]
+        wanted = {"no_draft": 1, "sent_as_is": 1}
+        if answer.get("keys") != keys or answer.get("outcomes") != wanted:
+            return f"unexpected export {answer}"
+        bucket = stack.physical["PayloadBucket"]
+        body = clients["s3"].get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+        ids = [json.loads(line)["draft_id"] for line in body.decode().splitlines()]
+        gaps = json.loads(clients["s3"].get_object(Bucket=bucket, Key=keys[1])["Body"].read())
+        if ids != ["d-invok1", "d-invok2"] or len(gaps["groups"]) != 1:
+            return f"unexpected signals files: {ids}, {len(gaps['groups'])} gap group(s)"
+        return None
     if folder == "sla_sweep":
         # Runs after the processor samples: their open conversation is swept, in dry-run mode.
         if answer.get("failed") or answer.get("conversations", 0) < 1:

@@ -121,6 +121,23 @@ def main() -> None:
         },
     )
 
+    write(
+        events / "signals_export" / "scheduled.json",
+        {
+            "version": "0",
+            "id": "00000000-0000-4000-8000-000000000098",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": cfn.ACCOUNT_ID,
+            "time": "2026-09-28T06:00:00Z",  # Monday: the export of 2026-W39
+            "region": cfn.REGION,
+            "resources": [
+                f"arn:aws:events:{cfn.REGION}:{cfn.ACCOUNT_ID}:rule/support-pipeline-local-signals"
+            ],
+            "detail": {},
+        },
+    )
+
     stack = cfn.Stack(
         name="support-pipeline-local",
         template=cfn.load(ROOT / "template.yaml"),
@@ -135,7 +152,12 @@ def main() -> None:
     stack.physical["PayloadBucket"] = "support-pipeline-local-payloadbucket"
     env = {
         fn: stack.function_environment(fn)
-        for fn in ("IngestFunction", "ProcessorFunction", "SlaSweepFunction")
+        for fn in (
+            "IngestFunction",
+            "ProcessorFunction",
+            "SlaSweepFunction",
+            "SignalsExportFunction",
+        )
     }
     write(events / "env.json", env)
 

@@ -1,20 +1,23 @@
 """Every AWS call the real handlers make is one their role in template.yaml allows.
 
 moto does not enforce IAM, so a grant narrowed one call too far would pass every other test and
-fail in AWS with AccessDenied. Here the real ingest, processor and SLA sweep handlers run a
-delivery, a claim-checked delivery, an escalation and a sweep against moto and a fake Chatwoot,
-every botocore call is recorded with the function that made it, and each call is checked against
-that function's policy statements, resolved as CloudFormation would resolve them.
+fail in AWS with AccessDenied. Here the real ingest, processor, SLA sweep and signals export
+handlers run a delivery, a claim-checked delivery, an escalation, a sweep and a weekly export
+against moto and a fake Chatwoot (and the drafters make their AWS calls with their Parameters
+set), every botocore call is recorded with the function that made it, and each call is checked
+against that function's policy statements, resolved as CloudFormation would resolve them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
+import boto3
 import botocore.client
 import pytest
 
@@ -97,6 +100,17 @@ class Recorder:
         if service == "sqs":
             name = params["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
             return [(f"sqs:{operation}", f"arn:aws:sqs:{region}:{account}:{name}")]
+        if service == "bedrock-runtime":  # Converse is authorised as InvokeModel
+            model = params["modelId"]
+            if not model.startswith("arn:"):
+                model = f"arn:aws:bedrock:{region}::foundation-model/{model}"
+            found = [("bedrock:InvokeModel", model)]
+            guardrail = (params.get("guardrailConfig") or {}).get("guardrailIdentifier")
+            if guardrail:
+                if not guardrail.startswith("arn:"):
+                    guardrail = f"arn:aws:bedrock:{region}:{account}:guardrail/{guardrail}"
+                found.append(("bedrock:ApplyGuardrail", guardrail))
+            return found
         if service == "ssm":
             names = params.get("Names") or [params["Name"]]
             return [
@@ -132,7 +146,7 @@ def allowed(stack: cfn.Stack, function: str) -> list[tuple[list[str], list[str]]
     for policy in stack.template["Resources"][function]["Properties"]["Policies"]:
         ((kind, body),) = policy.items()
         if kind == "Statement":
-            for statement in body:
+            for statement in resolve(stack, body):  # statements under a false Fn::If go
                 assert statement["Effect"] == "Allow"
                 actions = statement["Action"]
                 resources = resolve(stack, statement["Resource"])
@@ -190,11 +204,13 @@ def deployed(aws, chatwoot, monkeypatch):
         ("IngestFunction", "ingest", "_service"),
         ("ProcessorFunction", "processor", "_consumer"),
         ("SlaSweepFunction", "sla_sweep", "_sweep"),
+        ("SignalsExportFunction", "signals_export", None),
     ):
         for name, value in pipeline.stack.function_environment(function).items():
             monkeypatch.setenv(name, value)
         app = load_handler(directory)
-        monkeypatch.setattr(app, cached, None)
+        if cached:
+            monkeypatch.setattr(app, cached, None)
         apps[function] = app
     return pipeline, recorder, apps
 
@@ -253,6 +269,17 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
     )
     assert swept["breached"] >= 1 and swept["failed"] == 0
 
+    exported = recorder.run(
+        "SignalsExportFunction",
+        apps["SignalsExportFunction"].handler,
+        {"time": at, "source": "aws.events", "detail-type": "Scheduled Event"},
+        LocalContext("signals-export"),
+    )
+    assert exported["keys"] == [
+        f"signals/{exported['week']}.jsonl",
+        f"signals/{exported['week']}-gaps.json",
+    ]
+
     assert denied(pipeline.stack, recorder.calls) == []
 
     # The run took the paths the narrowed grants are about.
@@ -270,6 +297,8 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
         ("ProcessorFunction", "ssm:GetParameter"),
         ("SlaSweepFunction", "dynamodb:Query"),
         ("SlaSweepFunction", "dynamodb:PutItem"),
+        ("SignalsExportFunction", "dynamodb:Query"),
+        ("SignalsExportFunction", "s3:PutObject"),
     }
     assert expected <= {(f, a) for f, a, _ in made}
     assert any(
@@ -279,6 +308,12 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
     assert any(
         f == "SlaSweepFunction" and r.endswith("/index/OpenConversations") for f, _, r in made
     )
+    assert any(
+        f == "SignalsExportFunction" and r.endswith("/index/ByAccountDay") for f, _, r in made
+    )
+    assert {r for f, a, r in made if a == "s3:PutObject" and f == "SignalsExportFunction"} == {
+        f"{bucket}/{key}" for key in exported["keys"]
+    }
     ledger = f"table/{tables['ActionsTable']}"
     assert any(f == "ProcessorFunction" and r == ledger for f, _, r in made)
     assert any(f == "SlaSweepFunction" and r == ledger for f, _, r in made)
@@ -295,3 +330,95 @@ def test_a_call_outside_the_grants_is_reported(deployed):
         "dynamodb:Scan",
         "s3:ListBucket",
     ]
+
+
+MODEL_ARN = "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
+GUARDRAIL_ARN = "arn:aws:bedrock:us-east-1:123456789012:guardrail/gr7x2k9q4mzt"
+
+
+def test_the_drafters_calls_are_granted_once_their_parameters_are_set(aws, monkeypatch):
+    """The knowledge drafter reading articles from S3, the bedrock drafter's Converse with a
+    guardrail, and the http drafter's secret, as the processor with the drafters' Parameters."""
+    from aws_lambda_powertools.utilities import parameters
+    from botocore.stub import Stubber
+
+    from support_pipeline.drafts.base import BedrockSettings, DraftContext, KnowledgeSettings
+    from support_pipeline.drafts.bedrock import BedrockDrafter
+    from support_pipeline.drafts.knowledge import KnowledgeDrafter
+    from tests.support import ROOT
+
+    secret_param = "/support-pipeline/draft-endpoint-secret"
+    pipeline = new_pipeline(
+        {
+            "DraftsBedrockModelArn": MODEL_ARN,
+            "DraftsBedrockGuardrailArn": GUARDRAIL_ARN,
+            "DraftsHttpSecretParamName": secret_param,
+            "DraftsKnowledgeBucket": "acme-support-knowledge",
+            "DraftsKnowledgePrefix": "kb/",
+        }
+    )
+    s3 = pipeline.clients["s3"]
+    s3.create_bucket(Bucket="acme-support-knowledge")
+    for path in sorted((ROOT / "layers/common/support_pipeline/knowledge/es").glob("*.md")):
+        s3.put_object(
+            Bucket="acme-support-knowledge", Key=f"kb/es/{path.name}", Body=path.read_bytes()
+        )
+    pipeline.clients["ssm"].put_parameter(
+        Name=secret_param, Value="endpoint-secret", Type="SecureString"
+    )
+    recorder = Recorder(pipeline.stack)
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        recorder.record(client.meta.service_model.service_name, operation, params)
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    context = DraftContext("1", "7", "¿Cuánto tarda el envío a Medellín?", language="es")
+
+    knowledge = KnowledgeDrafter(KnowledgeSettings(s3_uri="s3://acme-support-knowledge/kb/"), s3=s3)
+    result = recorder.run("ProcessorFunction", knowledge.draft, context)
+    assert result.text and result.sources
+
+    bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
+    settings = BedrockSettings(
+        model_id=MODEL_ARN, guardrail_id=GUARDRAIL_ARN, guardrail_version="1"
+    )
+    with Stubber(bedrock) as stub:
+        stub.add_response(
+            "converse",
+            {
+                "output": {"message": {"role": "assistant", "content": [{"text": "2 a 4 días."}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15},
+                "metrics": {"latencyMs": 10},
+            },
+        )
+        drafted = recorder.run(
+            "ProcessorFunction",
+            BedrockDrafter(settings, bedrock, knowledge.retrieve).draft,
+            context,
+        )
+    assert drafted.text == "2 a 4 días."
+
+    parameters.clear_caches()
+    secret = recorder.run(  # as the wiring's http drafter reads its signing secret
+        "ProcessorFunction",
+        lambda: parameters.get_parameter(secret_param, decrypt=True, max_age=300),
+    )
+    assert secret == "endpoint-secret"
+
+    actions = {c.action for c in recorder.calls}
+    assert {
+        "s3:ListBucket",
+        "s3:GetObject",
+        "bedrock:InvokeModel",
+        "bedrock:ApplyGuardrail",
+    } <= actions
+    assert "ssm:GetParameter" in actions
+    assert denied(pipeline.stack, recorder.calls) == []
+    # ...and none of it without the Parameters.
+    defaults = dataclasses.replace(
+        pipeline.stack, parameters=cfn.parameter_defaults(pipeline.stack.template)
+    )
+    assert len(denied(defaults, recorder.calls)) == len(recorder.calls)

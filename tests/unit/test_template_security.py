@@ -55,6 +55,21 @@ EXPECTED_DYNAMODB = {
         "ConversationsTable/index/*": {"dynamodb:Query"},
         "ActionsTable": ITEM_CALLS,
     },
+    # signals.py: the accounts list (a Query on the table) and ByAccountDay; nothing else.
+    "SignalsExportFunction": {
+        "ConversationsTable": {"dynamodb:Query"},
+        "ConversationsTable/index/ByAccountDay": {"dynamodb:Query"},
+    },
+}
+# The drafters' grants, each only when its Parameter is set.
+DRAFTER_PARAMETERS = {
+    "DraftsBedrockModelArn": (
+        "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
+    ),
+    "DraftsBedrockGuardrailArn": "arn:aws:bedrock:us-east-1:123456789012:guardrail/abc123def456",
+    "DraftsHttpSecretParamName": "/support-pipeline/draft-endpoint-secret",
+    "DraftsKnowledgeBucket": "acme-support-knowledge",
+    "DraftsKnowledgePrefix": "knowledge/",
 }
 
 
@@ -62,11 +77,25 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def statements(function: str) -> list[dict[str, Any]]:
+def stack_with(parameters: dict[str, str] | None = None) -> cfn.Stack:
+    """The template with its defaults and ``parameters``, to evaluate its Conditions."""
+    return cfn.Stack("test", TEMPLATE, {**cfn.parameter_defaults(TEMPLATE), **(parameters or {})})
+
+
+def statements(function: str, parameters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The function's statements as deployed with ``parameters`` (default: the defaults): a
+    statement under ``Fn::If`` is there only when its condition holds."""
+    stack = stack_with(parameters)
     found = []
     for policy in FUNCTIONS[function].get("Policies", []):
         if isinstance(policy, dict) and "Statement" in policy:
-            found.extend(policy["Statement"])
+            for statement in policy["Statement"]:
+                if set(statement) == {"Fn::If"}:
+                    condition, yes, no = statement["Fn::If"]
+                    statement = yes if stack.condition(condition) else no
+                    if statement == {"Ref": "AWS::NoValue"}:
+                        continue
+                found.append(statement)
     return found
 
 
@@ -81,15 +110,23 @@ def resource_name(resource: Any) -> str:
     return str(resource)
 
 
-def grants(function: str, service: str) -> dict[str, set[str]]:
+def grants(
+    function: str, service: str, parameters: dict[str, str] | None = None
+) -> dict[str, set[str]]:
     """Resource -> allowed actions of ``service`` for ``function``."""
+    stack = stack_with(parameters)
     granted: dict[str, set[str]] = {}
-    for statement in statements(function):
+    for statement in statements(function, parameters):
         assert statement["Effect"] == "Allow"
         actions = {a for a in as_list(statement["Action"]) if a.startswith(f"{service}:")}
         if not actions:
             continue
         for resource in as_list(statement["Resource"]):
+            if isinstance(resource, dict) and set(resource) == {"Fn::If"}:
+                condition, yes, no = resource["Fn::If"]
+                resource = yes if stack.condition(condition) else no
+                if resource == {"Ref": "AWS::NoValue"}:
+                    continue
             granted.setdefault(resource_name(resource), set()).update(actions)
     return granted
 
@@ -115,7 +152,7 @@ def test_function_policies_are_explicit_statements_or_single_queue_templates():
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_no_function_may_scan_batch_or_use_wildcard_actions(function):
-    for statement in statements(function):
+    for statement in statements(function, DRAFTER_PARAMETERS | {"SupportPolicyParamName": "/p"}):
         for action in as_list(statement["Action"]):
             assert "*" not in action, (function, action)
             assert action not in {"dynamodb:Scan", "dynamodb:PartiQLSelect"}, (function, action)
@@ -127,10 +164,66 @@ def test_dynamodb_grants_are_the_calls_each_function_makes(function):
     assert grants(function, "dynamodb") == EXPECTED_DYNAMODB[function]
 
 
-def test_s3_access_is_only_on_the_claim_check_prefix():
+def test_s3_access_is_only_on_the_claim_check_and_signals_prefixes():
     assert grants("ProcessorFunction", "s3") == {"PayloadBucket/payloads/*": {"s3:GetObject"}}
     assert grants("IngestFunction", "s3") == {"PayloadBucket/payloads/*": {"s3:PutObject"}}
     assert grants("SlaSweepFunction", "s3") == {}
+    assert grants("SignalsExportFunction", "s3") == {"PayloadBucket/signals/*": {"s3:PutObject"}}
+
+
+def test_the_signals_export_reads_the_policy_parameter_only_when_one_is_set():
+    assert grants("SignalsExportFunction", "ssm") == {}
+    (resource,) = grants("SignalsExportFunction", "ssm", {"SupportPolicyParamName": "/p"})
+    assert resource.endswith(":parameter${SupportPolicyParamName}")
+    assert grants("SignalsExportFunction", "bedrock", DRAFTER_PARAMETERS) == {}
+
+
+def test_the_drafters_get_no_grant_by_default():
+    assert grants("ProcessorFunction", "bedrock") == {}
+    assert not any("Drafts" in name for name in grants("ProcessorFunction", "ssm"))
+
+
+def test_each_drafter_grant_comes_with_its_parameter():
+    def resolved(service: str, **only: str) -> dict[str, set[str]]:
+        stack = stack_with(only)
+        found: dict[str, set[str]] = {}
+        for statement in statements("ProcessorFunction", only):
+            actions = {a for a in as_list(statement["Action"]) if a.startswith(f"{service}:")}
+            if not actions or "PayloadBucket" in str(statement["Resource"]):
+                continue  # (the stack here is not provisioned: no bucket name to resolve)
+            for resource in as_list(statement["Resource"]):
+                if isinstance(resource, dict) and set(resource) == {"Fn::If"}:
+                    condition, yes, no = resource["Fn::If"]
+                    resource = yes if stack.condition(condition) else no
+                if resource != {"Ref": "AWS::NoValue"}:
+                    for arn in as_list(stack.resolve(resource)):
+                        found.setdefault(arn, set()).update(actions)
+        return found
+
+    model = DRAFTER_PARAMETERS["DraftsBedrockModelArn"]
+    guardrail = DRAFTER_PARAMETERS["DraftsBedrockGuardrailArn"]
+    assert resolved("bedrock", DraftsBedrockModelArn=model) == {model: {"bedrock:InvokeModel"}}
+    assert resolved("bedrock", **DRAFTER_PARAMETERS) == {
+        model: {"bedrock:InvokeModel"},
+        guardrail: {"bedrock:ApplyGuardrail"},
+    }
+    profile = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude"
+    assert set(resolved("bedrock", DraftsBedrockModelArn=f"{profile},{model}")) == {profile, model}
+    secret = DRAFTER_PARAMETERS["DraftsHttpSecretParamName"]
+    assert f"arn:aws:ssm:us-east-1:123456789012:parameter{secret}" in resolved(
+        "ssm", DraftsHttpSecretParamName=secret
+    )
+    bucket = DRAFTER_PARAMETERS["DraftsKnowledgeBucket"]
+    knowledge = {k: v for k, v in DRAFTER_PARAMETERS.items() if k.startswith("DraftsKnowledge")}
+    s3 = resolved("s3", **knowledge)
+    assert s3[f"arn:aws:s3:::{bucket}"] == {"s3:ListBucket"}
+    assert s3[f"arn:aws:s3:::{bucket}/knowledge/*"] == {"s3:GetObject"}
+    (listing,) = [
+        s for s in statements("ProcessorFunction", knowledge) if s["Action"] == "s3:ListBucket"
+    ]
+    assert stack_with(knowledge).resolve(listing["Condition"]) == {
+        "StringLike": {"s3:prefix": "knowledge/*"}
+    }
 
 
 def test_claim_checked_bodies_are_stored_under_the_granted_prefix():
@@ -263,6 +356,27 @@ def test_the_sweep_timeout_is_a_parameter_the_function_also_reads():
     timeout = PARAMETERS["SlaSweepTimeoutSeconds"]
     assert timeout["Default"] == 120 and timeout["MaxValue"] <= 900  # Lambda's limit
     assert timeout["Default"] < PARAMETERS["SlaSweepRateMinutes"]["Default"] * 60
+
+
+# ---- the weekly signals export: same discipline ---------------------------------------------
+def test_the_signals_export_runs_weekly_one_at_a_time_and_never_retries_itself():
+    export = FUNCTIONS["SignalsExportFunction"]
+    assert export["ReservedConcurrentExecutions"] == 1
+    assert export["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    (schedule,) = [e for e in export["Events"].values() if e["Type"] == "Schedule"]
+    assert schedule["Properties"]["Schedule"] == {"Ref": "SignalsExportSchedule"}
+    assert schedule["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    parameter = PARAMETERS["SignalsExportSchedule"]
+    assert parameter["Default"] == "cron(0 6 ? * MON *)"
+    assert re.fullmatch(parameter["AllowedPattern"], parameter["Default"])
+    assert export["Timeout"] == {"Ref": "SignalsExportTimeoutSeconds"}
+    assert PARAMETERS["SignalsExportTimeoutSeconds"]["MaxValue"] <= 900
+
+
+def test_only_claim_checked_bodies_expire_in_the_payload_bucket():
+    rules = RESOURCES["PayloadBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [r for r in rules if "ExpirationInDays" in r]
+    assert [r["Prefix"] for r in expiring] == ["payloads/"]
 
 
 # ---- https only -------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`support-pipeline`: the ops command line.
 
 Works against AWS or the local stack through the standard ``AWS_ENDPOINT_URL``; finds queues
-from ``--stack NAME`` outputs, else from ``EVENTS_QUEUE_URL`` / ``EVENTS_DLQ_URL``.
+from ``--stack NAME`` outputs, else from ``EVENTS_QUEUE_URL`` / ``EVENTS_DLQ_URL``, and tables
+from the outputs or ``ACTIONS_TABLE`` / ``CONVERSATIONS_TABLE``.
 """
 
 from __future__ import annotations
@@ -215,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     actions_list.add_argument("--account", help="Chatwoot account id")
     actions_list.add_argument("--json", action="store_true", help="machine-readable output")
 
+    from support_pipeline_ops import signals_cli
+
+    signals_cli.add_commands(commands, where)
+
     policy = commands.add_parser("policy", help="the support policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     validate = policy_commands.add_parser("validate", help="check a policy file before using it")
@@ -303,20 +308,30 @@ def run_policy_validate(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def actions_table(stack: str | None, cloudformation: Any | None) -> str:
+def stack_table(
+    stack: str | None, cloudformation: Any | None, output_key: str, variable: str
+) -> str:
+    """A table's name from the stack's Outputs (``--stack``), else from the environment."""
     if stack and cloudformation is not None:
         found = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
         for output in found.get("Outputs", []):
-            if output["OutputKey"] == "ActionsTableName":
+            if output["OutputKey"] == output_key:
                 return str(output["OutputValue"])
-        raise UsageError(f"stack {stack!r} has no output ActionsTableName")
-    table = os.environ.get("ACTIONS_TABLE", "")
+        raise UsageError(f"stack {stack!r} has no output {output_key}")
+    table = os.environ.get(variable, "")
     if not table:
         raise UsageError(
-            "say which pipeline: --stack NAME, or ACTIONS_TABLE "
-            "(`support-pipeline local` prints it)"
+            f"say which pipeline: --stack NAME, or {variable} (`support-pipeline local` prints it)"
         )
     return table
+
+
+def actions_table(stack: str | None, cloudformation: Any | None) -> str:
+    return stack_table(stack, cloudformation, "ActionsTableName", "ACTIONS_TABLE")
+
+
+def conversations_table(stack: str | None, cloudformation: Any | None) -> str:
+    return stack_table(stack, cloudformation, "ConversationsTableName", "CONVERSATIONS_TABLE")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -336,6 +351,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 else None
             )
             return run_actions(args, actions_table(args.stack, cloudformation), out)
+        if args.command in ("signals", "drafts"):
+            from support_pipeline_ops import signals_cli
+
+            cloudformation = (
+                aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)
+                if args.stack
+                else None
+            )
+            table = conversations_table(args.stack, cloudformation)
+            return signals_cli.run(args, table, out)
         sqs = aws.client("sqs", aws.CLI_CONFIG, region_name=args.region)
         cloudformation = (
             aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)

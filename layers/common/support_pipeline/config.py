@@ -133,6 +133,25 @@ class SweepSettings:
 
 
 @dataclass(frozen=True)
+class SignalsSettings:
+    """What the weekly signals export needs: where drafts are, where files go, which policy
+    (its time zone says where a week starts)."""
+
+    conversations_table: str
+    payload_bucket: str
+    support_policy_param: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SignalsSettings:
+        env = os.environ if env is None else env
+        return cls(
+            conversations_table=_required(env, "CONVERSATIONS_TABLE"),
+            payload_bucket=_required(env, "PAYLOAD_BUCKET"),
+            support_policy_param=env.get("SUPPORT_POLICY_PARAM", "").strip(),
+        )
+
+
+@dataclass(frozen=True)
 class ProcessorSettings:
     """What the queue consumer needs."""
 

@@ -18,6 +18,7 @@ from support_pipeline import aws
 from support_pipeline.config import (
     IngestSettings,
     ProcessorSettings,
+    SignalsSettings,
     SupportSettings,
     SweepSettings,
 )
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from support_pipeline.policy import PolicySource, SupportPolicy
     from support_pipeline.processing.consumer import EventConsumer
     from support_pipeline.processing.router import Router
+    from support_pipeline.signals import WeeklySignals
     from support_pipeline.sla import SlaService, SlaSweep
     from support_pipeline.store import ConversationStore
     from support_pipeline.telemetry import Telemetry
@@ -345,3 +347,30 @@ def build_sweep(metrics: Metrics) -> PerPolicy[SlaSweep]:
     from support_pipeline.policy import PolicySource
 
     return PerPolicy(build, PolicySource(settings.support.support_policy_param), telemetry)
+
+
+def build_signals_export(
+    settings: SignalsSettings | None = None,
+    dynamodb: Any = None,
+    s3: Any = None,
+    policy: SupportPolicy | None = None,
+) -> WeeklySignals:
+    """The weekly signals export: drafts from the ConversationsTable to the payload bucket,
+    weeks counted in the support policy's time zone. Built per invocation (it runs weekly);
+    tests pass moto-backed clients and a policy."""
+    from support_pipeline.drafts.store import DraftStore
+    from support_pipeline.policy import load_policy
+    from support_pipeline.signals import WeeklySignals
+    from support_pipeline.store import ConversationStore
+
+    settings = settings or SignalsSettings.from_env()
+    policy = policy or load_policy(settings.support_policy_param)
+    dynamodb = dynamodb or aws.resource("dynamodb", aws.PROCESSOR_CONFIG)
+    return WeeklySignals(
+        store=ConversationStore(dynamodb, settings.conversations_table),
+        drafts=DraftStore(dynamodb, settings.conversations_table, policy.zone),
+        s3=s3 or aws.client("s3", aws.PROCESSOR_CONFIG),
+        bucket=settings.payload_bucket,
+        zone=policy.zone,
+        zone_name=policy.timezone,
+    )

@@ -358,6 +358,7 @@ class LocalStack:
             "EVENTS_DLQ_URL": stack.physical["EventsDLQ"],
             "PAYLOAD_BUCKET": stack.physical["PayloadBucket"],
             "ACTIONS_TABLE": stack.physical["ActionsTable"],
+            "CONVERSATIONS_TABLE": stack.physical["ConversationsTable"],
         }
 
     def stop(self) -> None:
@@ -426,7 +427,10 @@ webhook's own secret with --secret / $CHATWOOT_WEBHOOK_SECRET. For the ops CLI, 
 """)
     for name, value in stack.exports().items():
         print(f"  export {name}={value}")
-    print("\n  support-pipeline dlq list\n\nCtrl-C stops everything.", flush=True)
+    print(
+        "\n  support-pipeline dlq list\n  support-pipeline drafts list\n\nCtrl-C stops everything.",
+        flush=True,
+    )
 
     while not stopped.wait(0.5):  # a timed wait lets the signal handler run promptly
         pass

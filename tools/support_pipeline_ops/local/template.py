@@ -145,12 +145,16 @@ class Stack:
             "AWS::URLSuffix": "amazonaws.com",
         }.get(name)
 
-    def _ref(self, name: str) -> str:
+    def _ref(self, name: str) -> Any:
         pseudo = self._pseudo(name)
         if pseudo is not None:
             return pseudo
         if name in self.parameters:
-            return self.parameters[name]
+            value = self.parameters[name]
+            spec = self.template.get("Parameters", {}).get(name, {})
+            if spec.get("Type") == "CommaDelimitedList":  # Ref gives a list, as in CloudFormation
+                return [part.strip() for part in value.split(",")]
+            return value
         if name in self.physical:
             return self.physical[name]
         raise KeyError(f"cannot resolve Ref {name} locally")

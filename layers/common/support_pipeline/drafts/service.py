@@ -297,7 +297,9 @@ class DraftService:
                 reason="draft",
             )
         )
-        self.store.set_record_fields(account, conversation, {"pending_draft_id": draft_id})
+        self.store.set_record_fields(
+            account, conversation, {"pending_draft_id": draft_id, "open_gap_id": None}
+        )
         self.telemetry.count("DraftPosted", reason=result.drafter)
         logger.info(
             "draft posted",
@@ -324,6 +326,8 @@ class DraftService:
                 reason="draft_low_confidence",
             )
         )
+        # The agent's own reply to this turn becomes the gap's answer (agent_replied).
+        self.store.set_record_fields(account, conversation, {"open_gap_id": base["draft_id"]})
         self.telemetry.count("DraftNotConfident", reason=result.drafter)
         return {"no_draft": base["draft_id"], "confidence": base["confidence"]}
 
@@ -527,13 +531,21 @@ class DraftService:
     def agent_replied(
         self, payload: cw.Payload, account: str, conversation: str, record: dict[str, Any]
     ) -> dict[str, Any]:
-        """An agent answered the customer themselves: the pending draft was edited or replaced."""
-        if not record.get("pending_draft_id"):
+        """An agent answered the customer themselves: the pending draft was edited or replaced,
+        or the turn that got no draft has its answer (a knowledge gap's learning signal)."""
+        gap_id = record.get("open_gap_id")
+        if not record.get("pending_draft_id") and not gap_id:
             return {"skipped": "no pending draft"}
         content = payload.get("content")
         final = content if isinstance(content, str) else ""
         sender = payload.get("sender") or {}
         agent = str(sender.get("id") or "") if isinstance(sender, dict) else ""
+        if gap_id:
+            gap = self.drafts.get(account, conversation, str(gap_id))
+            answered = bool(gap and final.strip() and self.drafts.answer_gap(gap, final, agent))
+            self.store.set_record_fields(account, conversation, {"open_gap_id": None})
+            if not record.get("pending_draft_id"):
+                return {"gap_answered": str(gap_id) if answered else None}
         outcomes = []
         for draft in self.drafts.of_conversation(account, conversation):
             if draft.get("status") != PENDING:

@@ -192,6 +192,32 @@ class DraftStore:
             ExpressionAttributeValues=to_dynamo(values),
         )
 
+    def answer_gap(self, gap: dict[str, Any], final_text: str, agent: str) -> bool:
+        """Keep the agent's own reply to a turn that got no draft: the answer a knowledge-base
+        article could have given (``signals gaps``). The first reply wins; False if the gap
+        already has one. The gap's outcome and day stay as they are."""
+        try:
+            self._table.update_item(
+                Key=self._key(
+                    gap["account_id"], gap["conversation_id"], DRAFT_PREFIX + gap["draft_id"]
+                ),
+                UpdateExpression="SET final_text = :text, answered_by = :agent, answered_at = :at",
+                ConditionExpression="attribute_exists(sk) AND #status = :gap "
+                "AND attribute_not_exists(final_text)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":text": final_text,
+                    ":agent": agent,
+                    ":at": iso(self._clock()),
+                    ":gap": NO_DRAFT,
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def pending(self, account_id: str, created_before: str | None = None) -> list[dict[str, Any]]:
         """The account's drafts that await a decision (oldest first), from the sparse index."""
         condition: Any = Key("pending_account").eq(account_id)
