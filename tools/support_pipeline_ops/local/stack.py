@@ -100,6 +100,11 @@ class LocalStack:
         from support_pipeline_ops.local import moto_atomic
 
         moto_atomic.install()  # the poller, the sweep and HTTP threads write concurrently
+        # A new stack is a new deployment: parameters cached by an earlier one in this process
+        # (Powertools caches them per process) must not leak into it.
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self._moto.start()
