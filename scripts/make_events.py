@@ -147,7 +147,7 @@ def main() -> None:
         queue = f"support-pipeline-local-{'events' if logical == 'EventsQueue' else 'events-dlq'}"
         stack.physical[logical] = f"http://127.0.0.1:5005/{cfn.ACCOUNT_ID}/{queue}"
         stack.attributes[(logical, "QueueName")] = queue
-    for logical in ("IdempotencyTable", "ConversationsTable", "ActionsTable"):
+    for logical in ("ConversationsTable", "ActionsTable"):
         stack.physical[logical] = f"support-pipeline-local-{logical}"
     stack.physical["PayloadBucket"] = "support-pipeline-local-payloadbucket"
     env = {

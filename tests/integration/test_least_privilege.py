@@ -248,7 +248,7 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
                 return failures
 
     assert process() == 0
-    # Chatwoot fails once: the idempotency record is released and the event backs off.
+    # Chatwoot fails once: the event backs off (its handlers run again on the redelivery).
     chatwoot.add_conversation(1, 3)
     chatwoot.fail("POST", "/labels", 503)
     deliver(incoming("refund please, I want a human", 503, NOW + 2, conversation_id=3), "lp-3")

@@ -59,7 +59,6 @@ def test_both_functions_refuse_http_at_start_up():
         **base,
         "EVENTS_QUEUE_URL": "q",
         "EVENTS_DLQ_URL": "d",
-        "IDEMPOTENCY_TABLE": "i",
     }
     with pytest.raises(ConfigError, match="https://"):
         ProcessorSettings.from_env(processor)

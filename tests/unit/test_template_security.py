@@ -33,19 +33,12 @@ ITEM_CALLS = {
     "dynamodb:ConditionCheckItem",
     "dynamodb:Query",
 }
-IDEMPOTENCY_CALLS = {
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-}
 # What each function may do to each table (``Table/index/*`` for the indexes), read from the
-# code: Powertools idempotency; store.py, actions.py (sla.py and escalation.py go through them).
+# code: store.py, actions.py, drafts/store.py (sla.py and escalation.py go through them).
 # ActionLedger.list's Scan belongs to the ops CLI, which runs as the operator.
 EXPECTED_DYNAMODB = {
     "IngestFunction": {},
     "ProcessorFunction": {
-        "IdempotencyTable": IDEMPOTENCY_CALLS,
         "ConversationsTable": ITEM_CALLS,
         "ConversationsTable/index/*": {"dynamodb:Query"},
         "ActionsTable": ITEM_CALLS,

@@ -157,13 +157,11 @@ class ProcessorSettings:
 
     events_queue_url: str
     events_dlq_url: str
-    idempotency_table: str
     conversations_table: str
     payload_bucket: str = ""
     max_receive_count: int = 8
     backoff_base_seconds: int = 10
     backoff_cap_seconds: int = 900
-    idempotency_ttl_seconds: int = 172800
     timeline_retention_days: int = 400
     actions_table: str = ""
     record_start_seconds: float = 5.0
@@ -175,13 +173,11 @@ class ProcessorSettings:
         settings = cls(
             events_queue_url=_required(env, "EVENTS_QUEUE_URL"),
             events_dlq_url=_required(env, "EVENTS_DLQ_URL"),
-            idempotency_table=_required(env, "IDEMPOTENCY_TABLE"),
             conversations_table=_required(env, "CONVERSATIONS_TABLE"),
             payload_bucket=env.get("PAYLOAD_BUCKET", ""),
             max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 8, minimum=1),
             backoff_base_seconds=_int(env, "BACKOFF_BASE_SECONDS", 10),
             backoff_cap_seconds=_int(env, "BACKOFF_CAP_SECONDS", 900),
-            idempotency_ttl_seconds=_int(env, "IDEMPOTENCY_TTL_SECONDS", 172800, minimum=60),
             timeline_retention_days=_int(env, "TIMELINE_RETENTION_DAYS", 400, minimum=1),
             actions_table=env.get("ACTIONS_TABLE", ""),
             record_start_seconds=_int(env, "RECORD_START_SECONDS", 5, minimum=1),
