@@ -160,6 +160,84 @@ def calls_per_event(conversations: int) -> dict[str, Any]:
     }
 
 
+def sweep_costs(sizes: list[int]) -> list[dict[str, Any]]:
+    """Calls and time of one SLA sweep over ``size`` open conversations, none due and 1% due."""
+    from moto import mock_aws
+    from tests.support import NOW, incoming, new_pipeline
+
+    from support_pipeline.conversations import extract_facts, merge
+    from support_pipeline.policy import load_default_policy
+    from support_pipeline.processing.router import EventContext
+    from support_pipeline.sla import SlaSweep
+    from support_pipeline.store import RECORD_SK, conversation_pk
+    from support_pipeline_ops.measure import counting
+
+    policy = load_default_policy()
+    rows = []
+    for size in sizes:
+        for due_share in (0.0, 0.01):
+            with mock_aws():
+                pipeline = new_pipeline()
+                support = pipeline.support(None, policy)
+                table = pipeline.dynamodb.Table(pipeline.stack.physical["ConversationsTable"])
+                pipeline.store().register_account("1")
+                due_count = int(size * due_share)
+                with table.batch_writer() as batch:
+                    for n in range(1, size + 1):
+                        # the due ones were opened two days ago: their first response is late
+                        at = NOW - 2 * 86400 if n <= due_count else NOW - 60
+                        payload = incoming("Hola", n, at, n, status="open", created_at=at)
+                        facts = extract_facts(EventContext("message_created", payload, f"k{n}"), at)
+                        record = merge(None, facts)
+                        record.update(support.sla.due_fields(record))
+                        record.update(pk=conversation_pk("1", str(n)), sk=RECORD_SK, revision=1)
+                        batch.put_item(Item=to_dynamo_item(record))
+                sweep = SlaSweep(support.sla, pipeline.telemetry, drafts=support.drafts)
+                with counting(pipeline.clients["dynamodb"], pipeline.dynamodb) as calls:
+                    start = time.perf_counter()
+                    result = sweep.run(NOW)
+                    seconds = time.perf_counter() - start
+                assert result["conversations"] == due_count, (result, due_count)
+            rows.append(
+                {
+                    "open": size,
+                    "due": due_count,
+                    "calls": sum(calls.values()),
+                    "seconds": seconds,
+                    "by_operation": dict(sorted(calls.items())),
+                }
+            )
+    return rows
+
+
+def to_dynamo_item(record: dict[str, Any]) -> dict[str, Any]:
+    from support_pipeline.store import to_dynamo
+
+    return {k: v for k, v in to_dynamo(record).items() if v is not None}
+
+
+def render_sweep(rows: list[dict[str, Any]]) -> str:
+    lines = "\n".join(
+        f"| {r['open']:,} | {r['due']} | {r['calls']} | {r['seconds']:.2f} |" for r in rows
+    )
+    return f"""## 5. SLA sweep cost
+
+One sweep (dry run, shipped policy) over open conversations written straight into moto, with
+none due and with 1% due (opened two days ago, first response late). Calls counted at botocore.
+
+| open conversations | due | DynamoDB calls | seconds (moto) |
+| ---: | ---: | ---: | ---: |
+{lines}
+
+With nothing due a sweep makes the same few calls (the sweep lease, the accounts list, one
+`DueConversations` query per account, the pending-drafts query, the lease release) whatever the
+number of open conversations. Each due conversation adds its own work: the SLA state, the
+actions, and one write moving its next due moment on. Before the due index, a sweep read every
+open conversation and its timeline: 9 + 2.7 calls per open conversation on every run.
+
+"""
+
+
 def render_calls(c: dict[str, Any]) -> str:
     rows = "\n".join(
         f"| {op} | {n} | {n / c['events']:.2f} |" for op, n in c["by_operation"].items()
@@ -296,7 +374,7 @@ def render_knowledge(k: dict[str, Any]) -> str:
         for backend in ("fts5", "python")
         if backend in k
     )
-    return f"""## 5. Knowledge drafter
+    return f"""## 6. Knowledge drafter
 
 Index build (median of {k["builds"]}, each as in a fresh process: parse, stem, index) for a
 generated knowledge base of {k["articles"]:,} Markdown articles (half Spanish, half English, four
@@ -315,6 +393,7 @@ def render(results: dict) -> str:
     cold, warm, proc = results["cold_import"], results["warm_ingest"], results["processor"]
     verdict = "meets" if cold["ratio"] <= 1.3 else "MISSES"
     calls_section = render_calls(results["calls"]) if "calls" in results else ""
+    calls_section += render_sweep(results["sweep"]) if "sweep" in results else ""
     knowledge_section = render_knowledge(results["knowledge"]) if "knowledge" in results else ""
     return f"""# Benchmarks
 
@@ -369,6 +448,7 @@ make bench            # installs .venv if needed, measures, rewrites docs/benchm
 .venv/bin/python scripts/bench.py --runs 21 --requests 5000 --events 500   # more samples
 .venv/bin/python scripts/bench.py --only knowledge   # the knowledge drafter alone, printed
 .venv/bin/python scripts/bench.py --only calls       # DynamoDB calls per event, printed
+.venv/bin/python scripts/bench.py --only sweep       # SLA sweep cost at 100/1,000/10,000
 ```
 """
 
@@ -382,12 +462,17 @@ def main() -> int:
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--builds", type=int, default=3)
     parser.add_argument(
-        "--only", choices=["knowledge", "calls"], help="run one measurement and print it"
+        "--only",
+        choices=["knowledge", "calls", "sweep"],
+        help="run one measurement and print it",
     )
     parser.add_argument("--conversations", type=int, default=40)
     parser.add_argument("--write", help="write the markdown report here")
     args = parser.parse_args()
 
+    if args.only == "sweep":
+        print(render_sweep(sweep_costs([100, 1000, 10000])))
+        return 0
     if args.only == "calls":
         calls = calls_per_event(args.conversations)
         print(render_calls(calls))
@@ -419,6 +504,7 @@ def main() -> int:
         "warm_ingest": warm_ingest(args.requests),
         "processor": processor_throughput(args.events),
         "calls": calls_per_event(args.conversations),
+        "sweep": sweep_costs([100, 1000, 10000]),
         "knowledge": knowledge_drafter(args.articles, args.questions, args.builds),
     }
     print(json.dumps(results, indent=2))

@@ -37,3 +37,23 @@ def test_a_repeated_delivery_costs_two_reads_and_does_nothing_else(pipeline):
         assert pipeline.drain(consumer) == 1
     assert dict(calls) == {"GetItem": 2, "TransactWriteItems": 1}
     assert pipeline.telemetry.total("EventDuplicate") == 1
+
+
+def test_a_sweep_with_nothing_due_costs_the_same_for_10_or_40_open_conversations(pipeline):
+    from support_pipeline.sla import SlaSweep
+    from tests.support import NOW, incoming
+
+    policy = load_default_policy()
+    costs = []
+    for total in (10, 40):
+        for conversation in range(len(costs) * 100 + 1, len(costs) * 100 + total + 1):
+            payload = incoming("Hola", conversation, NOW, conversation, status="open")
+            assert pipeline.post(payload, delivery_id=f"open-{conversation}")[0] == 202
+        pipeline.drain(pipeline.consumer(policy=policy))
+        support = pipeline.support(None, policy)
+        sweep = SlaSweep(support.sla, pipeline.telemetry, clock=pipeline.clock, drafts=support.drafts)
+        with counting(pipeline.clients["dynamodb"], pipeline.dynamodb) as calls:
+            result = sweep.run(NOW + 60)  # a minute in: nothing is at risk yet
+        assert result["conversations"] == 0
+        costs.append(sum(calls.values()))
+    assert costs[0] == costs[1] <= 6, costs

@@ -35,7 +35,7 @@ def test_conversation_record_handles_every_conversation_and_message_event():
         (),
         {
             "store": None,
-            "sla": None,
+            "sla": type("Sla", (), {"due_fields": staticmethod(lambda record: {})})(),
             "policy": policy_with(),  # the recorder buckets days in the policy's zone
             "escalator": None,
             "actions": type("Actions", (), {"client": None})(),  # dry run

@@ -379,6 +379,8 @@ class ConversationRecorder:
     retention_days: int = 400
     clock: Callable[[], float] = time.time
     zone: tzinfo = UTC
+    # The record's fields for the SLA sweep's due index (``SlaService.due_fields``).
+    due_fields: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def __call__(self, context: EventContext) -> dict[str, Any]:
         """Merge the event into its record and timeline: one read and one transactional write.
@@ -416,6 +418,8 @@ class ConversationRecorder:
             current = self.store.get_record(facts.account_id, facts.conversation_id)
             revision = None if current is None else int(current.get("revision") or 0)
             record = merge(current, facts)
+            if self.due_fields is not None:
+                record.update(self.due_fields(record))
             record.update(
                 pk=conversation_pk(facts.account_id, facts.conversation_id),
                 sk=RECORD_SK,

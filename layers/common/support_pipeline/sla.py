@@ -321,6 +321,49 @@ class SlaService:
         self._timeline(record, clock, "sla_breach", clock.due_at, met=False)
         self.telemetry.count("SlaBreached", reason=clock.target)
 
+    def next_due(self, record: dict[str, Any], after: float | None = None) -> float | None:
+        """The conversation's next SLA moment the sweep has to look at: the earliest at-risk or
+        breach moment of an open target after ``after`` (default: the last time the sweep acted
+        on it). None when nothing can come due (met, resolved, snoozed: an event changes that)."""
+        if record.get("status") not in ("open", "pending"):
+            return None
+        since = float(record.get("sla_swept_through") or 0) if after is None else after
+        moments = [
+            moment
+            for clock in self.clocks(record)
+            if clock.met_at is None
+            for moment in (clock.at_risk_at, clock.due_at)
+            if moment > since
+        ]
+        return min(moments, default=None)
+
+    def due_fields(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record's fields for the ``DueConversations`` index (None removes them)."""
+        due = self.next_due(record)
+        return {
+            "next_due": due,
+            "due_account": record.get("account_id") if due is not None else None,
+        }
+
+    def swept(self, record: dict[str, Any], now: float) -> None:
+        """The sweep acted on everything due by ``now``: move the conversation's next moment on.
+
+        Not in dry run: what a dry run only recorded stays due, so the pipeline acts on it once
+        it is live (a dry run revisits its due conversations each sweep, at no cost in Chatwoot).
+        """
+        if self.actions.dry_run:
+            return
+        due = self.next_due(record, after=now)
+        self.store.set_record_fields(
+            record["account_id"],
+            record["conversation_id"],
+            {
+                "sla_swept_through": now,
+                "next_due": due,
+                "due_account": record["account_id"] if due is not None else None,
+            },
+        )
+
     def forget_if_gone(self, record: dict[str, Any]) -> bool:
         """After a 404: if Chatwoot confirms the conversation is gone while its API answers
         for the token, close the record so the sweep stops visiting it."""
@@ -515,20 +558,19 @@ SWEEP_STOP_SECONDS = 10.0
 SWEEP_LEASE_SECONDS = 900.0
 
 
-def sweep_position(account: str, record: dict[str, Any]) -> list[Any]:
-    """Where a record sits in the sweep's order: account, then waiting since, then key."""
-    number = int(account) if account.isdigit() else 0
-    return [number, float(record.get("waiting_since_key") or 0), str(record.get("pk", ""))]
-
-
 class SlaSweep:
-    """The scheduled sweep over every account's open conversations (no table scan).
+    """The scheduled sweep over the conversations that are due (no table scan).
 
-    One sweep runs at a time (a lease in the table, besides the function's reserved
+    Each open conversation carries its next SLA moment (``next_due``: the earliest at-risk or
+    breach moment not swept yet) on the sparse ``DueConversations`` index, kept by the processor
+    as the record changes and moved on by the sweep after it has acted. A sweep reads only the
+    conversations due now, earliest first, so its cost grows with the work that is due, not
+    with the number of open conversations, and with none due it makes a constant number of
+    calls. One sweep runs at a time (a lease in the table, besides the function's reserved
     concurrency of 1). It stops starting conversations when its invocation is nearly out of
-    time, remembers where it stopped, and the next sweep starts there and wraps around, so no
-    conversation starves at the end of a long list. A conversation Chatwoot says is gone (404,
-    with the API otherwise answering) is closed in the store and leaves the sweep.
+    time; whatever it did not reach is still due, and earliest, next time. A conversation
+    Chatwoot says is gone (404, with the API otherwise answering) is closed in the store and
+    leaves the sweep.
     """
 
     def __init__(
@@ -575,35 +617,27 @@ class SlaSweep:
         logger.info("sla sweep finished", extra={**totals, "now": cw.iso(now)})
         return totals
 
-    def _ordered(self) -> list[tuple[list[Any], str, dict[str, Any]]]:
-        """Every open conversation in sweep order, starting after the last sweep's stop."""
+    def _due(self, now: float) -> list[tuple[float, str, dict[str, Any]]]:
+        """The conversations due now, earliest first (one query per account)."""
         store = self.sla.store
-        entries = sorted(
+        return sorted(
             (
-                (sweep_position(account, record), account, record)
+                (float(record.get("next_due") or 0), account, record)
                 for account in store.accounts()
-                for record in store.open_conversations(account)
+                for record in store.due_conversations(account, now)
             ),
-            key=lambda entry: entry[0],
+            key=lambda entry: (entry[0], entry[1], str(entry[2].get("pk", ""))),
         )
-        resume = store.get_sweep_cursor()
-        if resume is None:
-            return entries
-        after = [e for e in entries if e[0] > resume]
-        return after + [e for e in entries if e[0] <= resume]
 
     def _sweep(self, now: float, totals: dict[str, int]) -> None:
-        store = self.sla.store
-        entries = self._ordered()
+        entries = self._due(now)
         for index, (_, account, record) in enumerate(entries):
             left = deadline.remaining()
             if left is not None and left < self.stop_seconds:
                 totals["left_for_next_sweep"] = len(entries) - index
-                if index:
-                    store.set_sweep_cursor(entries[index - 1][0])
                 self.telemetry.count("SlaSweepStoppedEarly")
                 logger.warning(
-                    "sla sweep out of time; the next sweep resumes here",
+                    "sla sweep out of time; what it did not reach is still due",
                     extra={"left_for_next_sweep": totals["left_for_next_sweep"]},
                 )
                 return
@@ -616,11 +650,13 @@ class SlaSweep:
                     totals["gone"] += 1
                 else:
                     self._failed(account, record, totals, missing)
+                continue
             except Exception as exc:
-                # One conversation never stops the sweep; the next sweep tries it again and
-                # the claims and the ledger keep every action exactly-once.
+                # One conversation never stops the sweep; it stays due, the next sweep tries it
+                # again, and the claims and the ledger keep every action exactly-once.
                 self._failed(account, record, totals, exc)
-        store.set_sweep_cursor(None)
+                continue
+            self.sla.swept(record, now)
 
     def _gone(self, record: dict[str, Any]) -> bool:
         try:

@@ -30,10 +30,10 @@ RECORD_SK = "RECORD"
 STATE_PREFIX = "STATE#"
 ACCOUNTS_PK = "ACCOUNTS"
 SWEEP_PK = "SWEEP"
-SWEEP_CURSOR_SK = "CURSOR"
 EVENT_PREFIX = "EVENT#"
 BY_ACCOUNT_DAY = "ByAccountDay"
 OPEN_CONVERSATIONS = "OpenConversations"
+DUE_CONVERSATIONS = "DueConversations"
 
 
 def key_id(value: str, name: str) -> str:
@@ -312,19 +312,6 @@ class ConversationStore:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
 
-    def get_sweep_cursor(self) -> list[Any] | None:
-        """Where the last sweep stopped for lack of time, if it did."""
-        item = self._table.get_item(
-            Key={"pk": SWEEP_PK, "sk": SWEEP_CURSOR_SK}, ConsistentRead=True
-        ).get("Item")
-        position = from_dynamo(item).get("position") if item else None
-        return list(position) if position else None
-
-    def set_sweep_cursor(self, position: list[Any] | None) -> None:
-        self._table.put_item(
-            Item=to_dynamo({"pk": SWEEP_PK, "sk": SWEEP_CURSOR_SK, "position": position or []})
-        )
-
     def close_gone(self, account_id: str, conversation_id: str, now: float) -> None:
         """The conversation no longer exists in Chatwoot: mark it and take it off the open
         index (a sparse index: removing ``open_account`` removes the entry)."""
@@ -332,7 +319,8 @@ class ConversationStore:
             self._table.update_item(
                 Key={"pk": conversation_pk(account_id, conversation_id), "sk": RECORD_SK},
                 UpdateExpression="SET #status = :deleted, gone_at = :now, "
-                "revision = if_not_exists(revision, :zero) + :one REMOVE open_account",
+                "revision = if_not_exists(revision, :zero) + :one "
+                "REMOVE open_account, due_account, next_due",
                 ConditionExpression=Attr("pk").exists(),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_dynamo(
@@ -362,6 +350,16 @@ class ConversationStore:
             self._query(
                 IndexName=BY_ACCOUNT_DAY,
                 KeyConditionExpression=Key("account_day").eq(f"{account_id}#{day}"),
+            )
+        )
+
+    def due_conversations(self, account_id: str, now: float) -> list[dict[str, Any]]:
+        """Records of the account whose next SLA moment has come (the sparse due index)."""
+        return list(
+            self._query(
+                IndexName=DUE_CONVERSATIONS,
+                KeyConditionExpression=Key("due_account").eq(account_id)
+                & Key("next_due").lte(to_dynamo(float(now))),
             )
         )
 

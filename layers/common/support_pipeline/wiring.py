@@ -204,6 +204,7 @@ def build_router(support: SupportServices, clock: Callable[[], float] = time.tim
             retention_days=support.timeline_retention_days,
             clock=clock,
             zone=support.policy.zone,
+            due_fields=support.sla.due_fields,
         ),
     )
     router.register(
