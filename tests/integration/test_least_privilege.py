@@ -306,7 +306,7 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
         for f, a, r in made
     )
     assert any(
-        f == "SlaSweepFunction" and r.endswith("/index/OpenConversations") for f, _, r in made
+        f == "SlaSweepFunction" and r.endswith("/index/DueConversations") for f, _, r in made
     )
     assert any(
         f == "SignalsExportFunction" and r.endswith("/index/ByAccountDay") for f, _, r in made

@@ -8,8 +8,11 @@ One table, keyed for the queries the support features make:
   timeline item of an account on a day (the local date in the support policy's time zone), for
   daily and weekly reports without a scan.
 - GSI ``OpenConversations`` (``open_account = <account>``, ``waiting_since_key``): sparse;
-  only records of open, pending or snoozed conversations carry ``open_account``, so an SLA sweep
-  reads just the conversations that can still breach.
+  only records of open, pending or snoozed conversations carry ``open_account`` (ops listings,
+  the weekly report).
+- GSI ``DueConversations`` (``due_account = <account>``, ``next_due``): sparse; only records
+  with an SLA moment still to act on carry it, so the SLA sweep reads just what is due now.
+- GSI ``PendingDrafts`` (``pending_account``, ``created_key``): drafts awaiting a decision.
 """
 
 from __future__ import annotations
