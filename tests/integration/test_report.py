@@ -24,7 +24,6 @@ from support_pipeline.report.settings import ReportSettings
 from tests.report_world import (
     POLICY,
     WEEK,
-    ZONE,
     World,
     at,
     build_week,
@@ -179,7 +178,7 @@ def test_volume_daily_and_by_inbox(week):
         (0, 0, 0, 0),
         (0, 0, 0, 0),
     ]
-    assert [d["date"] for d in volume["daily"]][0] == "2026-09-21"
+    assert volume["daily"][0]["date"] == "2026-09-21"
     assert volume["by_inbox"] == [
         {
             "account_id": "1",
