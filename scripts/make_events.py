@@ -121,6 +121,14 @@ def main() -> None:
         },
     )
 
+    # The weekly report: as EventBridge Scheduler invokes it on Monday 28 September 2026 at
+    # 09:00 in Bogota (it reports on the week before, 2026-W39), and a manual backfill.
+    write(
+        events / "weekly_report" / "scheduled.json",
+        {"source": "aws.scheduler", "scheduled_time": "2026-09-28T14:00:00Z"},
+    )
+    write(events / "weekly_report" / "backfill_week.json", {"week": "2026-W38"})
+
     stack = cfn.Stack(
         name="support-pipeline-local",
         template=cfn.load(ROOT / "template.yaml"),
@@ -133,9 +141,17 @@ def main() -> None:
     for logical in ("IdempotencyTable", "ConversationsTable", "ActionsTable"):
         stack.physical[logical] = f"support-pipeline-local-{logical}"
     stack.physical["PayloadBucket"] = "support-pipeline-local-payloadbucket"
+    stack.physical["ReportTopic"] = (
+        f"arn:aws:sns:{cfn.REGION}:{cfn.ACCOUNT_ID}:support-pipeline-local-ReportTopic"
+    )
     env = {
         fn: stack.function_environment(fn)
-        for fn in ("IngestFunction", "ProcessorFunction", "SlaSweepFunction")
+        for fn in (
+            "IngestFunction",
+            "ProcessorFunction",
+            "SlaSweepFunction",
+            "WeeklyReportFunction",
+        )
     }
     write(events / "env.json", env)
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH = 640
-LABEL_WIDTH = 170
+WIDTH = 520
+LABEL_WIDTH = 130
 ROW = 22
 GAP = 8
 
@@ -49,7 +49,7 @@ def bars(
     with an optional dashed target line."""
     values = [b.value for _, group in groups for b in group if b.value is not None]
     top = maximum if maximum is not None else max([*values, target or 0, 1])
-    plot = WIDTH - LABEL_WIDTH - 70
+    plot = WIDTH - LABEL_WIDTH - 60
     parts: list[str] = []
     y = GAP + (14 if target is not None else 0)
     for label, group in groups:

@@ -76,7 +76,8 @@ class HealthReader:
                 "available": False,
                 "note": f"Not available: CloudWatch could not be read ({_why(failure)}).",
             }
-        if not series:
+        if not any(s.metric != REDRIVEN_METRIC for s in series):
+            # Only the ops CLI's redrive counts (it puts them itself): the functions emit none.
             return {
                 **section,
                 "available": False,
@@ -166,9 +167,11 @@ class HealthReader:
             if not token:
                 break
         listed = {s.metric for s in found}
-        # Without a reason the series is known even if it had no data lately: it is a zero.
+        emitted = any(s.metric != REDRIVEN_METRIC for s in found)
+        # Once the functions emit at all, a series without a reason that had no data lately
+        # is a zero.
         for name, metric, service, with_reason in SERIES:
-            if not with_reason and metric not in listed and found:
+            if not with_reason and metric not in listed and emitted:
                 found.append(Series(name, metric, (("service", service),)))
         return sorted(set(found), key=lambda s: (s.name, s.dimensions))
 
