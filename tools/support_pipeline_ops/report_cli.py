@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from botocore.config import Config
+
 from support_pipeline import aws
 from support_pipeline.config import SupportSettings
 from support_pipeline.report.builder import ReportBuilder
@@ -160,7 +162,9 @@ def run_report(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"wrote {path}\n")
     link = None
     if args.upload:
-        s3 = aws.client("s3", config, region_name=args.region)
+        s3 = aws.client(
+            "s3", config.merge(Config(signature_version="s3v4")), region_name=args.region
+        )
         keys = upload(report, s3, where.bucket)
         out.write(f"stored s3://{where.bucket}/{keys['report.html'].rsplit('/', 1)[0]}/\n")
         link = presigned_link(s3, where.bucket, keys["report.html"], 3600)

@@ -79,17 +79,22 @@ class WeeklyReport:
 
 def build_weekly_report() -> WeeklyReport:
     """The report with real AWS clients and Chatwoot, from the function's environment."""
+    from botocore.config import Config
+
     from support_pipeline import aws
     from support_pipeline.report.health import HealthReader
     from support_pipeline.wiring import chatwoot_client
 
     settings = ReportSettings.from_env()
     config = aws.PROCESSOR_CONFIG
+    # The announcement's link: Signature Version 4 (S3 refuses SigV2 on newer buckets; SigV4
+    # allows up to 7 days).
+    presigning = config.merge(Config(signature_version="s3v4"))
     return WeeklyReport(
         settings=settings,
         store=ConversationStore(aws.resource("dynamodb", config), settings.conversations_table),
         policies=PolicySource(settings.support.support_policy_param),
-        s3=aws.client("s3", config),
+        s3=aws.client("s3", presigning),
         sns=aws.client("sns", config),
         health=HealthReader(
             aws.client("cloudwatch", config), aws.client("sqs", config), settings.events_dlq_url
