@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 from support_pipeline.business_time import BusinessCalendar
 from support_pipeline.chatwoot.payload import to_epoch
@@ -212,7 +212,26 @@ def _instance(item: dict[str, Any], met_at: float | None) -> TargetInstance | No
     )
 
 
-def adherence(instances: list[TargetInstance], calendar: BusinessCalendar) -> dict[str, Any]:
+class Elapsed(Protocol):
+    def elapsed(self, start: float, end: float) -> float: ...
+
+
+class RememberedCalendar:
+    """Business time between two moments, worked out once per pair (the same target is
+    counted overall, by priority and by team)."""
+
+    def __init__(self, calendar: BusinessCalendar) -> None:
+        self._calendar = calendar
+        self._known: dict[tuple[float, float], float] = {}
+
+    def elapsed(self, start: float, end: float) -> float:
+        key = (start, end)
+        if key not in self._known:
+            self._known[key] = self._calendar.elapsed(start, end)
+        return self._known[key]
+
+
+def adherence(instances: list[TargetInstance], calendar: Elapsed) -> dict[str, Any]:
     """% met, and how long answers took in business time (median, p90)."""
     met = [i for i in instances if i.met]
     answered = [i for i in instances if i.met_at is not None]
@@ -239,14 +258,16 @@ def sla_section(
     goal_percent: float,
     link: Callable[[str, str], str | None],
 ) -> dict[str, Any]:
+    remembered = RememberedCalendar(calendar)
+
     def stats(
         instances: list[TargetInstance],
         before: list[TargetInstance] | None,
         threshold: int | None,
         business_only: bool,
     ) -> dict[str, Any]:
-        now = adherence(instances, calendar)
-        then = adherence(before, calendar) if before is not None else None
+        now = adherence(instances, remembered)
+        then = adherence(before, remembered) if before is not None else None
 
         def prior(name: str) -> Any:
             return None if then is None else then[name]
@@ -368,10 +389,7 @@ def _team_at(data: PeriodData, key: ConversationKey, at: float | None) -> str | 
     """The conversation's team when ``at`` happened: the latest event before it that names
     one, else the record's."""
     team: Any = None
-    for item in sorted(
-        (i for i in data.events if conversation_key(i) == key),
-        key=lambda i: str(i.get("occurred_at", "")),
-    ):
+    for item in data.events_of(key):
         when = to_epoch(item.get("occurred_at"))
         if at is not None and when is not None and when > at:
             break

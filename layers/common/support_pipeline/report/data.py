@@ -32,6 +32,9 @@ class PeriodData:
     csat: list[dict[str, Any]] = field(default_factory=list)
     other: int = 0  # items of kinds this report does not know (newer features)
     records: dict[ConversationKey, dict[str, Any]] = field(default_factory=dict)
+    _by_conversation: dict[ConversationKey, list[dict[str, Any]]] | None = field(
+        default=None, repr=False
+    )
 
     @property
     def empty(self) -> bool:
@@ -63,6 +66,17 @@ class PeriodData:
 
     def record(self, key: ConversationKey) -> dict[str, Any]:
         return self.records.get(key) or {}
+
+    def events_of(self, key: ConversationKey) -> list[dict[str, Any]]:
+        """The conversation's event items of the period, oldest first (indexed once)."""
+        if self._by_conversation is None:
+            index: dict[ConversationKey, list[dict[str, Any]]] = {}
+            for item in sorted(self.events, key=lambda i: str(i.get("occurred_at", ""))):
+                found = conversation_key(item)
+                if found is not None:
+                    index.setdefault(found, []).append(item)
+            self._by_conversation = index
+        return self._by_conversation.get(key, [])
 
 
 def conversation_key(item: dict[str, Any]) -> ConversationKey | None:
