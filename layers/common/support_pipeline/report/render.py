@@ -925,7 +925,8 @@ def summary_text(data: dict[str, Any], link: str | None) -> str:
     depth = health.get("dlq_depth_now")
     lines.append("DLQ now: " + ("not available" if depth is None else f"{depth} message(s)") + ".")
     disagreements = [
-        f"account {a['account_id']}: {', '.join(a['disagreements'])}"
+        f"account {a['account_id']}: "
+        + ", ".join(r["label"] for r in a["comparisons"] if r["disagrees"])
         for a in data["chatwoot"]["accounts"]
         if a.get("disagreements")
     ]
