@@ -141,13 +141,18 @@ class Browser:
             stdout=subprocess.DEVNULL,
             stderr=self.stderr,
         )
-        port = self._devtools_port()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
-            targets = json.load(answer)
-        page = next(t for t in targets if t.get("type") == "page")
-        self.ws = WebSocket(page["webSocketDebuggerUrl"])
         self._next = 0
         self.events: list[dict[str, Any]] = []
+        try:
+            port = self._devtools_port()
+            url = f"http://127.0.0.1:{port}/json/list"
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                targets = json.load(answer)
+            page = next(t for t in targets if t.get("type") == "page")
+            self.ws = WebSocket(page["webSocketDebuggerUrl"])
+        except BaseException:
+            self._stop()
+            raise
 
     def _devtools_port(self, timeout: float = 30.0) -> int:
         """Chromium writes the port it chose into the profile once it listens."""
@@ -245,6 +250,10 @@ class Browser:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.ws.close()
+        self._stop()
+
+    def _stop(self) -> None:
+        """Stop the chromium this object started (by its own process), and its profile."""
         self.process.terminate()
         try:
             self.process.wait(timeout=10)

@@ -147,6 +147,12 @@ def chatwoot_section(
             "note": "No Chatwoot is configured (ChatwootBaseUrl is empty): nothing to compare.",
             "accounts": [],
         }
+    if not accounts:
+        return {
+            "available": False,
+            "note": "No account has sent the pipeline anything yet: nothing to compare.",
+            "accounts": [],
+        }
     found = []
     for account in accounts:
         entry: dict[str, Any] = {"account_id": account}
