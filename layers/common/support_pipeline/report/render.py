@@ -782,7 +782,7 @@ th,td{padding:.35em .5em;border-bottom:1px solid var(--line);text-align:left;ver
 th{background:#f4f6f8;font-weight:600;white-space:nowrap}th.num{text-align:right}
 td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 figure{margin:.6em 0 1.2em}figcaption{color:var(--muted);font-size:.85rem}
-svg.chart{display:block;max-width:100%;height:auto;font-size:13px}
+svg.chart{display:block;width:100%;max-width:760px;height:auto;font-size:13px}
 svg .bar.now{fill:var(--now)}svg .bar.before{fill:var(--before)}svg .bar.miss{fill:var(--miss)}
 svg .target{stroke:var(--ink);stroke-width:1.5;stroke-dasharray:5 4}
 svg .targetlabel,svg .legend,svg .axis,svg .label{fill:var(--muted)}
