@@ -17,10 +17,10 @@ BUILD_DIR := .aws-sam/build
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(PY313_BIN):$(PATH)
 
-.PHONY: help setup run test unit integration e2e contract fmt lint typecheck scan build invoke bench clean
+.PHONY: help setup run test unit integration e2e contract browser-deps browser-test fmt lint typecheck scan build invoke bench clean
 
 help: ## list the verbs
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 	$(PY313) -m venv $(VENV)
@@ -60,6 +60,17 @@ e2e: $(VENV)/.installed
 contract: $(VENV)/.installed ## the retry policy, end to end through the real handler
 	$(PY) -m pytest -q tests/integration/test_retry_contract.py
 
+# Debian's chromium for the report's browser test (root on these machines; sudo elsewhere).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version
+
+browser-test: $(VENV)/.installed browser-deps ## report.html in headless chromium; screenshots in test-artifacts/
+	REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/browser
+
 fmt: $(VENV)/.installed ## format and auto-fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -87,4 +98,4 @@ bench: $(VENV)/.installed ## measure and write docs/benchmarks.md
 	$(PY) scripts/bench.py --write docs/benchmarks.md
 
 clean:
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -7,6 +7,8 @@
 4. Knowledge drafter: index build time for a generated knowledge base of 1,000 articles, and
    warm draft latency per message (median, p95) once the index is built, for FTS5 and for the
    pure-Python fallback. `--only knowledge` runs just this one and prints its section.
+5. Weekly report: build time for a week of 1,000 conversations (and 1,000 the week before)
+   stored as the pipeline stores them, under moto in-process. `--only report` prints it.
 """
 
 from __future__ import annotations
@@ -389,12 +391,244 @@ articles) builds in {k["shipped_build_ms"]:.0f} ms. FTS5 available here: {k["fts
 """
 
 
+def seed_report_weeks(table: Any, conversations: int, zone: Any) -> None:
+    """Two weeks of stored items in the pipeline's shapes: per conversation a record, six
+    messages, first-response and resolution outcomes, a draft; some escalations and CSAT."""
+    import random
+    from datetime import timedelta
+
+    from support_pipeline.chatwoot.payload import iso
+    from support_pipeline.store import account_day, timeline_sk, to_dynamo
+
+    rng = random.Random(11)  # noqa: S311 - invented data, not security
+    monday = datetime(2026, 9, 14, tzinfo=zone)  # W38, then W39
+    with table.batch_writer() as batch:  # seeding the bench's table, not the report
+        for n in range(1, 2 * conversations + 1):
+            week = 0 if n <= conversations else 1
+            created = (monday + timedelta(days=7 * week + rng.random() * 6.5)).timestamp()
+            first = created + rng.randint(60, 6 * 3600)
+            resolved = first + rng.randint(600, 2 * 86400)
+            cid, pk = str(n), f"CONV#1#{n}"
+            team, priority = str(rng.choice([5, 6, 7])), rng.choice(["high", "medium", "none"])
+
+            def put(
+                item: dict[str, Any],
+                at: float,
+                key: str,
+                pk: str = pk,
+                cid: str = cid,
+                team: str = team,
+                priority: str = priority,
+            ) -> None:
+                batch.put_item(
+                    Item=to_dynamo(
+                        {
+                            "pk": pk,
+                            "sk": timeline_sk(iso(at), key),
+                            "account_id": "1",
+                            "conversation_id": cid,
+                            "occurred_at": iso(at),
+                            "account_day": account_day("1", at, zone),
+                            "occurred_key": f"{iso(at)}#{cid}",
+                            "team_id": team,
+                            "priority": priority,
+                            **item,
+                        }
+                    )
+                )
+
+            batch.put_item(
+                Item=to_dynamo(
+                    {
+                        "pk": pk,
+                        "sk": "RECORD",
+                        "account_id": "1",
+                        "conversation_id": cid,
+                        "created_at": created,
+                        "first_reply_created_at": first,
+                        "status": "resolved",
+                        "status_points": [[created, "open"], [resolved, "resolved"]],
+                        "resolved_at": resolved,
+                        "priority": priority,
+                        "team_id": team,
+                        "inbox_id": str(rng.choice([1, 2])),
+                        "reopened_count": 0,
+                    }
+                )
+            )
+            for m in range(6):
+                at = created + m * (first - created + 60)
+                kind = "incoming" if m % 2 == 0 else "outgoing"
+                put(
+                    {
+                        "kind": "event",
+                        "event": "message_created",
+                        "message_id": f"{n}{m}",
+                        "message_type": kind,
+                        "private": False,
+                        "sender_type": "Contact" if kind == "incoming" else "User",
+                    },
+                    at,
+                    f"m:{n}:{m}",
+                )
+            for target, met_at, limit in (
+                ("first_response", first, 4 * 3600),
+                ("resolution", resolved, 3 * 86400),
+            ):
+                put(
+                    {
+                        "kind": "sla_outcome",
+                        "event": "sla_outcome",
+                        "target": target,
+                        "met": met_at - created <= limit,
+                        "due_at": iso(created + limit),
+                        "started_at": iso(created),
+                        "measured_seconds": int(met_at - created),
+                        "threshold_seconds": limit,
+                        "business_only": target == "first_response",
+                    },
+                    met_at,
+                    f"o:{n}:{target}",
+                )
+            if rng.random() < 0.2:
+                put({"kind": "escalation", "reasons": ["asks_for_human"]}, created + 5, f"e:{n}")
+            put(
+                {
+                    "kind": "draft",
+                    "outcome": rng.choice(["sent_as_is", "edited", "replaced", "rejected"]),
+                    "edit_ratio": round(rng.random(), 2),
+                    "seconds_to_decision": rng.randint(30, 3000),
+                },
+                first,
+                f"d:{n}",
+            )
+            if rng.random() < 0.3:
+                put({"kind": "csat", "rating": rng.randint(1, 5)}, resolved + 60, f"c:{n}")
+        batch.put_item(Item={"pk": "ACCOUNTS", "sk": "ACCOUNT#1", "account_id": "1"})
+
+
+class MemoryStore:
+    """The store's read calls over items held in memory: the report's own cost, no AWS."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.days: dict[str, list[dict[str, Any]]] = {}
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        self.timelines: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for item in sorted(items, key=lambda i: str(i.get("occurred_key", ""))):
+            key = (str(item.get("account_id")), str(item.get("conversation_id")))
+            if item["sk"] == "RECORD":
+                self.records[key] = item
+            elif str(item["sk"]).startswith("EVENT#"):
+                self.timelines.setdefault(key, []).append(item)
+            if "account_day" in item:
+                self.days.setdefault(str(item["account_day"]), []).append(item)
+
+    def accounts(self) -> list[str]:
+        return ["1"]
+
+    def events_on_day(self, account: str, day: str) -> list[dict[str, Any]]:
+        return list(self.days.get(f"{account}#{day}", []))
+
+    def get_record(self, account: str, conversation: str) -> dict[str, Any] | None:
+        return self.records.get((account, conversation))
+
+    def timeline(self, account: str, conversation: str) -> list[dict[str, Any]]:
+        return list(self.timelines.get((account, conversation), []))
+
+
+def report_build(conversations: int, runs: int = 3) -> dict[str, Any]:
+    """The report of a week of ``conversations`` conversations: once against moto (with the
+    AWS calls it makes counted), then its own computing and rendering over the same items in
+    memory (median of ``runs``)."""
+    from collections import Counter
+
+    import boto3
+    from moto import mock_aws
+
+    from support_pipeline.policy import load_default_policy
+    from support_pipeline.report.builder import ReportBuilder
+    from support_pipeline.report.period import Period
+    from support_pipeline.report.settings import ReportSettings
+    from support_pipeline.store import ConversationStore, from_dynamo
+    from support_pipeline_ops.local import template as cfn
+
+    policy = load_default_policy()
+    week = Period.iso_week("2026-W39", policy.zone)
+    with mock_aws():
+        clients = {n: boto3.client(n) for n in ("sqs", "dynamodb", "s3", "ssm")}
+        stack = cfn.provision(cfn.load(ROOT / "template.yaml"), clients, stack_name="bench")
+        name = stack.physical["ConversationsTable"]
+        dynamodb = boto3.resource("dynamodb")
+        seed_report_weeks(dynamodb.Table(name), conversations, policy.zone)
+        calls: Counter[str] = Counter()
+        dynamodb.meta.client.meta.events.register(
+            "before-call.dynamodb", lambda model, **_: calls.update([model.name])
+        )
+        settings = ReportSettings(conversations_table=name)
+        started = time.perf_counter()
+        report = ReportBuilder(ConversationStore(dynamodb, name), policy, settings).build(week)
+        moto_s = time.perf_counter() - started
+        made = dict(calls)
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {}
+        while True:  # the bench copies its table into memory; the report never scans
+            page = dynamodb.Table(name).scan(**request)
+            items += [from_dynamo(i) for i in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    memory = MemoryStore(items)
+    build_s, render_s = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        report = ReportBuilder(memory, policy, settings).build(week)  # type: ignore[arg-type]
+        build_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        files = report.files()
+        render_s.append(time.perf_counter() - started)
+    return {
+        "conversations": conversations,
+        "rows": len(report.rows),
+        "moto_s": moto_s,
+        "calls": made,
+        "compute_s": statistics.median(build_s),
+        "render_s": statistics.median(render_s),
+        "html_kib": len(files["report.html"]) / 1024,
+        "runs": runs,
+    }
+
+
+def render_report(r: dict[str, Any]) -> str:
+    calls = r["calls"]
+    return f"""## 7. Weekly report
+
+The report of one week with {r["conversations"]:,} conversations (and as many the week before,
+for the comparison), stored as the pipeline stores them: a record, six messages, first-response
+and resolution outcomes and a draft each, some escalations and CSAT answers.
+
+| conversations | CSV rows | DynamoDB calls | computing s | rendering s | report.html KiB |
+| ---: | ---: | --- | ---: | ---: | ---: |
+| {r["conversations"]:,} | {r["rows"]:,} | {calls.get("Query", 0)} Query, \
+{calls.get("GetItem", 0):,} GetItem | {r["compute_s"]:.2f} | {r["render_s"]:.2f} | \
+{r["html_kib"]:.0f} |
+
+Computing and rendering are the report's own cost (median of {r["runs"]}, over the same items held
+in memory). The reads are 14 day queries (pages of up to 1 MB) and one GetItem per
+conversation of both weeks: at DynamoDB's few milliseconds a call, about ten seconds for this
+week, well inside `WeeklyReportTimeoutSeconds`. Against in-process moto, whose queries over an
+index cost seconds each, the whole build took {r["moto_s"]:.0f} s: a floor for regression
+tracking, not a production figure.
+
+"""
+
+
 def render(results: dict) -> str:
     cold, warm, proc = results["cold_import"], results["warm_ingest"], results["processor"]
     verdict = "meets" if cold["ratio"] <= 1.3 else "MISSES"
     calls_section = render_calls(results["calls"]) if "calls" in results else ""
     calls_section += render_sweep(results["sweep"]) if "sweep" in results else ""
     knowledge_section = render_knowledge(results["knowledge"]) if "knowledge" in results else ""
+    report_section = render_report(results["report"]) if "report" in results else ""
     return f"""# Benchmarks
 
 Measured by `make bench` (scripts/bench.py), which rewrites this file. Numbers are from one run
@@ -441,7 +675,7 @@ moto.
 moto is far slower than DynamoDB and SQS per call, so this is a floor for regression tracking,
 not a production capacity figure. Actions run as dry runs.
 
-{calls_section}{knowledge_section}## Reproduce
+{calls_section}{knowledge_section}{report_section}## Reproduce
 
 ```
 make bench            # installs .venv if needed, measures, rewrites docs/benchmarks.md
@@ -449,6 +683,7 @@ make bench            # installs .venv if needed, measures, rewrites docs/benchm
 .venv/bin/python scripts/bench.py --only knowledge   # the knowledge drafter alone, printed
 .venv/bin/python scripts/bench.py --only calls       # DynamoDB calls per event, printed
 .venv/bin/python scripts/bench.py --only sweep       # SLA sweep cost at 100/1,000/10,000
+.venv/bin/python scripts/bench.py --only report      # the weekly report alone, printed
 ```
 """
 
@@ -463,13 +698,19 @@ def main() -> int:
     parser.add_argument("--builds", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=["knowledge", "calls", "sweep"],
+        choices=["knowledge", "calls", "sweep", "report"],
         help="run one measurement and print it",
     )
     parser.add_argument("--conversations", type=int, default=40)
+    parser.add_argument("--report-conversations", type=int, default=1000)
     parser.add_argument("--write", help="write the markdown report here")
     args = parser.parse_args()
 
+    if args.only == "report":
+        measured = report_build(args.report_conversations)
+        print(json.dumps(measured, indent=2))
+        print(render_report(measured))
+        return 0
     if args.only == "sweep":
         print(render_sweep(sweep_costs([100, 1000, 10000])))
         return 0
@@ -506,6 +747,7 @@ def main() -> int:
         "calls": calls_per_event(args.conversations),
         "sweep": sweep_costs([100, 1000, 10000]),
         "knowledge": knowledge_drafter(args.articles, args.questions, args.builds),
+        "report": report_build(args.report_conversations),
     }
     print(json.dumps(results, indent=2))
     if args.write:

@@ -38,6 +38,7 @@ FUNCTIONS = {
     "ProcessorFunction": "processor",
     "SlaSweepFunction": "sla_sweep",
     "SignalsExportFunction": "signals_export",
+    "WeeklyReportFunction": "weekly_report",
 }
 # Drafts decided in ISO week 2026-W39 (Bogota), before the signals sample exports that week.
 SIGNALS_WEEK = "2026-W39"
@@ -142,7 +143,7 @@ def main() -> int:
                 aws_access_key_id="x",
                 aws_secret_access_key="x",  # noqa: S106 - moto accepts any credentials
             )
-            for name in ("sqs", "dynamodb", "s3", "ssm")
+            for name in ("sqs", "dynamodb", "s3", "ssm", "sns")
         }
         secret = secrets.token_urlsafe(24)
         stack = cfn.provision(
@@ -272,6 +273,17 @@ def check(folder: str, name: str, result: dict, stack: cfn.Stack, clients: dict)
             return f"unexpected sweep result {answer}"
         actions = clients["dynamodb"].scan(TableName=stack.physical["ActionsTable"])["Items"]
         return None if actions else "the sweep recorded no (dry-run) action"
+    if folder == "weekly_report":
+        # Runs last: the processor samples' conversation is in 2026-W39 (the scheduled sample).
+        keys = answer.get("keys") or {}
+        if not keys.get("report.html") or not answer.get("message_id"):
+            return f"no report stored or announced: {answer}"
+        bucket = stack.physical["PayloadBucket"]
+        body = clients["s3"].get_object(Bucket=bucket, Key=keys["report.json"])["Body"].read()
+        report = json.loads(body)
+        if name.startswith("scheduled") and report.get("conversations", 0) < 1:
+            return "the scheduled week's report counted no conversation"
+        return None
     if answer.get("batchItemFailures"):
         return f"batch item failures: {answer['batchItemFailures']}"
     if name.startswith("poison"):

@@ -137,6 +137,13 @@ def main() -> None:
             "detail": {},
         },
     )
+    # The weekly report: as EventBridge Scheduler invokes it on Monday 28 September 2026 at
+    # 09:00 in Bogota (it reports on the week before, 2026-W39), and a manual backfill.
+    write(
+        events / "weekly_report" / "scheduled.json",
+        {"source": "aws.scheduler", "scheduled_time": "2026-09-28T14:00:00Z"},
+    )
+    write(events / "weekly_report" / "backfill_week.json", {"week": "2026-W38"})
 
     stack = cfn.Stack(
         name="support-pipeline-local",
@@ -150,6 +157,9 @@ def main() -> None:
     for logical in ("ConversationsTable", "ActionsTable"):
         stack.physical[logical] = f"support-pipeline-local-{logical}"
     stack.physical["PayloadBucket"] = "support-pipeline-local-payloadbucket"
+    stack.physical["ReportTopic"] = (
+        f"arn:aws:sns:{cfn.REGION}:{cfn.ACCOUNT_ID}:support-pipeline-local-ReportTopic"
+    )
     env = {
         fn: stack.function_environment(fn)
         for fn in (
@@ -157,6 +167,7 @@ def main() -> None:
             "ProcessorFunction",
             "SlaSweepFunction",
             "SignalsExportFunction",
+            "WeeklyReportFunction",
         )
     }
     write(events / "env.json", env)

@@ -297,7 +297,7 @@ def new_pipeline(overrides: dict[str, str] | None = None, secret: str = SECRET) 
     """Provision the template's resources in the active moto mock."""
     clients = {
         name: boto3.client(name, region_name="us-east-1")
-        for name in ("sqs", "dynamodb", "s3", "ssm")
+        for name in ("sqs", "dynamodb", "s3", "ssm", "sns")
     }
     stack = cfn.provision(
         cfn.load(ROOT / "template.yaml"),

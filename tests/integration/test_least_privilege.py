@@ -111,6 +111,8 @@ class Recorder:
                     guardrail = f"arn:aws:bedrock:{region}:{account}:guardrail/{guardrail}"
                 found.append(("bedrock:ApplyGuardrail", guardrail))
             return found
+        if service == "sns":
+            return [(f"sns:{operation}", params["TopicArn"])]
         if service == "ssm":
             names = params.get("Names") or [params["Name"]]
             return [
@@ -205,6 +207,7 @@ def deployed(aws, chatwoot, monkeypatch):
         ("ProcessorFunction", "processor", "_consumer"),
         ("SlaSweepFunction", "sla_sweep", "_sweep"),
         ("SignalsExportFunction", "signals_export", None),
+        ("WeeklyReportFunction", "weekly_report", "_report"),
     ):
         for name, value in pipeline.stack.function_environment(function).items():
             monkeypatch.setenv(name, value)
@@ -279,6 +282,39 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
         f"signals/{exported['week']}.jsonl",
         f"signals/{exported['week']}-gaps.json",
     ]
+    # The weekly report of that week, with a metric in CloudWatch to read.
+    pipeline_metric = boto3.client("cloudwatch", region_name=pipeline.stack.region)
+    pipeline_metric.put_metric_data(
+        Namespace="SupportPipeline",
+        MetricData=[
+            {
+                "MetricName": "WebhookAccepted",
+                "Dimensions": [{"Name": "service", "Value": "ingest"}],
+                "Value": 2,
+                "Timestamp": datetime.fromtimestamp(NOW, UTC),
+            }
+        ],
+    )
+    scheduled = datetime.fromtimestamp(NOW + 3 * 86400, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()  # its own process reads the token itself
+    published = recorder.run(
+        "WeeklyReportFunction",
+        apps["WeeklyReportFunction"].handler,
+        {"source": "aws.scheduler", "scheduled_time": scheduled},
+        LocalContext("weekly-report", timeout_seconds=300),
+    )
+    assert published["period"] == "2026-W39" and published["message_id"]
+    # The link in the announcement is signed by the role: a GET of the report as the role.
+    bucket = pipeline.stack.physical["PayloadBucket"]
+    recorder.calls.append(
+        Call(
+            "WeeklyReportFunction",
+            "s3:GetObject",
+            f"arn:aws:s3:::{bucket}/{published['keys']['report.html']}",
+        )
+    )
 
     assert denied(pipeline.stack, recorder.calls) == []
 
@@ -299,6 +335,14 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
         ("SlaSweepFunction", "dynamodb:PutItem"),
         ("SignalsExportFunction", "dynamodb:Query"),
         ("SignalsExportFunction", "s3:PutObject"),
+        ("WeeklyReportFunction", "dynamodb:Query"),
+        ("WeeklyReportFunction", "dynamodb:GetItem"),
+        ("WeeklyReportFunction", "s3:PutObject"),
+        ("WeeklyReportFunction", "sns:Publish"),
+        ("WeeklyReportFunction", "cloudwatch:ListMetrics"),
+        ("WeeklyReportFunction", "cloudwatch:GetMetricData"),
+        ("WeeklyReportFunction", "sqs:GetQueueAttributes"),
+        ("WeeklyReportFunction", "ssm:GetParameter"),
     }
     assert expected <= {(f, a) for f, a, _ in made}
     assert any(
@@ -314,6 +358,10 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
     assert {r for f, a, r in made if a == "s3:PutObject" and f == "SignalsExportFunction"} == {
         f"{bucket}/{key}" for key in exported["keys"]
     }
+    assert any(
+        f == "WeeklyReportFunction" and r.endswith("/index/ByAccountDay") for f, _, r in made
+    )
+    assert not any(f == "WeeklyReportFunction" and a == "dynamodb:Scan" for f, a, _ in made)
     ledger = f"table/{tables['ActionsTable']}"
     assert any(f == "ProcessorFunction" and r == ledger for f, _, r in made)
     assert any(f == "SlaSweepFunction" and r == ledger for f, _, r in made)

@@ -102,6 +102,7 @@ def test_the_readme_run_command_starts_prints_and_stops_on_ctrl_c(tmp_path):
     assert "Webhook URL:     http://127.0.0.1:" in banner
     assert "Webhook secret:  run-command-secret" in banner
     assert "export AWS_ENDPOINT_URL=http://127.0.0.1:" in banner
+    assert "Report:          http://127.0.0.1:" in banner and "/_local/report" in banner
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0

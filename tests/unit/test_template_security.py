@@ -5,6 +5,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
 from support_pipeline import claimcheck
 from support_pipeline.telemetry import NAMESPACE
@@ -53,6 +54,11 @@ EXPECTED_DYNAMODB = {
         "ConversationsTable": {"dynamodb:Query"},
         "ConversationsTable/index/ByAccountDay": {"dynamodb:Query"},
     },
+    # support_pipeline/report/data.py reads by key only: day queries, records, timelines.
+    "WeeklyReportFunction": {
+        "ConversationsTable": {"dynamodb:GetItem", "dynamodb:Query"},
+        "ConversationsTable/index/*": {"dynamodb:Query"},
+    },
 }
 # The drafters' grants, each only when its Parameter is set.
 DRAFTER_PARAMETERS = {
@@ -100,6 +106,8 @@ def resource_name(resource: Any) -> str:
         return str(name)
     if isinstance(resource, dict) and "Fn::Sub" in resource:
         return re.sub(r"\$\{(\w+)\.Arn\}", r"\1", resource["Fn::Sub"])
+    if isinstance(resource, dict) and set(resource) == {"Ref"}:
+        return str(resource["Ref"])
     return str(resource)
 
 
@@ -162,6 +170,10 @@ def test_s3_access_is_only_on_the_claim_check_and_signals_prefixes():
     assert grants("IngestFunction", "s3") == {"PayloadBucket/payloads/*": {"s3:PutObject"}}
     assert grants("SlaSweepFunction", "s3") == {}
     assert grants("SignalsExportFunction", "s3") == {"PayloadBucket/signals/*": {"s3:PutObject"}}
+    # The report writes its files and presigns the link to report.html: reports/ only.
+    assert grants("WeeklyReportFunction", "s3") == {
+        "PayloadBucket/reports/*": {"s3:PutObject", "s3:GetObject"}
+    }
 
 
 def test_the_signals_export_reads_the_policy_parameter_only_when_one_is_set():
@@ -399,3 +411,41 @@ def test_the_chatwoot_url_parameter_accepts_https_or_nothing(url):
 )
 def test_the_chatwoot_url_parameter_refuses_plain_http_and_junk(url):
     assert not chatwoot_url_allowed(url)
+
+
+# ---- the weekly report: its schedule, its topic, its reach -------------------------------------
+def test_the_weekly_report_is_scheduled_monday_9_in_the_policys_zone_without_retries():
+    report = FUNCTIONS["WeeklyReportFunction"]
+    (event,) = report["Events"].values()
+    assert event["Type"] == "ScheduleV2"  # EventBridge Scheduler: it knows time zones
+    props = event["Properties"]
+    assert props["ScheduleExpression"] == {"Ref": "WeeklyReportSchedule"}
+    assert props["ScheduleExpressionTimezone"] == {"Ref": "WeeklyReportTimezone"}
+    assert PARAMETERS["WeeklyReportSchedule"]["Default"] == "cron(0 9 ? * MON *)"
+    policy = yaml.safe_load((ROOT / "config" / "support-policy.yaml").read_text())
+    assert PARAMETERS["WeeklyReportTimezone"]["Default"] == policy["timezone"]
+    assert re.fullmatch(PARAMETERS["WeeklyReportSchedule"]["AllowedPattern"], "cron(0 9 ? * MON *)")
+    assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert props["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert props["OmitName"] is True
+    assert "<aws.scheduler.scheduled-time>" in props["Input"]
+    assert report["ReservedConcurrentExecutions"] == 1
+    assert report["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_the_weekly_report_reaches_only_its_topic_the_dlq_and_read_only_metrics():
+    assert grants("WeeklyReportFunction", "sns") == {"ReportTopic": {"sns:Publish"}}
+    assert grants("WeeklyReportFunction", "sqs") == {"EventsDLQ": {"sqs:GetQueueAttributes"}}
+    assert grants("WeeklyReportFunction", "cloudwatch") == {
+        "*": {"cloudwatch:GetMetricData", "cloudwatch:ListMetrics"}
+    }
+    assert RESOURCES["ReportTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    env = FUNCTIONS["WeeklyReportFunction"]["Environment"]["Variables"]
+    assert env["REPORT_TOPIC_ARN"] == {"Ref": "ReportTopic"}
+    assert env["REPORT_SCHEDULE_TIMEZONE"] == {"Ref": "WeeklyReportTimezone"}
+
+
+def test_report_files_are_kept_by_the_buckets_lifecycle():
+    rules = RESOURCES["PayloadBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [r for r in rules if "ExpirationInDays" in r]
+    assert expiring and all(r.get("Prefix") == "payloads/" for r in expiring)

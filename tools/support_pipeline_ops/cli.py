@@ -149,9 +149,11 @@ def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out
     if not (args.all or args.id or args.event):
         raise UsageError("choose what to redrive: --all, --id ID ..., or --event NAME")
     if args.all and not args.dry_run:
+        waiting = _depth(dlq)
         handle = dlq.start_move_task(queues.dlq_arn, queues.queue_arn)
         if handle is not None:
             out.write(f"Started SQS message move task {handle}; messages return to EventsQueue.\n")
+            count_redriven(waiting, getattr(args, "region", None))  # about what the task moves
             return 0
         out.write("This endpoint has no StartMessageMoveTask; moving messages one by one.\n")
     ids = set(args.id or [])
@@ -163,6 +165,8 @@ def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out
 
     result = dlq.redrive(select, dry_run=args.dry_run)
     moved = result.moved
+    if moved and not args.dry_run:
+        count_redriven(len(moved), getattr(args, "region", None))
     verb = "Would redrive" if args.dry_run else "Redrove"
     out.write(f"{verb} {len(moved)} message(s).\n")
     for letter in moved:
@@ -177,6 +181,30 @@ def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out
         out.write(f"Not found in the DLQ: {', '.join(sorted(missing))}\n")
         code = 1
     return code
+
+
+def _depth(dlq: DeadLetterQueue) -> int:
+    """The DLQ's depth before a move task, for the redriven count; 0 if it cannot be read
+    (counting never stands in the way of a redrive)."""
+    try:
+        return dlq.depth()
+    except Exception:
+        return 0
+
+
+def count_redriven(count: int, region: str | None) -> None:
+    """Count what was redriven in CloudWatch (EventRedriven, service=ops) for the weekly
+    report. A refusal is reported and does not undo or fail the redrive."""
+    if count <= 0:
+        return
+    from support_pipeline.report.health import put_redriven
+
+    try:
+        put_redriven(aws.client("cloudwatch", aws.CLI_CONFIG, region_name=region), count)
+    except (BotoCoreError, ClientError) as error:
+        print(
+            f"support-pipeline: redriven count not recorded in CloudWatch: {error}", file=sys.stderr
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     validate = policy_commands.add_parser("validate", help="check a policy file before using it")
     validate.add_argument("file", nargs="?", help="YAML policy (default: the shipped one)")
+
+    from support_pipeline_ops import report_cli
+
+    report_cli.add_parser(commands, where)
 
     local = commands.add_parser("local", help="run the whole pipeline on this machine (moto)")
     local.add_argument("--host", default="127.0.0.1")
@@ -344,6 +376,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return run_local(args)
         if args.command == "policy":
             return run_policy_validate(args, out)
+        if args.command == "report":
+            from support_pipeline_ops.report_cli import ReportUsageError, run_report
+
+            try:
+                return run_report(args, out)
+            except ReportUsageError as error:
+                raise UsageError(str(error)) from None
         if args.command == "actions":
             cloudformation = (
                 aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)

@@ -127,6 +127,10 @@ class DeadLetterQueue:
         self.clock = clock
         self.move_task_sqs = move_task_sqs or sqs
 
+    def depth(self) -> int:
+        """About how many messages the DLQ holds now (visible and in flight)."""
+        return self._count()
+
     def _count(self) -> int:
         attributes = self.sqs.get_queue_attributes(
             QueueUrl=self.dlq_url,

@@ -221,6 +221,13 @@ def build_router(support: SupportServices, clock: Callable[[], float] = time.tim
         ),
     )
     router.register(DRAFT_EVENTS, "drafts", support.drafts)
+    from support_pipeline.csat import CSAT_EVENTS, CsatRecorder
+
+    router.register(
+        CSAT_EVENTS,
+        "csat",
+        CsatRecorder(support.store, support.policy.zone, support.timeline_retention_days, clock),
+    )
     return router
 
 

@@ -13,6 +13,12 @@ controllers, MessageFinder and MessageBuilder, and its OpenAPI description):
   ``after=<id>`` up to 100 after; both: the range.
 - ``POST .../labels`` replaces the whole list.
 - An unknown conversation is 404 ``{"error": "Resource could not be found"}``.
+- ``GET /api/v2/accounts/{id}/reports/summary?type=account&since=&until=`` answers like
+  Chatwoot's ReportsController#summary (V2::Reports::Conversations::MetricBuilder): counts of
+  conversations created, incoming and outgoing messages (private notes are outgoing too) and
+  resolutions in ``since...until`` (end excluded), averages of the first-response, resolution
+  and reply-time reporting events created in it (seconds; null when there are none), and
+  ``previous``: the same for the equal period just before. Tests add the reporting data.
 
 Test controls: add conversations and customer messages, fail the next calls of a route with a
 status, or *lose the answer* of the next calls (the call takes effect, the connection is closed
@@ -31,6 +37,18 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 ROUTE = re.compile(r"^/api/v1/accounts/(\d+)/conversations/(\d+)(/[a-z_]+)?$")
+SUMMARY = re.compile(r"^/api/v2/accounts/(\d+)/reports/summary$")
+SUMMARY_COUNTS = (
+    "conversations_count",
+    "incoming_messages_count",
+    "outgoing_messages_count",
+    "resolutions_count",
+)
+REPORT_EVENTS = {
+    "first_response": "avg_first_response_time",
+    "conversation_resolved": "avg_resolution_time",
+    "reply_time": "reply_time",
+}
 PROFILE = "/api/v1/profile"
 KEPT_CONTENT_ATTRIBUTES = ("in_reply_to", "items", "automation_rule_id")
 MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
@@ -65,6 +83,16 @@ class _Page:
     html: str
 
 
+@dataclass
+class ReportData:
+    """What Chatwoot's reports count for one account: conversations (created_at), messages
+    (message_type, created_at) and reporting events (name, created_at, value in seconds)."""
+
+    conversations: list[float] = field(default_factory=list)
+    messages: list[tuple[int, float]] = field(default_factory=list)
+    events: list[tuple[str, float, float]] = field(default_factory=list)
+
+
 class _LoseAnswer(Exception):
     """Close the connection without answering."""
 
@@ -86,6 +114,8 @@ class FakeChatwoot:
         self._clock = itertools.count(1_790_470_000)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self.reports: dict[str, ReportData] = {}
+        self.reports_allowed = True  # False: the token's user may not read reports (401)
 
     # ---- test controls ---------------------------------------------------------------------
     def add_conversation(
@@ -116,6 +146,32 @@ class FakeChatwoot:
                 private=False,
                 sender={"id": conversation.contact_id, "type": "contact", "name": "Customer"},
             )
+
+    def add_report_conversation(
+        self,
+        account_id: str | int,
+        created_at: float,
+        first_response_at: float | None = None,
+        resolved_at: float | None = None,
+    ) -> None:
+        """A conversation as Chatwoot's reports see it: created, first answered (a
+        ``first_response`` reporting event) and resolved (``conversation_resolved``), each
+        event created when it happened with its time since creation as value."""
+        data = self.reports.setdefault(str(account_id), ReportData())
+        data.conversations.append(created_at)
+        if first_response_at is not None:
+            data.events.append(
+                ("first_response", first_response_at, first_response_at - created_at)
+            )
+        if resolved_at is not None:
+            data.events.append(("conversation_resolved", resolved_at, resolved_at - created_at))
+
+    def add_report_message(
+        self, account_id: str | int, message_type: str, created_at: float, count: int = 1
+    ) -> None:
+        """Messages as Chatwoot counts them (``incoming`` or ``outgoing``: notes are outgoing)."""
+        data = self.reports.setdefault(str(account_id), ReportData())
+        data.messages += [(MESSAGE_TYPES[message_type], created_at)] * count
 
     def fail(self, method: str, suffix: str, status: int, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` on ``suffix`` with ``status``."""
@@ -262,6 +318,13 @@ class FakeChatwoot:
                 return failure["status"], {"error": "injected failure"}, False
         if (method, path) == ("GET", PROFILE):
             return 200, self._profile(), lose
+        summary = SUMMARY.match(path)
+        if summary is not None and method == "GET":
+            if not self.reports_allowed:
+                return 401, {"error": "You are not authorized to do this action"}, False
+            if query.get("type") != "account":
+                return 404, NOT_FOUND, False
+            return 200, self._summary(summary.group(1), query), lose
         if match is None:
             return 404, NOT_FOUND, False
         conversation = self.conversations.get((match.group(1), match.group(2)))
@@ -283,6 +346,50 @@ class FakeChatwoot:
                 {"id": int(account), "role": "agent"}
                 for account in sorted({a for a, _ in self.conversations}, key=int)
             ],
+        }
+
+    def _summary(self, account_id: str, query: dict[str, str]) -> dict[str, Any]:
+        """ReportsController#summary: the period, and ``previous`` of the same length."""
+        data = self.reports.get(account_id, ReportData())
+        since, until = query.get("since", ""), query.get("until", "")
+        if not since.isdigit() or not until.isdigit():
+            current = self._summary_of(data, None)
+            return {**current, "previous": self._summary_of(data, None)}
+        start, end = int(since), int(until)
+        current = self._summary_of(data, (start, end))
+        return {**current, "previous": self._summary_of(data, (start - (end - start), start))}
+
+    @staticmethod
+    def _summary_of(data: ReportData, window: tuple[int, int] | None) -> dict[str, Any]:
+        def inside(at: float) -> bool:  # Chatwoot's since...until: the end is excluded
+            return window is not None and window[0] <= at < window[1]
+
+        averages: dict[str, Any] = {}
+        for name, key in REPORT_EVENTS.items():
+            values = [v for n, at, v in data.events if n == name and inside(at)]
+            averages[key] = sum(values) / len(values) if values else None
+        return {
+            "conversations_count": len([at for at in data.conversations if inside(at)]),
+            "incoming_messages_count": len(
+                [
+                    1
+                    for kind, at in data.messages
+                    if kind == MESSAGE_TYPES["incoming"] and inside(at)
+                ]
+            ),
+            "outgoing_messages_count": len(
+                [
+                    1
+                    for kind, at in data.messages
+                    if kind == MESSAGE_TYPES["outgoing"] and inside(at)
+                ]
+            ),
+            "avg_first_response_time": averages["avg_first_response_time"],
+            "avg_resolution_time": averages["avg_resolution_time"],
+            "resolutions_count": len(
+                [1 for n, at, _ in data.events if n == "conversation_resolved" and inside(at)]
+            ),
+            "reply_time": averages["reply_time"],
         }
 
     def _conversation_route(

@@ -37,6 +37,13 @@ from support_pipeline_ops.local import template as cfn
 WEBHOOK_PATH = "/webhooks/chatwoot"
 STATUS_PATH = "/_local/status"
 SWEEP_PATH = "/_local/sweep"
+REPORT_PATH = "/_local/report"
+REPORT_FORMATS = {
+    "html": ("report.html", "text/html; charset=utf-8"),
+    "json": ("report.json", "application/json"),
+    "md": ("report.md", "text/markdown; charset=utf-8"),
+    "csv": ("report.csv", "text/csv; charset=utf-8"),
+}
 LOCAL_POLICY_PARAM = "/support-pipeline/support-policy"
 IDLE_POLL_SECONDS = 1.0
 
@@ -118,7 +125,7 @@ class LocalStack:
         os.environ.pop("AWS_SESSION_TOKEN", None)
         clients: dict[str, Any] = {
             name: boto3.client(name, region_name=cfn.REGION)
-            for name in ("sqs", "dynamodb", "s3", "ssm")
+            for name in ("sqs", "dynamodb", "s3", "ssm", "sns")
         }
         secrets = {"WebhookSecretParamName": self.secret}
         overrides = {}
@@ -179,6 +186,52 @@ class LocalStack:
             )
         return result
 
+    def report(self, week: str | None = None) -> dict[str, bytes]:
+        """The support report, as the weekly function makes it, stored under reports/ in the
+        local bucket: of ``week`` (``YYYY-Www``), else of this week so far (the latest data)."""
+        import time as clock
+
+        from support_pipeline.chatwoot.client import ChatwootClient
+        from support_pipeline.config import SupportSettings
+        from support_pipeline.policy import PolicySource
+        from support_pipeline.report.builder import ReportBuilder
+        from support_pipeline.report.health import HealthReader
+        from support_pipeline.report.period import Period
+        from support_pipeline.report.publish import upload
+        from support_pipeline.report.settings import ReportSettings
+        from support_pipeline.store import ConversationStore
+
+        stack = self._running()
+        policy = PolicySource(LOCAL_POLICY_PARAM if self.policy_file else "").current()
+        period = (
+            Period.iso_week(week, policy.zone)
+            if week
+            else Period.week_to_date(clock.time(), policy.zone)
+        )
+        settings = ReportSettings(
+            conversations_table=stack.physical["ConversationsTable"],
+            payload_bucket=stack.physical["PayloadBucket"],
+            events_dlq_url=stack.physical["EventsDLQ"],
+            support=SupportSettings(chatwoot_base_url=self.chatwoot_url),
+        )
+        token = self.chatwoot_token
+        chatwoot = ChatwootClient(self.chatwoot_url, lambda: token) if self.chatwoot_url else None
+        built = ReportBuilder(
+            ConversationStore(
+                boto3.resource("dynamodb", region_name=cfn.REGION), settings.conversations_table
+            ),
+            policy,
+            settings,
+            HealthReader(
+                boto3.client("cloudwatch", region_name=cfn.REGION),
+                self._sqs,
+                settings.events_dlq_url,
+            ),
+            chatwoot,
+        ).build(period)
+        upload(built, boto3.client("s3", region_name=cfn.REGION), settings.payload_bucket)
+        return built.files()
+
     def sweep_interval(self) -> float:
         if self.sweep_every is not None:
             return self.sweep_every
@@ -220,6 +273,19 @@ class LocalStack:
                     now = to_epoch(query.get("now")) if query.get("now") else None
                     self._answer(200, stack.sweep(now))
                     return
+                if url.path == REPORT_PATH and self.command == "GET":
+                    query = dict(parse_qsl(url.query))
+                    name, kind = REPORT_FORMATS.get(query.get("format", "html"), ("", ""))
+                    if not name:
+                        self._answer(404, {"status": "rejected", "reason": "no such format"})
+                        return
+                    try:
+                        files = stack.report(query.get("week") or None)
+                    except ValueError as error:  # a malformed week
+                        self._answer(400, {"status": "rejected", "reason": str(error)})
+                        return
+                    self._send(200, files[name], kind)
+                    return
                 if url.path != WEBHOOK_PATH:
                     self._answer(404, {"status": "rejected", "reason": "no such route"})
                     return
@@ -252,9 +318,11 @@ class LocalStack:
                 self.wfile.write(payload)
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
-                payload = json.dumps(body).encode()
+                self._send(status, json.dumps(body).encode(), "application/json")
+
+            def _send(self, status: int, payload: bytes, kind: str) -> None:
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", kind)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -426,6 +494,8 @@ Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS acco
   Chatwoot:        {stack.chatwoot_url or "none: actions are dry runs (`actions list`)"}
   SLA sweep:       {stack.sweep_schedule()}; run one now with
                    curl -X POST http://{stack.host}:{stack.port}{SWEEP_PATH}
+  Report:          http://{stack.host}:{stack.port}{REPORT_PATH}
+                   (this week so far; ?week=2026-W39 for a past week, &format=json|md|csv)
 
 Point Chatwoot (or a tunnel to it) at the URL and give it this secret, or pass your
 webhook's own secret with --secret / $CHATWOOT_WEBHOOK_SECRET. For the ops CLI, in another shell:
@@ -433,7 +503,9 @@ webhook's own secret with --secret / $CHATWOOT_WEBHOOK_SECRET. For the ops CLI, 
     for name, value in stack.exports().items():
         print(f"  export {name}={value}")
     print(
-        "\n  support-pipeline dlq list\n  support-pipeline drafts list\n\nCtrl-C stops everything.",
+        "\n  support-pipeline dlq list\n  support-pipeline drafts list"
+        "\n  support-pipeline report --week 2026-W39"
+        "\n\nCtrl-C stops everything.",
         flush=True,
     )
 

@@ -234,7 +234,8 @@ def provision(
 ) -> Stack:
     """Create the template's queues, tables and buckets, and put ``secrets`` in SSM.
 
-    ``clients`` holds boto3 clients for ``sqs``, ``dynamodb``, ``s3`` and ``ssm``.
+    ``clients`` holds boto3 clients for ``sqs``, ``dynamodb``, ``s3`` and ``ssm``, and may hold
+    ``sns`` (topics are then created; without it they only get their ARN).
     ``secrets`` maps a template parameter naming an SSM parameter to the value to store.
     """
     stack = Stack(
@@ -246,6 +247,7 @@ def provision(
     _create_queues(stack, clients["sqs"])
     _create_tables(stack, clients["dynamodb"])
     _create_buckets(stack, clients["s3"])
+    _create_topics(stack, clients.get("sns"))
     for parameter, value in (secrets or {}).items():
         clients["ssm"].put_parameter(
             Name=stack.parameters[parameter], Value=value, Type="SecureString", Overwrite=True
@@ -334,3 +336,16 @@ def _create_buckets(stack: Stack, s3: Any) -> None:
             )
         stack.physical[name] = bucket
         stack.attributes[(name, "Arn")] = f"arn:aws:s3:::{bucket}"
+
+
+def _create_topics(stack: Stack, sns: Any | None) -> None:
+    """SNS topics by name (no encryption locally); their ARN is what ``Ref`` gives."""
+    for name, spec in stack.resources("AWS::SNS::Topic").items():
+        props = spec.get("Properties", {})
+        topic = str(stack.resolve(props.get("TopicName", f"{stack.name}-{name}")))
+        arn = f"arn:aws:sns:{stack.region}:{stack.account}:{topic}"
+        if sns is not None:
+            arn = sns.create_topic(Name=topic)["TopicArn"]
+        stack.physical[name] = arn
+        stack.attributes[(name, "TopicArn")] = arn
+        stack.attributes[(name, "TopicName")] = topic

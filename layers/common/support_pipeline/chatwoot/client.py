@@ -304,6 +304,21 @@ class ChatwootClient:
                 return message
         return None
 
+    def report_summary(self, account_id: str, since: int, until: int) -> dict[str, Any]:
+        """Chatwoot's own account summary for ``since``..``until`` (unix seconds, end
+        excluded) and the equal period before it (``previous``): the weekly report's
+        comparison. ``GET /api/v2/accounts/{id}/reports/summary?type=account``."""
+        account = canonical_id(account_id)
+        if account is None:
+            raise PermanentError("invalid_id", "account id is not a positive integer")
+        found = self._request(
+            "GET",
+            f"{self.base_url}/api/v2/accounts/{account}/reports/summary",
+            "GET reports/summary",
+            params={"type": "account", "since": str(int(since)), "until": str(int(until))},
+        )
+        return found if isinstance(found, dict) else {}
+
     def get_labels(self, account_id: str, conversation_id: str) -> list[str]:
         found = self._call("GET", account_id, conversation_id, "/labels")
         payload = found.get("payload") if isinstance(found, dict) else found
