@@ -20,9 +20,11 @@ CUSTOMER_TEXT = ["Ana Prueba", "15550100001", "anillo", "agent@example.test", "A
 
 def test_logs_carry_ids_and_outcomes_never_customer_text(pipeline, capsys, monkeypatch):
     Logger(service="tests")  # the parent the package's child loggers write through
-    for handler in logging.getLogger("tests").handlers:
-        # a handler made by an earlier test holds the stdout of its time, not capsys's
-        monkeypatch.setattr(handler, "stream", sys.stdout, raising=False)
+    for logger_name in ["tests", *logging.root.manager.loggerDict]:
+        for handler in getattr(logging.getLogger(logger_name), "handlers", []):
+            # a handler made by an earlier test holds the stdout of its time, not capsys's
+            if isinstance(handler, logging.StreamHandler):
+                monkeypatch.setattr(handler, "stream", sys.stdout)
     for name in list(logging.root.manager.loggerDict):
         if name == "tests" or name.startswith("tests."):
             monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
