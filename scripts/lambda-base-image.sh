@@ -58,7 +58,7 @@ mmdebstrap --quiet --mode=root --variant=extract --architectures="$DEB_ARCH" \
 echo "lambda-base-image: /var/runtime from PyPI: ${RUNTIME_PINS[*]}"
 "$PY" -m pip install --quiet --disable-pip-version-check --no-compile --no-deps \
     --only-binary=:all: --platform "$WHEEL_PLATFORM" --python-version 3.13 --implementation cp \
-    --target "$root/var/runtime" "${RUNTIME_PINS[@]}"
+    --target "$root/var/runtime" "${RUNTIME_PINS[@]}" 2> >(grep -v "is ignored" >&2)
 rm -rf "$root/var/runtime/bin"
 
 cat > "$root/var/runtime/bootstrap" <<'EOF'
@@ -99,7 +99,8 @@ LABEL support-pipeline.stand-in="$RECIPE-$ARCH" \\
 WORKDIR /var/task
 ENTRYPOINT ["/lambda-entrypoint.sh"]
 EOF
-DOCKER_BUILDKIT=0 docker build --quiet --platform "linux/$ARCH" -t "$IMAGE" "$work/context" > /dev/null
+DOCKER_BUILDKIT=0 docker build --quiet --platform "linux/$ARCH" -t "$IMAGE" "$work/context" \
+    > "$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
 mkdir -p "$(dirname "$OUTPUT")"
 docker save -o "$OUTPUT.partial" "$IMAGE"
 mv "$OUTPUT.partial" "$OUTPUT"

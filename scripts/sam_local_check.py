@@ -759,11 +759,12 @@ def start_api(
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop sam local start-api (and the containers it runs) by its own process group."""
+    """Stop sam local start-api by its own process group: Ctrl-C, then SIGKILL after 15 s (its
+    warm container is then removed by scripts/sam-local.sh, or with the daemon)."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGINT)
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
@@ -790,6 +791,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default=".cache/sam-local")
     parser.add_argument("--log", default=".cache/sam-local/sam-local.log")
     args = parser.parse_args(argv)
+    # SIGTERM (from scripts/sam-local.sh on its way out) unwinds like Ctrl-C: start-api and
+    # moto are stopped by the finally blocks.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     try:
         return run(args)
     except CheckError as error:
