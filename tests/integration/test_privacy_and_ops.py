@@ -20,6 +20,10 @@ CUSTOMER_TEXT = ["Ana Prueba", "15550100001", "anillo", "agent@example.test", "A
 
 def test_logs_carry_ids_and_outcomes_never_customer_text(pipeline, capsys, monkeypatch):
     Logger(service="tests")  # the parent the package's child loggers write through
+    # Its handler writes to the stdout of whichever test created it first: point it at this one's.
+    for handler in logging.getLogger("tests").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            monkeypatch.setattr(handler, "stream", sys.stdout)
     for name in list(logging.root.manager.loggerDict):
         if name == "tests" or name.startswith("tests."):
             monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
