@@ -33,11 +33,20 @@ from support_pipeline_ops.local.stack import free_port  # noqa: E402
 
 # What the Lambda python3.13 runtime ships besides the standard library.
 RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3"]
-FUNCTIONS = {
-    "IngestFunction": "ingest",
-    "ProcessorFunction": "processor",
-    "SlaSweepFunction": "sla_sweep",
-}
+
+
+def functions_and_folders(template: dict) -> dict[str, str]:
+    """Every function of the template and its events/ folder (named after its CodeUri), with
+    the queue-fed ones after the others, so the sweep finds what the processor wrote."""
+    found = {
+        name: Path(str(spec["Properties"]["CodeUri"])).name
+        for name, spec in template["Resources"].items()
+        if spec.get("Type") == "AWS::Serverless::Function"
+    }
+    return dict(sorted(found.items(), key=lambda item: ORDER.get(item[1], 3)))
+
+
+ORDER = {"ingest": 0, "processor": 1, "sla_sweep": 2}
 
 
 def runtime_dir(target: Path) -> Path:
@@ -147,7 +156,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as scratch_name:
             scratch = Path(scratch_name)
             runtime = runtime_dir(scratch / "lambda-runtime")
-            for function, folder in FUNCTIONS.items():
+            for function, folder in functions_and_folders(cfn.load(ROOT / "template.yaml")).items():
                 properties = template["Resources"][function]["Properties"]
                 env = {**base_env, **stack.function_environment(function)}
                 timeout = int(stack.resolve(properties.get("Timeout", 30)))
@@ -198,6 +207,8 @@ def check(folder: str, name: str, result: dict, stack: cfn.Stack, clients: dict)
         wanted = "4xx" if name.startswith("rejected_") else "2xx"
         ok = 400 <= status < 500 if wanted == "4xx" else 200 <= status < 300
         return None if ok else f"expected {wanted}, got {status}: {answer.get('body')}"
+    if folder not in ORDER:  # a function this check has no specific expectations of
+        return None
     if folder == "sla_sweep":
         # Runs after the processor samples: their open conversation is swept, in dry-run mode.
         if answer.get("failed") or answer.get("conversations", 0) < 1:
