@@ -46,3 +46,29 @@ def chatwoot():
     with FakeChatwoot() as fake:
         fake.add_conversation(1, 1, labels=["billing"])
         yield fake
+
+
+@pytest.fixture
+def pipeline_logs(monkeypatch: pytest.MonkeyPatch):
+    """What the package's loggers print during the test, at INFO, as one growing string buffer.
+
+    Every StreamHandler's emit is redirected here, whichever test created the handler and
+    whatever stream it captured then (an earlier test's closed capsys file is the classic trap).
+    """
+    import io
+    import logging
+
+    from aws_lambda_powertools import Logger
+
+    Logger(service="tests")  # the parent the package's child loggers write through
+    buffer = io.StringIO()
+
+    def emit(handler: logging.StreamHandler, record: logging.LogRecord) -> None:
+        if handler.formatter is not None and "Powertools" in type(handler.formatter).__name__:
+            buffer.write(handler.format(record) + "\n")
+
+    monkeypatch.setattr(logging.StreamHandler, "emit", emit)
+    for name in list(logging.root.manager.loggerDict):
+        if name == "tests" or name.startswith("tests."):
+            monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
+    return buffer

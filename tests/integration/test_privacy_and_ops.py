@@ -1,7 +1,6 @@
 """What the logs say (ids, never customer text) and the ops paths not covered elsewhere."""
 
 import io
-import logging
 import os
 import signal
 import subprocess
@@ -9,7 +8,6 @@ import sys
 import time
 
 import pytest
-from aws_lambda_powertools import Logger
 
 from support_pipeline_ops.cli import Queues, run_dlq
 from support_pipeline_ops.dlq import DeadLetterQueue
@@ -18,16 +16,7 @@ from tests.support import ALL_FIXTURES, ROOT, fixture
 CUSTOMER_TEXT = ["Ana Prueba", "15550100001", "anillo", "agent@example.test", "Aurora"]
 
 
-def test_logs_carry_ids_and_outcomes_never_customer_text(pipeline, capsys, monkeypatch):
-    Logger(service="tests")  # the parent the package's child loggers write through
-    for logger_name in ["tests", *logging.root.manager.loggerDict]:
-        for handler in getattr(logging.getLogger(logger_name), "handlers", []):
-            # a handler made by an earlier test holds the stdout of its time, not capsys's
-            if isinstance(handler, logging.StreamHandler):
-                monkeypatch.setattr(handler, "stream", sys.stdout)
-    for name in list(logging.root.manager.loggerDict):
-        if name == "tests" or name.startswith("tests."):
-            monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
+def test_logs_carry_ids_and_outcomes_never_customer_text(pipeline, pipeline_logs):
     for name in ALL_FIXTURES:
         assert pipeline.post(fixture(name), delivery_id=f"log-{name}")[0] == 202
     poison = fixture("message_created_incoming")
@@ -35,7 +24,7 @@ def test_logs_carry_ids_and_outcomes_never_customer_text(pipeline, capsys, monke
     pipeline.post(poison, delivery_id="log-poison")
     pipeline.post(b"garbage")
     pipeline.drain()
-    logs = capsys.readouterr().out
+    logs = pipeline_logs.getvalue()
     assert "log-message_created_incoming" in logs  # delivery ids are there
     assert "message_created:1:1" in logs  # dedupe keys are there
     assert "event moved to the DLQ" in logs and "webhook refused" in logs

@@ -8,12 +8,9 @@ responses in the Converse shape (``output.message.content[]``, ``stopReason``, `
 from __future__ import annotations
 
 import json
-import logging
-import sys
 
 import boto3
 import pytest
-from aws_lambda_powertools import Logger
 from botocore.exceptions import EndpointConnectionError
 from botocore.stub import ANY, Stubber
 
@@ -349,18 +346,10 @@ def test_no_connection_to_bedrock_is_transient():
     assert "EndpointConnectionError" in caught.value.reason
 
 
-def test_logs_carry_ids_and_outcomes_not_customer_text(client, stub, capsys, monkeypatch):
-    Logger(service="tests")  # the parent the package's child loggers write through
-    # Its handler writes to the stdout of whichever test created it first: point it at this one's.
-    for handler in logging.getLogger("tests").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            monkeypatch.setattr(handler, "stream", sys.stdout)
-    for name in list(logging.root.manager.loggerDict):
-        if name == "tests" or name.startswith("tests."):
-            monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
+def test_logs_carry_ids_and_outcomes_not_customer_text(client, stub, pipeline_logs):
     stub.add_response("converse", converse_response(), expected_request())
     drafter(client, passages(PAYMENT)).draft(context())
-    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "bedrock draft" in x]
+    [line] = [json.loads(x) for x in pipeline_logs.getvalue().splitlines() if "bedrock draft" in x]
     assert line["conversation_id"] == "7"
     assert (line["stop_reason"], line["outcome"]) == ("end_turn", "draft")
     assert (line["input_tokens"], line["output_tokens"]) == (912, 48)
