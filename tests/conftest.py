@@ -68,7 +68,14 @@ def pipeline_logs(monkeypatch: pytest.MonkeyPatch):
             buffer.write(handler.format(record) + "\n")
 
     monkeypatch.setattr(logging.StreamHandler, "emit", emit)
-    for name in list(logging.root.manager.loggerDict):
-        if name == "tests" or name.startswith("tests."):
-            monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
-    return buffer
+    # setLevel, not a bare attribute: it also clears the loggers' isEnabledFor caches
+    levels = {
+        name: logging.getLogger(name).level
+        for name in list(logging.root.manager.loggerDict)
+        if name == "tests" or name.startswith("tests.")
+    }
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.INFO)
+    yield buffer
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
