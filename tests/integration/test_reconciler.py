@@ -589,3 +589,33 @@ def test_the_handler_replays_as_of_its_schedule_and_emits_events_reconciled(worl
     with pytest.raises(ValueError, match="accounts"):
         handler.handler({"accounts": "1"}, LocalContext("reconciler"))
 
+
+def test_support_pipeline_reconcile_replays_by_hand_from_a_moment_it_is_given(world, monkeypatch):
+    import io
+
+    from support_pipeline_ops import reconcile_cli
+    from support_pipeline_ops.cli import main
+
+    fake, clock = world.fake, world.clock
+    fake.add_conversation(1, 1)
+    fake.add_customer_message(1, 1, "hola")
+    world.deliver()
+    world.process()
+    lost = fake.add_customer_message(1, 1, "¿hola?")
+    world.deliver(lose=lambda payload: True)
+    clock.advance(3 * 86400)  # three days later: beyond one period, so the operator says since
+    monkeypatch.setattr(reconcile_cli, "clock", clock)
+    stack = world.pipeline.stack
+    monkeypatch.setenv("CONVERSATIONS_TABLE", stack.physical["ConversationsTable"])
+    monkeypatch.setenv("EVENTS_QUEUE_URL", world.pipeline.queue_url)
+    monkeypatch.setenv("CHATWOOT_API_TOKEN", fake.token)
+    out = io.StringIO()
+
+    code = main(["reconcile", "--account", "1", "--since", "4d", "--chatwoot-url", fake.url], out)
+
+    assert code == 0, out.getvalue()
+    assert "replayed 1 message(s)" in out.getvalue()
+    [replay] = [attributes_of(m) for m in world.queued() if attributes_of(m).get("reconciled")]
+    assert replay["dedupe_key"] == f"message_created:1:{lost['id']}"
+    assert main(["reconcile", "--chatwoot-url", "http://chatwoot.example.com"], out) == 2
+    assert main(["reconcile", "--since", "yesterday", "--chatwoot-url", fake.url], out) == 2
