@@ -344,6 +344,23 @@ def test_a_chatwoot_error_stops_one_account_and_the_others_go_on(world):
     assert world.pipeline.store().reconcile_checkpoint("2")["through"] == clock.now - 120
 
 
+def test_a_conversation_deleted_since_it_was_listed_is_skipped_and_the_run_goes_on(world):
+    fake, clock = world.fake, world.clock
+    for conversation in (1, 2):
+        fake.add_conversation(1, conversation)
+        fake.add_customer_message(1, conversation, "hola")
+        clock.advance(1)
+    world.deliver(lose=lambda payload: payload["event"] == "message_created")
+    world.process()
+    clock.advance(300)
+    fake.fail("GET", "/messages", 404)  # Chatwoot's own 404 for the first one listed (2)
+
+    totals = world.reconcile()
+
+    assert totals["complete"] == 1 and totals["messages"] == 1
+    assert [q for q in world.queued() if attributes_of(q)["conversation_id"] == "2"] == []
+
+
 def test_a_token_chatwoot_refuses_fails_the_run_so_its_alarm_fires(world):
     fake, clock = world.fake, world.clock
     fake.add_conversation(1, 1)

@@ -153,7 +153,7 @@ class Reconciler:
         # The account furthest behind goes first, so one busy account cannot starve the rest.
         order = sorted(
             wanted,
-            key=lambda a: (float((checkpoints[a] or {}).get("through") or 0), int(a)),
+            key=lambda a: (float((checkpoints[a] or {}).get("through") or 0), a.zfill(20)),
         )
         runs: list[AccountRun] = []
         failures: list[str] = []
@@ -324,7 +324,10 @@ class Reconciler:
                 found = self._chatwoot(
                     self._messages_after, account, conversation, start, missing_ok=True
                 )
-            except NotFoundError:  # deleted in Chatwoot since it was listed: nothing to recover
+            except NotFoundError as error:
+                if not error.from_chatwoot:  # a proxy's or a wrong URL's 404: not an answer
+                    raise _Stop("chatwoot_unavailable", error.reason) from None
+                # Chatwoot's own 404: deleted since it was listed, nothing left to recover.
                 logger.info(
                     "conversation gone in Chatwoot; skipped",
                     extra={"account_id": account, "conversation_id": conversation},
