@@ -29,10 +29,14 @@ sys.path.insert(0, str(ROOT / "layers" / "common"))
 
 from support_pipeline.chatwoot.signature import sign  # noqa: E402
 from support_pipeline_ops.local import template as cfn  # noqa: E402
+from support_pipeline_ops.local.fake_chatwoot import FakeChatwoot  # noqa: E402
 from support_pipeline_ops.local.stack import free_port  # noqa: E402
 
 # What the Lambda python3.13 runtime ships besides the standard library.
 RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3"]
+# Chatwoot's time for the reconciler sample: a conversation the pipeline never heard of, whose
+# customer wrote at 02:20 (the sample runs at 02:30, after the processor samples' conversation).
+RECONCILE_CHATWOOT_AT = 1790475600.0
 # Drafts decided in ISO week 2026-W39 (Bogota), before the signals sample exports that week.
 SIGNALS_WEEK = "2026-W39"
 SIGNALS_DECIDED_AT = 1790262000.0  # 2026-09-24T15:00:00Z: Thursday 10:00 in Bogota
@@ -129,6 +133,7 @@ def main() -> int:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    chatwoot = FakeChatwoot(clock=lambda: RECONCILE_CHATWOOT_AT).start()
     failures = 0
     try:
         endpoint = f"http://127.0.0.1:{port}"
@@ -164,6 +169,8 @@ def main() -> int:
                     seed_decided_drafts(endpoint, stack)
                 properties = template["Resources"][function]["Properties"]
                 env = {**base_env, **stack.function_environment(function)}
+                if folder == "reconciler":
+                    env |= seed_chatwoot(chatwoot, stack, clients)
                 timeout = int(stack.resolve(properties.get("Timeout", 30)))
                 for event_path in sorted((ROOT / "events" / folder).glob("*.json")):
                     event = resign(event_path, secret, scratch)
@@ -189,6 +196,7 @@ def main() -> int:
                         print(f"ok   {label} {summary(result['answer'])}")
     finally:
         server.stop()
+        chatwoot.stop()
     print(
         f"\ninvoke check: {failures} failed"
         if failures
@@ -245,6 +253,20 @@ def seed_decided_drafts(endpoint: str, stack: cfn.Stack) -> None:
     )
 
 
+def seed_chatwoot(chatwoot: FakeChatwoot, stack: cfn.Stack, clients: dict) -> dict[str, str]:
+    """A Chatwoot holding a conversation whose webhooks never arrived; the environment that
+    points the built reconciler at it (a loopback fake speaks http) with its token stored."""
+    chatwoot.add_conversation(1, 5)
+    chatwoot.add_customer_message(1, 5, "Hola, ¿siguen abiertos?")
+    clients["ssm"].put_parameter(
+        Name=stack.parameters["ChatwootApiTokenParamName"],
+        Value=chatwoot.token,
+        Type="SecureString",
+        Overwrite=True,
+    )
+    return {"CHATWOOT_BASE_URL": chatwoot.url, "CHATWOOT_ALLOW_HTTP": "true"}
+
+
 def summary(answer: dict) -> str:
     if "statusCode" in answer:
         return f"HTTP {answer['statusCode']} {answer.get('body', '')[:60]}"
@@ -274,6 +296,26 @@ def check(folder: str, name: str, result: dict, stack: cfn.Stack, clients: dict)
         if ids != ["d-invok1", "d-invok2"] or len(gaps["groups"]) != 1:
             return f"unexpected signals files: {ids}, {len(gaps['groups'])} gap group(s)"
     if folder not in ORDER:  # a function this check has no specific expectations of
+        return None
+    if folder == "reconciler":
+        # The sample runs at 02:30: the conversation Chatwoot has and the pipeline never heard
+        # of comes back as its message and its state, marked reconciled.
+        if (answer.get("messages"), answer.get("states"), answer.get("complete")) != (1, 1, 1):
+            return f"unexpected reconcile result {answer}"
+        queue = stack.physical["EventsQueue"]
+        found = (
+            clients["sqs"]
+            .receive_message(QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+            .get("Messages", [])
+        )
+        keys = sorted(
+            m["MessageAttributes"]["dedupe_key"]["StringValue"]
+            for m in found
+            if "reconciled" in m.get("MessageAttributes", {})
+        )
+        wanted = ["conversation_updated:1:5:", "message_created:1:"]
+        if len(keys) != 2 or not all(k.startswith(w) for k, w in zip(keys, wanted, strict=True)):
+            return f"unexpected replays on EventsQueue: {keys}"
         return None
     if folder == "sla_sweep":
         # Runs after the processor samples: their open conversation is swept, in dry-run mode.

@@ -145,6 +145,25 @@ def main() -> None:
     )
     write(events / "weekly_report" / "backfill_week.json", {"week": "2026-W38"})
 
+    write(
+        events / "reconciler" / "scheduled.json",
+        {
+            "version": "0",
+            "id": "00000000-0000-4000-8000-000000000097",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": cfn.ACCOUNT_ID,
+            # A quarter of an hour after the processor samples' conversation: the reconciler's
+            # first run looks back one period, so it checks that conversation.
+            "time": "2026-09-27T02:30:00Z",
+            "region": cfn.REGION,
+            "resources": [
+                f"arn:aws:events:{cfn.REGION}:{cfn.ACCOUNT_ID}:rule/support-pipeline-local-reconcile"
+            ],
+            "detail": {},
+        },
+    )
+
     stack = cfn.Stack(
         name="support-pipeline-local",
         template=cfn.load(ROOT / "template.yaml"),
@@ -168,6 +187,7 @@ def main() -> None:
             "SlaSweepFunction",
             "SignalsExportFunction",
             "WeeklyReportFunction",
+            "ReconcilerFunction",
         )
     }
     write(events / "env.json", env)

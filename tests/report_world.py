@@ -278,3 +278,4 @@ def put_metrics(cloudwatch: Any) -> None:
     put("EventRetried", 2, at("Fri", "12:00"), "processor", "chatwoot_unavailable")
     put("EventDeadLettered", 1, at("Fri", "12:05"), "processor", "chatwoot_rejected")
     put("EventRedriven", 1, at("Sat", "09:00"), "ops")
+    put("EventsReconciled", 2, at("Sat", "10:00"), "reconciler")

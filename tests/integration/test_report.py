@@ -245,6 +245,7 @@ def test_pipeline_health_sums_the_functions_metrics_over_the_period(week):
     assert values(health["retried"]) == (2, 0)
     assert values(health["dead_lettered"]) == (1, 0)
     assert values(health["redriven"]) == (1, 0)
+    assert values(health["reconciled"]) == (2, 0)  # the reconciler's EventsReconciled
     assert health["dlq_depth_now"] == 1
 
 

@@ -59,6 +59,17 @@ EXPECTED_DYNAMODB = {
         "ConversationsTable": {"dynamodb:GetItem", "dynamodb:Query"},
         "ConversationsTable/index/*": {"dynamodb:Query"},
     },
+    # reconcile.py through store.py: the accounts list and a conversation's timeline (Query),
+    # records and checkpoints (GetItem), a checkpoint moved (PutItem), a record's
+    # reconciled_message_id (UpdateItem). No index, no delete, no transaction.
+    "ReconcilerFunction": {
+        "ConversationsTable": {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Query",
+        },
+    },
 }
 # The drafters' grants, each only when its Parameter is set.
 DRAFTER_PARAMETERS = {
@@ -174,6 +185,16 @@ def test_s3_access_is_only_on_the_claim_check_and_signals_prefixes():
     assert grants("WeeklyReportFunction", "s3") == {
         "PayloadBucket/reports/*": {"s3:PutObject", "s3:GetObject"}
     }
+
+
+def test_the_reconciler_sends_only_to_events_queue_and_reads_only_the_chatwoot_token():
+    parameters = DRAFTER_PARAMETERS | {"SupportPolicyParamName": "/p"}
+    assert grants("ReconcilerFunction", "sqs", parameters) == {"EventsQueue": {"sqs:SendMessage"}}
+    (token,) = grants("ReconcilerFunction", "ssm", parameters)
+    assert token.endswith(":parameter${ChatwootApiTokenParamName}")
+    for service in ("s3", "bedrock", "kms", "lambda"):
+        assert grants("ReconcilerFunction", service, parameters) == {}
+    assert [next(iter(p)) for p in FUNCTIONS["ReconcilerFunction"]["Policies"]] == ["Statement"]
 
 
 def test_the_signals_export_reads_the_policy_parameter_only_when_one_is_set():
@@ -376,6 +397,28 @@ def test_the_signals_export_runs_weekly_one_at_a_time_and_never_retries_itself()
     assert re.fullmatch(parameter["AllowedPattern"], parameter["Default"])
     assert export["Timeout"] == {"Ref": "SignalsExportTimeoutSeconds"}
     assert PARAMETERS["SignalsExportTimeoutSeconds"]["MaxValue"] <= 900
+
+
+# ---- the reconciler: same discipline, its numbers are Parameters the code reads --------------
+def test_the_reconciler_runs_on_its_schedule_one_at_a_time_and_never_retries_itself():
+    reconciler = FUNCTIONS["ReconcilerFunction"]
+    assert reconciler["ReservedConcurrentExecutions"] == 1
+    shortest_rate = int(PARAMETERS["ReconcilerRateMinutes"]["MinValue"]) * 60
+    assert reconciler["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert 60 <= reconciler["EventInvokeConfig"]["MaximumEventAgeInSeconds"] < shortest_rate
+    (schedule,) = [e for e in reconciler["Events"].values() if e["Type"] == "Schedule"]
+    assert schedule["Properties"]["Schedule"] == {
+        "Fn::Sub": "rate(${ReconcilerRateMinutes} minutes)"
+    }
+    assert schedule["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert PARAMETERS["ReconcilerRateMinutes"]["Default"] == 15
+    timeout = PARAMETERS["ReconcilerTimeoutSeconds"]
+    assert reconciler["Timeout"] == {"Ref": "ReconcilerTimeoutSeconds"}
+    assert timeout["MaxValue"] <= 900 and timeout["Default"] < shortest_rate
+    env = reconciler["Environment"]["Variables"]
+    assert env["RECONCILE_RATE_MINUTES"] == {"Ref": "ReconcilerRateMinutes"}
+    assert env["RECONCILE_OVERLAP_SECONDS"] == {"Ref": "ReconcilerOverlapSeconds"}
+    assert env["IGNORED_EVENTS"] == {"Ref": "IgnoredEvents"}  # never replays what is ignored
 
 
 def test_only_claim_checked_bodies_expire_in_the_payload_bucket():

@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     signals_cli.add_commands(commands, where)
 
+    from support_pipeline_ops import reconcile_cli
+
+    reconcile_cli.add_commands(commands, where)
+
     policy = commands.add_parser("policy", help="the support policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     validate = policy_commands.add_parser("validate", help="check a policy file before using it")
@@ -400,6 +404,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             )
             table = conversations_table(args.stack, cloudformation)
             return signals_cli.run(args, table, out)
+        if args.command == "reconcile":
+            from support_pipeline_ops import reconcile_cli
+
+            cloudformation = (
+                aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)
+                if args.stack
+                else None
+            )
+            table = conversations_table(args.stack, cloudformation)
+            queue = stack_table(args.stack, cloudformation, "EventsQueueUrl", "EVENTS_QUEUE_URL")
+            return reconcile_cli.run(args, table, queue, out)
         sqs = aws.client("sqs", aws.CLI_CONFIG, region_name=args.region)
         cloudformation = (
             aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)

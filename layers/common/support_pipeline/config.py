@@ -188,6 +188,35 @@ class ProcessorSettings:
         return settings
 
 
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    """What the scheduled reconciler needs: where records and timelines are, the queue it
+    replays onto, Chatwoot's API, and its schedule (the first run of an account looks back one
+    period) and overlap (the window reaches this far behind the checkpoint, and events younger
+    than this are left to their webhook until the next run)."""
+
+    conversations_table: str
+    events_queue_url: str
+    support: SupportSettings
+    rate_seconds: int = 900
+    overlap_seconds: int = 120
+    ignored_events: frozenset[str] = field(
+        default_factory=lambda: frozenset(DEFAULT_IGNORED_EVENTS)
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcilerSettings:
+        env = os.environ if env is None else env
+        return cls(
+            conversations_table=_required(env, "CONVERSATIONS_TABLE"),
+            events_queue_url=_required(env, "EVENTS_QUEUE_URL"),
+            support=SupportSettings.from_env(env),
+            rate_seconds=_int(env, "RECONCILE_RATE_MINUTES", 15, minimum=1) * 60,
+            overlap_seconds=_int(env, "RECONCILE_OVERLAP_SECONDS", 120, minimum=1),
+            ignored_events=_csv(env, "IGNORED_EVENTS", DEFAULT_IGNORED_EVENTS),
+        )
+
+
 def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "")
     if not value:

@@ -10,6 +10,7 @@ events gives the same record.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -394,13 +395,18 @@ class ConversationRecorder:
         occurred_iso = cw.iso(facts.occurred_at)
         item = {
             "pk": conversation_pk(facts.account_id, facts.conversation_id),
-            "sk": timeline_sk(occurred_iso, context.dedupe_key),
+            # Whole seconds in the key: a message's webhook says when it was created to the
+            # millisecond, Chatwoot's API (what the reconciler replays from) to the second, and
+            # both copies of one event must land on the same dedupe record.
+            "sk": timeline_sk(cw.iso(math.floor(facts.occurred_at)), context.dedupe_key),
             "kind": "event",
             "event": context.event,
             "occurred_at": occurred_iso,
             "dedupe_key": context.dedupe_key,
             "delivery_id": context.delivery_id,
             "received_at": context.received_at,
+            # Replayed by the reconciler: Chatwoot's delivery of it was lost.
+            "reconciled": True if context.attributes.get("reconciled") == "true" else None,
             "account_id": facts.account_id,
             "conversation_id": facts.conversation_id,
             "message_id": facts.message.message_id if facts.message else None,

@@ -18,6 +18,7 @@ One table, keyed for the queries the support features make:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
@@ -27,12 +28,14 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from support_pipeline.chatwoot.payload import canonical_id
+from support_pipeline.chatwoot.payload import iso as cw_iso
 from support_pipeline.processing.errors import PermanentError, TransientError
 
 RECORD_SK = "RECORD"
 STATE_PREFIX = "STATE#"
 ACCOUNTS_PK = "ACCOUNTS"
 SWEEP_PK = "SWEEP"
+RECONCILE_PK = "RECONCILE"
 EVENT_PREFIX = "EVENT#"
 BY_ACCOUNT_DAY = "ByAccountDay"
 OPEN_CONVERSATIONS = "OpenConversations"
@@ -374,6 +377,67 @@ class ConversationStore:
                 KeyConditionExpression=Key("open_account").eq(account_id),
             )
         )
+
+    # ---- the reconciler's items -------------------------------------------------------------
+    def reconcile_checkpoint(self, account_id: str) -> dict[str, Any] | None:
+        """The account's reconcile checkpoint (``pk = RECONCILE, sk = ACCOUNT#<id>``), if any."""
+        item = self._table.get_item(
+            Key={"pk": RECONCILE_PK, "sk": f"ACCOUNT#{key_id(account_id, 'account')}"},
+            ConsistentRead=True,
+        ).get("Item")
+        return from_dynamo(item) if item else None
+
+    def move_reconcile_checkpoint(self, account_id: str, fields: dict[str, Any]) -> bool:
+        """Write the checkpoint if it moves forward (``through`` grows); False otherwise (a
+        concurrent run got further)."""
+        item = {
+            **fields,
+            "pk": RECONCILE_PK,
+            "sk": f"ACCOUNT#{key_id(account_id, 'account')}",
+            "account_id": account_id,
+        }
+        return put_if(
+            self._table,
+            item,
+            Attr("pk").not_exists() | Attr("through").lt(to_dynamo(float(fields["through"]))),
+        )
+
+    def set_reconciled_through(
+        self, account_id: str, conversation_id: str, message_id: int
+    ) -> None:
+        """Every webhook-sendable message of the conversation up to ``message_id`` is recorded
+        or replayed. Only moves forward; the revision moves on, so a recorder that read the
+        record before writes again from a fresh read instead of dropping this field."""
+        try:
+            self._table.update_item(
+                Key={"pk": conversation_pk(account_id, conversation_id), "sk": RECORD_SK},
+                UpdateExpression="SET reconciled_message_id = :id, "
+                "revision = if_not_exists(revision, :zero) + :one",
+                ConditionExpression=Attr("pk").exists()
+                & (
+                    Attr("reconciled_message_id").not_exists()
+                    | Attr("reconciled_message_id").lt(message_id)
+                ),
+                ExpressionAttributeValues={":id": message_id, ":zero": 0, ":one": 1},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def recorded_message_ids(self, account_id: str, conversation_id: str, since: float) -> set[str]:
+        """Ids of the messages whose ``message_created`` the timeline holds from ``since`` on
+        (whole seconds; signed or not): one query over that part of the timeline only."""
+        start = f"{EVENT_PREFIX}{cw_iso(math.floor(since))}"
+        found: set[str] = set()
+        for item in self._query(
+            KeyConditionExpression=Key("pk").eq(conversation_pk(account_id, conversation_id))
+            & Key("sk").between(start, EVENT_PREFIX + "~"),
+            ProjectionExpression="message_id, #event",
+            ExpressionAttributeNames={"#event": "event"},
+        ):
+            if item.get("event") == "message_created" and item.get("message_id"):
+                found.add(str(item["message_id"]))
+        return found
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         while True:

@@ -18,6 +18,7 @@ from support_pipeline import aws
 from support_pipeline.config import (
     IngestSettings,
     ProcessorSettings,
+    ReconcilerSettings,
     SignalsSettings,
     SupportSettings,
     SweepSettings,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from support_pipeline.policy import PolicySource, SupportPolicy
     from support_pipeline.processing.consumer import EventConsumer
     from support_pipeline.processing.router import Router
+    from support_pipeline.reconcile import Reconciler
     from support_pipeline.signals import WeeklySignals
     from support_pipeline.sla import SlaService, SlaSweep
     from support_pipeline.store import ConversationStore
@@ -381,4 +383,26 @@ def build_signals_export(
         bucket=settings.payload_bucket,
         zone=policy.zone,
         zone_name=policy.timezone,
+    )
+
+
+def build_reconciler(metrics: Metrics, settings: ReconcilerSettings | None = None) -> Reconciler:
+    """The reconciler: Chatwoot's API against the records, replays onto EventsQueue. Needs no
+    support policy (it only compares and replays; the processor does the support work)."""
+    from support_pipeline.reconcile import Reconciler
+    from support_pipeline.store import ConversationStore
+    from support_pipeline.telemetry import PowertoolsTelemetry
+
+    settings = settings or ReconcilerSettings.from_env()
+    return Reconciler(
+        store=ConversationStore(
+            aws.resource("dynamodb", aws.PROCESSOR_CONFIG), settings.conversations_table
+        ),
+        client=chatwoot_client(settings.support),
+        sqs=aws.client("sqs", aws.PROCESSOR_CONFIG),
+        queue_url=settings.events_queue_url,
+        telemetry=PowertoolsTelemetry(metrics),
+        rate_seconds=settings.rate_seconds,
+        overlap_seconds=settings.overlap_seconds,
+        ignored_events=settings.ignored_events,
     )

@@ -19,8 +19,27 @@ controllers, MessageFinder and MessageBuilder, and its OpenAPI description):
   resolutions in ``since...until`` (end excluded), averages of the first-response, resolution
   and reply-time reporting events created in it (seconds; null when there are none), and
   ``previous``: the same for the equal period just before. Tests add the reporting data.
+- ``GET /api/v1/accounts/<id>/conversations`` is ConversationFinder: ``status`` (default
+  ``open``; ``all``), ``assignee_type``, ``sort_by`` (default ``last_activity_at_desc``) and
+  ``page`` (25 a page, Kaminari's; past the end an empty page), answered as
+  ``{"data": {"meta": {mine/assigned/unassigned/all_count}, "payload": [...]}}`` with each
+  conversation in Chatwoot's list partial (``id`` is the display id; ``last_activity_at``,
+  ``timestamp`` and ``created_at`` whole seconds, ``updated_at`` a float; ``messages`` the last
+  message of any kind; ``last_non_activity_message``). Only conversations of inboxes the
+  token's user sees are listed (``visible_inboxes``; None: an administrator, all of them).
+- Time is kept as Chatwoot keeps it: every message sets its conversation's ``last_activity_at``
+  (without touching ``updated_at``); status, priority, label, team and assignee changes move
+  ``updated_at`` and add an *activity* message (``message_type`` 2, no webhook); an incoming
+  message reopens a resolved or snoozed conversation and starts ``waiting_since``, a person's
+  public reply ends it and sets the first reply. Two moments are never equal (microseconds).
+- ``webhooks``: what Chatwoot would have posted for every change, in order, built as Chatwoot
+  builds them (``message_created`` with ``created_at`` to the millisecond, ``message_type`` as
+  a word, the conversation's push data; ``conversation_updated`` and
+  ``conversation_status_changed`` with ``changed_attributes``). Tests deliver them, or lose them.
+- A 429 is rack-attack's: plain text ``Retry later``, no ``Retry-After``.
 
-Test controls: add conversations and customer messages, fail the next calls of a route with a
+Test controls: add conversations and messages, change a conversation's status as an agent
+would, fail the next calls of a route with a
 status, or *lose the answer* of the next calls (the call takes effect, the connection is closed
 without a response: what a read timeout looks like to the client). Every call is recorded.
 """
@@ -29,9 +48,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -48,6 +70,17 @@ REPORT_EVENTS = {
     "first_response": "avg_first_response_time",
     "conversation_resolved": "avg_resolution_time",
     "reply_time": "reply_time",
+}
+LIST_ROUTE = re.compile(r"^/api/v1/accounts/(\d+)/conversations$")
+CONVERSATIONS_PAGE = 25  # CONVERSATION_RESULTS_PER_PAGE's default
+STATUSES = ("open", "resolved", "pending", "snoozed")
+# ConversationFinder's sort options that order by a time (the others fall back to the default).
+SORTS = {
+    "last_activity_at_desc": ("last_activity_at", True),
+    "last_activity_at_asc": ("last_activity_at", False),
+    "created_at_desc": ("created_at", True),
+    "created_at_asc": ("created_at", False),
+    "latest": ("last_activity_at", True),
 }
 PROFILE = "/api/v1/profile"
 KEPT_CONTENT_ATTRIBUTES = ("in_reply_to", "items", "automation_rule_id")
@@ -76,11 +109,20 @@ class Conversation:
     api_inbox: bool = False
     contact_id: int = 501
     messages: list[dict[str, Any]] = field(default_factory=list)
+    inbox_id: int = 1
+    # Chatwoot's timestamps, as exact floats (the API rounds some of them down to seconds).
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    last_activity_at: float = 0.0
+    waiting_since: float | None = None
+    first_reply_created_at: float | None = None
+    snoozed_until: float | None = None
 
 
 @dataclass
 class _Page:
     html: str
+    content_type: str = "text/html"
 
 
 @dataclass
@@ -104,15 +146,23 @@ class FakeChatwoot:
         self,
         token: str = "fake-chatwoot-token",  # noqa: S107  # nosec B107 - a fake's invented token
         actor_id: int = 900,  # the pipeline's own user; the fixtures' agent is user 1
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock``: Chatwoot's time (default: one second more for every message)."""
         self.token = token
         self.actor_id = actor_id
         self.conversations: dict[tuple[str, str], Conversation] = {}
         self.calls: list[Call] = []
+        self.webhooks: list[dict[str, Any]] = []
+        # Inboxes the token's user is a member of; None: an administrator, who sees them all.
+        self.visible_inboxes: set[int] | None = None
         self._failures: list[dict[str, Any]] = []
         self._ids = itertools.count(10_000)
-        self._clock = itertools.count(1_790_470_000)
-        self._lock = threading.Lock()
+        self._time_source = clock
+        self._second = 1_790_470_000
+        self._last_moment = 0.0
+        self._exact: dict[int, float] = {}
+        self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self.reports: dict[str, ReportData] = {}
         self.reports_allowed = True  # False: the token's user may not read reports (401)
@@ -121,9 +171,17 @@ class FakeChatwoot:
     def add_conversation(
         self, account_id: str | int, conversation_id: str | int, **state: Any
     ) -> Conversation:
-        conversation = Conversation(**state)
-        self.conversations[(str(account_id), str(conversation_id))] = conversation
-        return conversation
+        with self._lock:
+            conversation = Conversation(**state)
+            now = self._moment()
+            for name in ("created_at", "updated_at", "last_activity_at"):
+                if not getattr(conversation, name):
+                    setattr(conversation, name, now)
+            self.conversations[(str(account_id), str(conversation_id))] = conversation
+            self._webhook(
+                "conversation_created", self._push_data(account_id, conversation_id, conversation)
+            )
+            return conversation
 
     def delete_conversation(self, account_id: str | int, conversation_id: str | int) -> None:
         """As an agent deleting it in Chatwoot: every later call on it is 404."""
@@ -144,7 +202,8 @@ class FakeChatwoot:
                 content,
                 "incoming",
                 private=False,
-                sender={"id": conversation.contact_id, "type": "contact", "name": "Customer"},
+                sender=_contact(conversation.contact_id),
+                account_id=account_id,
             )
 
     def add_report_conversation(
@@ -173,9 +232,55 @@ class FakeChatwoot:
         data = self.reports.setdefault(str(account_id), ReportData())
         data.messages += [(MESSAGE_TYPES[message_type], created_at)] * count
 
-    def fail(self, method: str, suffix: str, status: int, times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` on ``suffix`` with ``status``."""
-        self._failures.append({"method": method, "suffix": suffix, "status": status, "left": times})
+    def add_agent_message(
+        self,
+        account_id: str | int,
+        conversation_id: str | int,
+        content: str,
+        private: bool = False,
+        user_id: int = 1,
+    ) -> dict[str, Any]:
+        """A reply (or, ``private``, a note) an agent wrote in Chatwoot's dashboard."""
+        with self._lock:
+            return self._store_message(
+                self.conversation(account_id, conversation_id),
+                int(conversation_id),
+                content,
+                "outgoing",
+                private=private,
+                sender={"id": user_id, "name": "Agent", "type": "user"},
+                account_id=account_id,
+            )
+
+    def set_status(self, account_id: str | int, conversation_id: str | int, status: str) -> None:
+        """An agent changes the conversation's status in the dashboard."""
+        with self._lock:
+            self._change(
+                account_id,
+                conversation_id,
+                self.conversation(account_id, conversation_id),
+                status=status,
+            )
+
+    def take_webhooks(self) -> list[dict[str, Any]]:
+        """The deliveries Chatwoot would have made since the last call, oldest first."""
+        with self._lock:
+            taken, self.webhooks = self.webhooks, []
+            return taken
+
+    def fail(self, method: str, suffix: str, status: int, times: int = 1, after: int = 0) -> None:
+        """Answer ``times`` calls of ``method`` on ``suffix`` with ``status``, once ``after``
+        of them have been answered normally. ``suffix``: ``/messages``, ``/labels``...; the
+        conversations list's is its whole path, ``/api/v1/accounts/1/conversations``."""
+        self._failures.append(
+            {
+                "method": method,
+                "suffix": suffix,
+                "status": status,
+                "left": times,
+                "skip": after,
+            }
+        )
 
     def proxy_error(self, status: int, times: int = 1) -> None:
         """Something in front of Chatwoot (a proxy, a maintenance page) answers the next
@@ -247,7 +352,7 @@ class FakeChatwoot:
             def _page(self, status: int, page: _Page) -> None:
                 payload = page.html.encode()
                 self.send_response(status)
-                self.send_header("content-type", "text/html")
+                self.send_header("content-type", page.content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -311,10 +416,15 @@ class FakeChatwoot:
             if failure["left"] <= 0 or failure["method"] == "*":
                 continue
             if failure["method"] == method and failure["suffix"] == suffix:
+                if failure.get("skip", 0) > 0:
+                    failure["skip"] -= 1
+                    continue
                 failure["left"] -= 1
                 if failure["status"] == 0:
                     lose = True
                     break
+                if failure["status"] == 429:  # rack-attack's answer: no JSON, no Retry-After
+                    return 429, _Page("Retry later\n", "text/plain"), False
                 return failure["status"], {"error": "injected failure"}, False
         if (method, path) == ("GET", PROFILE):
             return 200, self._profile(), lose
@@ -325,13 +435,16 @@ class FakeChatwoot:
             if query.get("type") != "account":
                 return 404, NOT_FOUND, False
             return 200, self._summary(summary.group(1), query), lose
+        listing = LIST_ROUTE.match(path)
+        if listing is not None and method == "GET":
+            return 200, self._list(listing.group(1), query), lose
         if match is None:
             return 404, NOT_FOUND, False
         conversation = self.conversations.get((match.group(1), match.group(2)))
         if conversation is None:
             return 404, NOT_FOUND, False
         status, answer = self._conversation_route(
-            method, suffix, int(match.group(2)), conversation, query, body
+            method, suffix, match.group(1), int(match.group(2)), conversation, query, body
         )
         return status, answer, lose
 
@@ -396,6 +509,7 @@ class FakeChatwoot:
         self,
         method: str,
         suffix: str,
+        account_id: str,
         conversation_id: int,
         conversation: Conversation,
         query: dict[str, str],
@@ -403,7 +517,7 @@ class FakeChatwoot:
     ) -> tuple[int, Any]:
         body = body if isinstance(body, dict) else {}
         if (method, suffix) == ("GET", ""):
-            return 200, self._conversation_json(conversation_id, conversation)
+            return 200, self._list_json(account_id, conversation_id, conversation)
         if (method, suffix) == ("GET", "/messages"):
             return 200, {
                 "meta": {"labels": conversation.labels, "contact_id": conversation.contact_id},
@@ -431,6 +545,7 @@ class FakeChatwoot:
                 private=bool(body.get("private")),
                 sender={"id": self.actor_id, "type": "user", "name": "Support pipeline"},
                 content_attributes=kept,
+                account_id=account_id,
             )
         if (method, suffix) == ("GET", "/labels"):
             return 200, {"payload": list(conversation.labels)}
@@ -438,25 +553,87 @@ class FakeChatwoot:
             labels = body.get("labels")
             if not isinstance(labels, list):
                 return 422, {"error": "labels must be a list"}
-            conversation.labels = [str(label) for label in labels]
+            self._change(account_id, conversation_id, conversation, labels=[str(x) for x in labels])
             return 200, {"payload": list(conversation.labels)}
         if (method, suffix) == ("POST", "/assignments"):
             if "assignee_id" in body:
-                conversation.assignee_id = body["assignee_id"]
+                self._change(
+                    account_id, conversation_id, conversation, assignee_id=body["assignee_id"]
+                )
             elif "team_id" in body:
-                conversation.team_id = body["team_id"]
+                self._change(account_id, conversation_id, conversation, team_id=body["team_id"])
             else:
                 return 422, {"error": "assignee_id or team_id required"}
             return 200, {"id": conversation.assignee_id}
         if (method, suffix) == ("POST", "/toggle_priority"):
             if body.get("priority") not in ("urgent", "high", "medium", "low", "none"):
                 return 422, {"error": "invalid priority"}
-            conversation.priority = None if body["priority"] == "none" else body["priority"]
+            priority = None if body["priority"] == "none" else body["priority"]
+            self._change(account_id, conversation_id, conversation, priority=priority)
             return 200, None
         if (method, suffix) == ("POST", "/toggle_status"):
-            conversation.status = str(body.get("status", "open"))
+            self._change(
+                account_id, conversation_id, conversation, status=str(body.get("status", "open"))
+            )
             return 200, {"payload": {"success": True, "current_status": conversation.status}}
         return 404, NOT_FOUND
+
+    # ---- Chatwoot's time and side effects --------------------------------------------------
+    def _moment(self, advance: bool = False) -> float:
+        """Now, on Chatwoot's clock: never twice the same (Postgres keeps microseconds)."""
+        if self._time_source is not None:
+            now = float(self._time_source())
+        else:
+            now = float(self._second)
+            if advance:
+                self._second += 1
+        now = max(now, round(self._last_moment + 0.000001, 6))
+        self._last_moment = now
+        return now
+
+    def _change(
+        self,
+        account_id: str | int,
+        conversation_id: str | int,
+        conversation: Conversation,
+        **changes: Any,
+    ) -> None:
+        """Save changed attributes as Conversation#save does: ``updated_at`` moves, an activity
+        message is written, and the webhooks for the change are sent."""
+        changed = {
+            name: value for name, value in changes.items() if getattr(conversation, name) != value
+        }
+        if not changed:
+            return
+        previous = {name: getattr(conversation, name) for name in changed}
+        for name, value in changed.items():
+            setattr(conversation, name, value)
+        conversation.updated_at = self._moment()
+        if "status" in changed and conversation.status != "snoozed":
+            conversation.snoozed_until = None
+        shown = [
+            {
+                ("label_list" if name == "labels" else name): {
+                    "previous_value": previous[name],
+                    "current_value": value,
+                }
+            }
+            for name, value in changed.items()
+        ]
+        data = self._push_data(account_id, conversation_id, conversation)
+        if "status" in changed:
+            self._webhook("conversation_status_changed", {**data, "changed_attributes": shown})
+        self._webhook("conversation_updated", {**data, "changed_attributes": shown})
+        if set(changed) & {"status", "priority", "labels", "assignee_id", "team_id"}:
+            self._store_message(
+                conversation,
+                int(conversation_id),
+                f"Conversation updated: {', '.join(sorted(changed))}",
+                "activity",
+                private=False,
+                sender=None,
+                account_id=account_id,
+            )
 
     def _store_message(
         self,
@@ -465,24 +642,88 @@ class FakeChatwoot:
         content: str,
         kind: str,
         private: bool,
-        sender: dict[str, Any],
+        sender: dict[str, Any] | None,
         content_attributes: dict[str, Any] | None = None,
+        account_id: str | int | None = None,
     ) -> dict[str, Any]:
-        message = {
+        created = self._moment(advance=True)
+        message: dict[str, Any] = {
             "id": next(self._ids),
             "content": content,
+            "inbox_id": conversation.inbox_id,
             "message_type": MESSAGE_TYPES[kind],
             "content_type": "text",
             "content_attributes": content_attributes or {},
-            "created_at": next(self._clock),
+            "created_at": int(created),
             "private": private,
             "status": "sent",
             "source_id": None,
             "conversation_id": conversation_id,
             "sender": sender,
         }
+        self._exact[message["id"]] = created
         conversation.messages.append(message)
+        # Message#set_conversation_activity: update_columns, so updated_at stays.
+        conversation.last_activity_at = created
+        if kind == "activity" or account_id is None:
+            return dict(message)
+        self._webhook("message_created", self._message_webhook(account_id, conversation, message))
+        if kind == "incoming" and not private:
+            if conversation.status in ("resolved", "snoozed"):  # Message#reopen_conversation
+                self._change(account_id, conversation_id, conversation, status="open")
+            if conversation.waiting_since is None:
+                self._change(account_id, conversation_id, conversation, waiting_since=created)
+        human = kind == "outgoing" and not private and (sender or {}).get("type") == "user"
+        if human:
+            changes: dict[str, Any] = {"waiting_since": None}
+            if conversation.first_reply_created_at is None:
+                changes["first_reply_created_at"] = created
+            self._change(account_id, conversation_id, conversation, **changes)
         return dict(message)
+
+    def _webhook(self, event: str, data: dict[str, Any]) -> None:
+        self.webhooks.append({**data, "event": event})
+
+    # ---- what Chatwoot answers and sends ---------------------------------------------------
+    def _list(self, account_id: str, query: dict[str, str]) -> dict[str, Any]:
+        """ConversationFinder#perform and the conversations index view."""
+        status = query.get("status") or "open"
+        found = [
+            (int(conversation_id), conversation)
+            for (account, conversation_id), conversation in self.conversations.items()
+            if account == account_id
+            and (self.visible_inboxes is None or conversation.inbox_id in self.visible_inboxes)
+            and (status == "all" or conversation.status == status)
+        ]
+        # The counts are taken before assignee_type narrows the list, as the finder does.
+        total = len(found)
+        mine = sum(1 for _, c in found if c.assignee_id == self.actor_id)
+        unassigned = sum(1 for _, c in found if c.assignee_id is None)
+        assignee_type = query.get("assignee_type")
+        if assignee_type == "me":
+            found = [f for f in found if f[1].assignee_id == self.actor_id]
+        elif assignee_type == "unassigned":
+            found = [f for f in found if f[1].assignee_id is None]
+        elif assignee_type == "assigned":
+            found = [f for f in found if f[1].assignee_id is not None]
+        attribute, descending = SORTS.get(query.get("sort_by") or "", SORTS["latest"])
+        found.sort(key=lambda f: getattr(f[1], attribute), reverse=descending)
+        page = int(query["page"]) if query.get("page", "").isdigit() else 1
+        first = (max(page, 1) - 1) * CONVERSATIONS_PAGE
+        return {
+            "data": {
+                "meta": {
+                    "mine_count": mine,
+                    "assigned_count": total - unassigned,
+                    "unassigned_count": unassigned,
+                    "all_count": total,
+                },
+                "payload": [
+                    self._list_json(account_id, conversation_id, conversation)
+                    for conversation_id, conversation in found[first : first + CONVERSATIONS_PAGE]
+                ],
+            }
+        }
 
     @staticmethod
     def _page(messages: list[dict[str, Any]], query: dict[str, str]) -> list[dict[str, Any]]:
@@ -498,12 +739,148 @@ class FakeChatwoot:
             return [m for m in ordered if m["id"] > after][:AFTER_PAGE]
         return ordered[-LATEST_PAGE:]
 
-    @staticmethod
-    def _conversation_json(conversation_id: int, conversation: Conversation) -> dict[str, Any]:
-        return {
-            "id": conversation_id,
-            "status": conversation.status,
-            "priority": conversation.priority,
-            "labels": conversation.labels,
-            "meta": {"team": {"id": conversation.team_id} if conversation.team_id else None},
+    def _meta(self, conversation: Conversation) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "sender": _contact(conversation.contact_id),
+            "channel": "Channel::Api" if conversation.api_inbox else "Channel::WebWidget",
+            "hmac_verified": False,
         }
+        if conversation.assignee_id is not None:
+            meta["assignee"] = {"id": conversation.assignee_id, "name": "Agent", "type": "user"}
+            meta["assignee_type"] = "User"
+        if conversation.team_id is not None:
+            meta["team"] = {"id": conversation.team_id, "name": f"team {conversation.team_id}"}
+        return meta
+
+    def _list_json(
+        self, account_id: str | int, conversation_id: int, conversation: Conversation
+    ) -> dict[str, Any]:
+        """api/v1/conversations/partials/_conversation.json.jbuilder (list, show)."""
+        last = conversation.messages[-1] if conversation.messages else None
+        sendable = [m for m in conversation.messages if m["message_type"] != 2]
+        return {
+            "meta": self._meta(conversation),
+            "id": conversation_id,
+            "messages": [self._message_push(account_id, conversation, last)] if last else [],
+            "account_id": int(account_id),
+            "uuid": f"00000000-0000-4000-8000-{int(account_id):06d}{conversation_id:06d}",
+            "additional_attributes": {},
+            "agent_last_seen_at": 0,
+            "assignee_last_seen_at": 0,
+            "can_reply": True,
+            "contact_last_seen_at": 0,
+            "custom_attributes": {},
+            "inbox_id": conversation.inbox_id,
+            "labels": list(conversation.labels),
+            "muted": False,
+            "snoozed_until": _iso(conversation.snoozed_until),
+            "status": conversation.status,
+            "created_at": int(conversation.created_at),
+            "updated_at": conversation.updated_at,
+            "timestamp": int(conversation.last_activity_at),
+            "first_reply_created_at": int(conversation.first_reply_created_at or 0),
+            "unread_count": 0,
+            "last_non_activity_message": (
+                self._message_push(account_id, conversation, sendable[-1]) if sendable else None
+            ),
+            "last_activity_at": int(conversation.last_activity_at),
+            "priority": conversation.priority,
+            "waiting_since": int(conversation.waiting_since or 0),
+            "sla_policy_id": None,
+        }
+
+    def _message_push(
+        self, account_id: str | int, conversation: Conversation, message: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Message#push_event_data."""
+        sender = message.get("sender")
+        kind = str((sender or {}).get("type") or "")
+        return {
+            **message,
+            "account_id": int(account_id),
+            "updated_at": _iso(self._exact.get(message["id"], float(message["created_at"]))),
+            "sender_type": {"contact": "Contact", "user": "User", "agent_bot": "AgentBot"}.get(
+                kind
+            ),
+            "sender_id": (sender or {}).get("id"),
+            "conversation": {
+                "assignee_id": conversation.assignee_id,
+                "unread_count": 0,
+                "last_activity_at": int(conversation.last_activity_at),
+            },
+        }
+
+    def _push_data(
+        self, account_id: str | int, conversation_id: str | int, conversation: Conversation
+    ) -> dict[str, Any]:
+        """Conversation#webhook_data (push_event_data), as a webhook carries it."""
+        last = conversation.messages[-1] if conversation.messages else None
+        return {
+            "additional_attributes": {},
+            "can_reply": True,
+            "channel": self._meta(conversation)["channel"],
+            "id": int(conversation_id),
+            "inbox_id": conversation.inbox_id,
+            "messages": [self._message_push(account_id, conversation, last)] if last else [],
+            "labels": list(conversation.labels),
+            "meta": {**self._meta(conversation), "team": self._meta(conversation).get("team")},
+            "status": conversation.status,
+            "custom_attributes": {},
+            "snoozed_until": _iso(conversation.snoozed_until),
+            "unread_count": 0,
+            "first_reply_created_at": _iso(conversation.first_reply_created_at),
+            "priority": conversation.priority,
+            "waiting_since": int(conversation.waiting_since or 0),
+            "agent_last_seen_at": 0,
+            "contact_last_seen_at": 0,
+            "last_activity_at": int(conversation.last_activity_at),
+            "timestamp": int(conversation.last_activity_at),
+            "created_at": int(conversation.created_at),
+            "updated_at": conversation.updated_at,
+            "account": {"id": int(account_id), "name": "Example Store"},
+        }
+
+    def _message_webhook(
+        self, account_id: str | int, conversation: Conversation, message: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Message#webhook_data: created_at to the millisecond, message_type as a word."""
+        conversation_data = self._push_data(account_id, message["conversation_id"], conversation)
+        conversation_data["messages"] = [self._message_push(account_id, conversation, message)]
+        return {
+            "account": {"id": int(account_id), "name": "Example Store"},
+            "additional_attributes": {},
+            "content_attributes": message["content_attributes"],
+            "content_type": message["content_type"],
+            "content": message["content"],
+            "conversation": conversation_data,
+            "created_at": _iso(self._exact[message["id"]]),
+            "id": message["id"],
+            "inbox": {"id": conversation.inbox_id, "name": "Support"},
+            "message_type": {v: k for k, v in MESSAGE_TYPES.items()}[message["message_type"]],
+            "private": message["private"],
+            "sender": message["sender"],
+            "source_id": None,
+        }
+
+
+def _contact(contact_id: int) -> dict[str, Any]:
+    return {
+        "additional_attributes": {},
+        "custom_attributes": {},
+        "email": None,
+        "id": contact_id,
+        "identifier": None,
+        "name": "Customer",
+        "phone_number": None,
+        "thumbnail": "",
+        "blocked": False,
+        "type": "contact",
+    }
+
+
+def _iso(epoch: float | None) -> str | None:
+    """A Rails time in JSON: ISO-8601 with milliseconds, or null."""
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(math.floor(epoch * 1000) / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

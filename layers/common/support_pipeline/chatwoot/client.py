@@ -42,6 +42,9 @@ RESERVE_SECONDS = 0.5
 PRIORITIES = ("urgent", "high", "medium", "low", "none")
 LATEST_PAGE = 20  # GET .../messages without a cursor: the latest 20, ascending
 AFTER_PAGE = 100  # GET .../messages?after=<id>: up to 100 after, ascending
+# GET .../conversations answers CONVERSATION_RESULTS_PER_PAGE (an env var of the Chatwoot
+# server, 25 by default) a page: callers never rely on the number, only on an empty page.
+CONVERSATIONS_PAGE = 25
 REFERENCE_RE = re.compile(r"(?:^|\n)ref: sp-([0-9a-f]{16})\s*$")
 
 
@@ -70,6 +73,15 @@ def reference_in(content: Any) -> str | None:
         return None
     found = REFERENCE_RE.search(content)
     return f"sp-{found.group(1)}" if found else None
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    """One page of ``GET .../conversations``: the conversations (Chatwoot's list shape) and
+    ``meta.all_count``, the number of conversations the listing holds (None if not given)."""
+
+    conversations: list[dict[str, Any]]
+    all_count: int | None
 
 
 @dataclass(frozen=True)
@@ -258,6 +270,37 @@ class ChatwootClient:
         found = self._call("GET", account_id, conversation_id, "/messages", params=params or None)
         payload = found.get("payload") if isinstance(found, dict) else found
         return [m for m in payload or [] if isinstance(m, dict)]
+
+    def list_conversations(self, account_id: str, page: int) -> ConversationPage:
+        """One page of the account's conversations of every status, most recent activity first
+        (``GET .../conversations?status=all&sort_by=last_activity_at_desc&page=N``, Chatwoot's
+        ConversationFinder). Only conversations of inboxes the token's user can see are listed:
+        an administrator sees them all."""
+        account = canonical_id(account_id)
+        if account is None:
+            raise PermanentError("invalid_id", "account id is not a positive integer")
+        found = self._request(
+            "GET",
+            f"{self.base_url}/api/v1/accounts/{account}/conversations",
+            f"GET conversations?page={page}",
+            params={
+                "status": "all",
+                "assignee_type": "all",
+                "sort_by": "last_activity_at_desc",
+                "page": page,
+            },
+        )
+        data = found.get("data") if isinstance(found, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("payload"), list):
+            raise TransientError(
+                "chatwoot_unavailable", "GET conversations returned no data.payload list"
+            )
+        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        count = (meta or {}).get("all_count")
+        return ConversationPage(
+            [c for c in data["payload"] if isinstance(c, dict)],
+            count if isinstance(count, int) and not isinstance(count, bool) else None,
+        )
 
     def latest_message_id(self, account_id: str, conversation_id: str) -> int:
         """The newest message's id (0 for a conversation without messages)."""

@@ -30,6 +30,7 @@ SERIES = (
     ("retried", "EventRetried", "processor", True),
     ("dead_lettered", "EventDeadLettered", "processor", True),
     ("redriven", "EventRedriven", "ops", False),
+    ("reconciled", "EventsReconciled", "reconciler", False),
 )
 LOWER_IS_BETTER = ("webhooks_rejected", "retried", "dead_lettered")
 REDRIVEN_METRIC = "EventRedriven"

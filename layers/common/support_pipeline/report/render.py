@@ -635,6 +635,7 @@ HEALTH_LABELS = {
     "retried": "Retries",
     "dead_lettered": "Sent to the DLQ",
     "redriven": "Redriven from the DLQ",
+    "reconciled": "Recovered by the reconciler (deliveries Chatwoot never made)",
 }
 
 
