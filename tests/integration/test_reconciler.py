@@ -148,6 +148,23 @@ class World:
         assert found is not None
         return found
 
+    def second_messages_lost(
+        self, conversations: int, first: str, second: str, gap: float
+    ) -> list[dict[str, Any]]:
+        """Conversations 1..n: a first message delivered, a second one ``gap`` s later lost at
+        the door; all processed, then five minutes pass. The lost messages, in order."""
+        lost = []
+        for conversation in range(1, conversations + 1):
+            self.fake.add_conversation(1, conversation)
+            self.fake.add_customer_message(1, conversation, first)
+            self.deliver()
+            self.clock.advance(gap)
+            lost.append(self.fake.add_customer_message(1, conversation, second))
+            self.deliver(lose=lambda payload: payload["event"] == "message_created")
+        self.process()
+        self.clock.advance(300)
+        return lost
+
     def chatwoot_calls(self) -> list[tuple[str, str]]:
         return [
             (c.suffix, c.query.get("page") or c.query.get("after", "")) for c in self.fake.calls
@@ -292,16 +309,7 @@ def test_a_replay_of_a_delivery_still_on_its_way_is_a_duplicate_whichever_comes_
 # ---- Chatwoot's rate limits and failures ---------------------------------------------------
 def test_a_429_stops_the_run_where_it_is_and_the_next_run_finishes(world):
     fake, clock = world.fake, world.clock
-    lost = []
-    for conversation in range(1, 6):
-        fake.add_conversation(1, conversation)
-        fake.add_customer_message(1, conversation, "primero")
-        world.deliver()
-        clock.advance(10)
-        lost.append(fake.add_customer_message(1, conversation, "segundo"))
-        world.deliver(lose=lambda payload: payload["event"] == "message_created")
-    world.process()
-    clock.advance(300)
+    lost = world.second_messages_lost(5, "primero", "segundo", gap=10)
     fake.fail("GET", "/messages", 429, after=2)  # the third conversation's read is throttled
 
     stopped = world.reconcile()
@@ -532,17 +540,8 @@ def test_without_chatwoot_the_reconciler_does_nothing(world):
 def test_a_run_about_to_outlive_its_invocation_stops_in_time_and_the_next_run_finishes(world):
     from support_pipeline import deadline
 
-    fake, clock = world.fake, world.clock
-    lost = []
-    for conversation in range(1, 9):
-        fake.add_conversation(1, conversation)
-        fake.add_customer_message(1, conversation, "hola")
-        world.deliver()
-        clock.advance(5)
-        lost.append(fake.add_customer_message(1, conversation, "¿hola?"))
-        world.deliver(lose=lambda payload: payload["event"] == "message_created")
-    world.process()
-    clock.advance(300)
+    clock = world.clock
+    lost = world.second_messages_lost(8, "hola", "¿hola?", gap=5)
     ticks = iter(range(0, 10_000, 4))  # every look at the time costs 4 s of the invocation
 
     with deadline.running_until(deadline.Deadline(60, lambda: float(next(ticks)))):
