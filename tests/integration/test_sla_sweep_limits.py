@@ -4,13 +4,14 @@ runs out of time, a conversation deleted in Chatwoot."""
 import threading
 
 import pytest
+import requests
 
 from support_pipeline import deadline
 from support_pipeline.chatwoot.client import ChatwootClient
 from support_pipeline.sla import SWEEP_LEASE, SlaSweep
 from tests.integration.test_exactly_once import SlowNetwork
 from tests.integration.test_sla import CREATED, HOUR, POLICY
-from tests.support import Clock, incoming
+from tests.support import Clock, agent_message, incoming
 
 
 @pytest.fixture
@@ -202,3 +203,94 @@ def test_a_404_page_in_front_of_chatwoot_closes_nothing_even_on_a_warm_sweep(
     result = sweep.run(CREATED + 1.1 * HOUR)
     assert (result["gone"], result["failed"]) == (0, 3)
     assert len(pipeline.store().open_conversations("1")) == 3
+
+
+class FailingFor(requests.Session):
+    """Chatwoot's calls for some conversations time out (the client's whole read timeout goes
+    by on the injected clock); the others answer, each taking 0.1 s."""
+
+    def __init__(self, clock: Clock, failing: set[int]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.failing = failing
+
+    def request(self, method, url, **kwargs):
+        if any(f"/conversations/{c}/" in url for c in self.failing):
+            _, read = kwargs["timeout"]
+            self.clock.advance(read)
+            raise requests.ReadTimeout("no answer")
+        response = super().request(method, url, **kwargs)
+        self.clock.advance(0.1)
+        return response
+
+
+def test_conversations_that_keep_failing_go_last_and_never_starve_the_others(
+    pipeline, chatwoot, open_conversations
+):
+    open_conversations(8)  # all due at once; 1-4 come first by id
+    clock = Clock()
+    network = FailingFor(clock, failing={1, 2, 3, 4})
+    runs = []
+    for i in range(3):
+        sweep = sweep_with(pipeline, chatwoot, clock=clock, session=network, stop_seconds=10)
+        # room for about three timeouts per sweep: today's failures alone would fill it
+        with deadline.running_until(deadline.Deadline(clock() + 40, clock)):
+            runs.append(sweep.run(CREATED + 0.85 * HOUR + i * 60))
+        clock.advance(300)
+    assert [c for c in range(5, 9) if at_risk_notes(chatwoot, c)] == [5, 6, 7, 8]
+    assert runs[0]["failed"] >= 1 and runs[1]["at_risk"] == 4  # the second sweep reached them
+    failures = {
+        c: pipeline.store().get_record("1", str(c)).get("sweep_failures") for c in range(1, 9)
+    }
+    assert all(failures[c] for c in (1, 2, 3)) and not any(failures[c] for c in range(5, 9))
+    # Chatwoot answers again: the failed ones are flagged once, and their count is cleared.
+    network.failing.clear()
+    assert sweep_with(pipeline, chatwoot).run(CREATED + 0.9 * HOUR)["at_risk"] == 4
+    assert all(len(at_risk_notes(chatwoot, c)) == 1 for c in range(1, 9))
+    assert not any(
+        pipeline.store().get_record("1", str(c)).get("sweep_failures") for c in range(1, 9)
+    )
+
+
+def test_a_reply_recorded_while_the_sweep_works_keeps_the_next_moment_it_set(pipeline, chatwoot):
+    """The sweep moves next_due on only if the record is still the one it acted on: otherwise a
+    new clock the processor started meanwhile (a reply, then a new question) would never be due."""
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+
+    def post(*payloads):
+        for payload in payloads:
+            status, _ = pipeline.post(
+                payload, delivery_id=f"race-{payload['id']}", timestamp=pipeline.clock.now
+            )
+            assert status == 202
+        pipeline.drain(pipeline.consumer(chatwoot=client, policy=POLICY))
+
+    post(incoming("Hola", 1, CREATED + 10, status="open"))
+    at = CREATED + 1.1 * HOUR  # the first response is breached
+    pipeline.clock.now = at
+    support = pipeline.support(client, POLICY)
+    act = support.sla.sweep_conversation
+
+    def meanwhile(record, now):
+        done = act(record, now)
+        post(
+            agent_message("Hola, ya miro", 2, at + 1, status="open"),
+            incoming("¿Y mi pedido?", 3, at + 2, status="open"),
+        )
+        return done
+
+    support.sla.sweep_conversation = meanwhile
+    assert SlaSweep(support.sla, pipeline.telemetry).run(at)["breached"] == 1
+    record = pipeline.store().get_record("1", "1")
+    # the next response's clock, as the processor set it, not one computed from the old record
+    assert record["next_due"] == support.sla.next_due(record)
+    assert record["next_due"] < at + 2 * HOUR
+    # and it is swept when it comes: the next response is flagged at risk, then breached
+    notes_before = len(chatwoot.notes(1, 1))
+    later = pipeline.support(client, POLICY)
+    found = [
+        SlaSweep(later.sla, pipeline.telemetry).run(moment)
+        for moment in sorted({record["next_due"], record["next_due"] + HOUR})
+    ]
+    assert sum(r["at_risk"] + r["breached"] for r in found) >= 1
+    assert len(chatwoot.notes(1, 1)) > notes_before

@@ -244,6 +244,11 @@ class SlaService:
                     self._at_risk(record, claimed)
                 outcome[kind] += 1
             self._confirm(account, conversation, instance)
+        if pending:
+            # Acting took time: a reply the processor recorded meanwhile found the flag still
+            # pending and left the label to us. Decide on the record as it is now.
+            record = self.store.get_record(account, conversation) or record
+            clocks = self.clocks(record)
         if self._clear_if_safe(record, clocks, now, known=new_state):
             outcome["cleared"] += 1
         return outcome
@@ -345,23 +350,43 @@ class SlaService:
             "due_account": record.get("account_id") if due is not None else None,
         }
 
-    def swept(self, record: dict[str, Any], now: float) -> None:
+    def swept(self, record: dict[str, Any], now: float) -> bool:
         """The sweep acted on everything due by ``now``: move the conversation's next moment on.
 
-        Not in dry run: what a dry run only recorded stays due, so the pipeline acts on it once
-        it is live (a dry run revisits its due conversations each sweep, at no cost in Chatwoot).
+        Computed from the record as it is after acting (read consistently: the processor may
+        have recorded a reply and a new question while the sweep talked to Chatwoot, and the
+        sweep's own actions write to the record), and written only if the record is still at
+        that revision, so a newer ``next_due`` the processor set is never overwritten with one
+        computed from an older record. On such a race nothing is written: the conversation stays
+        due where the processor put it, and the next sweep looks again (its flags are claimed,
+        so nothing is done twice). False then. Not in dry run: what a dry run only recorded
+        stays due, so the pipeline acts on it once it is live.
         """
         if self.actions.dry_run:
-            return
-        due = self.next_due(record, after=now)
-        self.store.set_record_fields(
-            record["account_id"],
-            record["conversation_id"],
+            return True
+        current = self.store.get_record(record["account_id"], record["conversation_id"])
+        if current is None:
+            return False
+        due = self.next_due(current, after=now)
+        return self.store.set_record_fields(
+            current["account_id"],
+            current["conversation_id"],
             {
                 "sla_swept_through": now,
                 "next_due": due,
-                "due_account": record["account_id"] if due is not None else None,
+                "due_account": current["account_id"] if due is not None else None,
+                "sweep_failures": None,
             },
+            expected_revision=int(current.get("revision") or 0),
+        )
+
+    def sweep_failed(self, record: dict[str, Any]) -> None:
+        """Count a failed sweep of the conversation on its record: the sweep takes conversations
+        with fewer failures first, so a few that keep failing never starve the others."""
+        self.store.set_record_fields(
+            record["account_id"],
+            record["conversation_id"],
+            {"sweep_failures": int(record.get("sweep_failures") or 0) + 1},
         )
 
     def forget_if_gone(self, record: dict[str, Any]) -> bool:
@@ -618,7 +643,9 @@ class SlaSweep:
         return totals
 
     def _due(self, now: float) -> list[tuple[float, str, dict[str, Any]]]:
-        """The conversations due now, earliest first (one query per account)."""
+        """The conversations due now (one query per account): those whose sweeps failed fewer
+        times first, then earliest first. A conversation that keeps failing (Chatwoot times out
+        on it) is still tried every sweep, but after the others, so it cannot hold them back."""
         store = self.sla.store
         return sorted(
             (
@@ -626,7 +653,12 @@ class SlaSweep:
                 for account in store.accounts()
                 for record in store.due_conversations(account, now)
             ),
-            key=lambda entry: (entry[0], entry[1], str(entry[2].get("pk", ""))),
+            key=lambda entry: (
+                int(entry[2].get("sweep_failures") or 0),
+                entry[0],
+                entry[1],
+                str(entry[2].get("pk", "")),
+            ),
         )
 
     def _sweep(self, now: float, totals: dict[str, int]) -> None:
@@ -643,6 +675,12 @@ class SlaSweep:
                 return
             totals["conversations"] += 1
             try:
+                # The index is eventually consistent and a sweep takes time: act on the record
+                # as it is now (a reply recorded since the query means no breach to flag).
+                current = self.sla.store.get_record(account, str(record["conversation_id"]))
+                if current is None:
+                    continue
+                record = current
                 for key, value in self.sla.sweep_conversation(record, now).items():
                     totals[key] += value
             except NotFoundError as missing:
@@ -669,6 +707,10 @@ class SlaSweep:
     ) -> None:
         failure = classify(exc)
         totals["failed"] += 1
+        try:
+            self.sla.sweep_failed(record)
+        except Exception:  # the count only orders the next sweep; the failure is reported below
+            logger.warning("could not count the failed sweep on the record")
         self.telemetry.count("SlaSweepFailed", reason=failure.error_type)
         logger.warning(
             "sla sweep failed for a conversation",

@@ -270,10 +270,16 @@ class ConversationStore:
         raise TransientError("write_conflict", f"{name} state kept changing under us")
 
     def set_record_fields(
-        self, account_id: str, conversation_id: str, fields: dict[str, Any]
-    ) -> None:
+        self,
+        account_id: str,
+        conversation_id: str,
+        fields: dict[str, Any],
+        expected_revision: int | None = None,
+    ) -> bool:
         """Set (or, with None, remove) a few fields of an existing record. The revision moves
-        on, so a recorder that read the record before writes again from a fresh read."""
+        on, so a recorder that read the record before writes again from a fresh read. With
+        ``expected_revision``, only if nobody wrote the record since it was read at that
+        revision. False when the record is gone or (with a revision) changed meanwhile."""
         sets, removes = ["revision = if_not_exists(revision, :zero) + :one"], []
         names: dict[str, str] = {}
         values: dict[str, Any] = {":zero": 0, ":one": 1}
@@ -289,13 +295,19 @@ class ConversationStore:
             self._table.update_item(
                 Key={"pk": conversation_pk(account_id, conversation_id), "sk": RECORD_SK},
                 UpdateExpression=expression,
-                ConditionExpression=Attr("pk").exists(),
+                ConditionExpression=(
+                    Attr("pk").exists()
+                    if expected_revision is None
+                    else Attr("revision").eq(expected_revision)
+                ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_dynamo(values),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+            return False
+        return True
 
     # ---- the sweep's own items -------------------------------------------------------------
     def acquire_lease(self, name: str, owner: str, until: float, now: float) -> bool:

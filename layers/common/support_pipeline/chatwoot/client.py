@@ -443,7 +443,9 @@ class ChatwootClient:
         return result
 
     def add_labels(self, account_id: str, conversation_id: str, labels: Iterable[str]) -> list[str]:
-        """Read, merge, write: never drops a label a person set."""
+        """Read, merge, write. Keeps every label present when it read them; Chatwoot's API has
+        no atomic add, so a label a person adds between the read and the write can be lost (the
+        pipeline's own writers are serialised by the label lock in actions.py)."""
         return self.change_labels(account_id, conversation_id, add=labels)
 
     def remove_labels(
