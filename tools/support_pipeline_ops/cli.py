@@ -259,6 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds between SLA sweeps (default: the template's rate)",
     )
+    local.add_argument(
+        "--pollers",
+        type=int,
+        default=None,
+        help="processor batches at once, one process each (default: the template's "
+        "ProcessorMaximumConcurrency)",
+    )
+
+    from support_pipeline_ops import load
+
+    load.add_command(commands)
     return parser
 
 
@@ -344,6 +355,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return run_local(args)
         if args.command == "policy":
             return run_policy_validate(args, out)
+        if args.command == "load":
+            from support_pipeline_ops import load
+
+            try:
+                return load.main(
+                    args, out, args.secret or os.environ.get("CHATWOOT_WEBHOOK_SECRET")
+                )
+            except load.LoadError as error:
+                raise UsageError(str(error)) from None
         if args.command == "actions":
             cloudformation = (
                 aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)
