@@ -7,6 +7,9 @@
 4. Knowledge drafter: index build time for a generated knowledge base of 1,000 articles, and
    warm draft latency per message (median, p95) once the index is built, for FTS5 and for the
    pure-Python fallback. `--only knowledge` runs just this one and prints its section.
+5. Local stack end to end (scripts/bench_local.py): `support-pipeline local` under the load
+   command's mix through its HTTP front; `--only local --write docs/benchmarks.md` rewrites only
+   that section (between its markers) and docs/measurements/local-stack.json.
 """
 
 from __future__ import annotations
@@ -449,6 +452,7 @@ make bench            # installs .venv if needed, measures, rewrites docs/benchm
 .venv/bin/python scripts/bench.py --only knowledge   # the knowledge drafter alone, printed
 .venv/bin/python scripts/bench.py --only calls       # DynamoDB calls per event, printed
 .venv/bin/python scripts/bench.py --only sweep       # SLA sweep cost at 100/1,000/10,000
+.venv/bin/python scripts/bench.py --only local --write docs/benchmarks.md  # local stack alone
 ```
 """
 
@@ -463,12 +467,24 @@ def main() -> int:
     parser.add_argument("--builds", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=["knowledge", "calls", "sweep"],
+        choices=["knowledge", "calls", "sweep", "local"],
         help="run one measurement and print it",
     )
     parser.add_argument("--conversations", type=int, default=40)
     parser.add_argument("--write", help="write the markdown report here")
+    parser.add_argument("--load-events", type=int, default=2000, help="local stack section")
+    parser.add_argument("--load-concurrency", type=int, default=8, help="local stack section")
     args = parser.parse_args()
+
+    if args.only == "local":
+        import bench_local
+
+        measured = bench_local.run(
+            args.load_events, args.load_concurrency, Path(args.write) if args.write else None
+        )
+        print(json.dumps(measured, indent=2))
+        print(bench_local.render(measured))
+        return 0
 
     if args.only == "sweep":
         print(render_sweep(sweep_costs([100, 1000, 10000])))
@@ -510,6 +526,9 @@ def main() -> int:
     print(json.dumps(results, indent=2))
     if args.write:
         Path(args.write).write_text(render(results))
+        import bench_local
+
+        bench_local.run(args.load_events, args.load_concurrency, Path(args.write))
         print(f"wrote {args.write}")
     return 0
 

@@ -77,6 +77,7 @@ class LocalStack:
     policy_file: Path | None = None  # a support policy to load through SSM, as a deployment would
     pollers: int | None = None  # batches at once; None: the template's MaximumConcurrency
     stack: cfn.Stack | None = None
+    ingest_seconds: float = 0.0  # time spent in the ingest handler, all requests
     counts: dict[str, int] = field(default_factory=lambda: {"received": 0, "accepted": 0})
     _threads: list[threading.Thread] = field(default_factory=list)
     _pollers: list[Any] = field(default_factory=list)  # multiprocessing.Process
@@ -239,11 +240,14 @@ class LocalStack:
                     url.query,
                     self.client_address[0],
                 )
+                # One ingest execution environment: a request at a time, as Lambda runs one.
                 with stack._lock:
                     stack.counts["received"] += 1
+                    started = time.perf_counter()
                     answer = stack._ingest.handler(
                         event, lambda_shim.LocalContext(function_name="ingest", timeout_seconds=4)
                     )
+                    stack.ingest_seconds += time.perf_counter() - started
                     if answer["statusCode"] == 202:
                         stack.counts["accepted"] += 1
                 if answer["statusCode"] == 202:
@@ -283,7 +287,10 @@ class LocalStack:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # the handlers log structured JSON themselves
 
-        self._http = ThreadingHTTPServer((self.host, self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the listen backlog: 5 resets a burst of new connections
+
+        self._http = Server((self.host, self.port), Handler)
         self.port = self._http.server_address[1]
         thread = threading.Thread(target=self._http.serve_forever, name="local-http", daemon=True)
         thread.start()
@@ -408,6 +415,7 @@ class LocalStack:
             "batches": ledger.get("processor", {}).get("batches", 0),
             **ledger,
             "pollers": len(self._pollers),
+            "ingest_seconds": round(self.ingest_seconds, 3),
             "queued": queued,
             "dead_lettered": dead_lettered,
             # What is in the DLQ and is not one of the pipeline's own events the processor put
