@@ -51,7 +51,9 @@ def test_a_sweep_with_nothing_due_costs_the_same_for_10_or_40_open_conversations
             assert pipeline.post(payload, delivery_id=f"open-{conversation}")[0] == 202
         pipeline.drain(pipeline.consumer(policy=policy))
         support = pipeline.support(None, policy)
-        sweep = SlaSweep(support.sla, pipeline.telemetry, clock=pipeline.clock, drafts=support.drafts)
+        sweep = SlaSweep(
+            support.sla, pipeline.telemetry, clock=pipeline.clock, drafts=support.drafts
+        )
         with counting(pipeline.clients["dynamodb"], pipeline.dynamodb) as calls:
             result = sweep.run(NOW + 60)  # a minute in: nothing is at risk yet
         assert result["conversations"] == 0
