@@ -96,6 +96,7 @@ def measure(events: int = 2000, concurrency: int = 8) -> dict[str, Any]:
         after = load.read_status(status_url)
         log_bytes_total = Path(log.name).stat().st_size - log_before
         load_after = _load_average()
+        stored = stored_data(f"http://127.0.0.1:{moto_port}")
     finally:
         child.send_signal(signal.SIGINT)
         try:
@@ -151,7 +152,63 @@ def measure(events: int = 2000, concurrency: int = 8) -> dict[str, Any]:
             "calls": grew_calls("calls"),
             "event_source_calls": grew_calls("event_source_calls"),
         },
+        "stored": stored,
     }
+
+
+def attribute_bytes(value: dict[str, Any]) -> int:
+    """An attribute value's size as DynamoDB counts it (approximately, for numbers)."""
+    (kind, inner), *_ = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return (len(str(inner).lstrip("-").replace(".", "")) + 1) // 2 + 1
+    if kind == "B":
+        return len(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(attribute_bytes({kind[0]: x}) for x in inner)
+    if kind == "L":
+        return 3 + sum(1 + attribute_bytes(x) for x in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + attribute_bytes(v) for k, v in inner.items())
+    return 0
+
+
+def stored_data(endpoint: str) -> dict[str, Any]:
+    """What the run left in DynamoDB and S3: items, their bytes, their index entries."""
+    import boto3
+
+    options = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+    options |= {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    dynamodb, s3 = boto3.client("dynamodb", **options), boto3.client("s3", **options)
+    tables = {}
+    for name in dynamodb.list_tables()["TableNames"]:
+        described = dynamodb.describe_table(TableName=name)["Table"]
+        indexes = [
+            [k["AttributeName"] for k in index["KeySchema"]]
+            for index in described.get("GlobalSecondaryIndexes", [])
+        ]
+        items = size = index_entries = 0
+        for page in dynamodb.get_paginator("scan").paginate(TableName=name):
+            for item in page["Items"]:
+                items += 1
+                size += sum(len(k.encode()) + attribute_bytes(v) for k, v in item.items())
+                index_entries += sum(all(k in item for k in keys) for keys in indexes)
+        tables[name.rsplit("-", 1)[-1]] = {
+            "items": items,
+            "bytes": size,
+            "index_entries": index_entries,
+            "indexes": len(indexes),
+        }
+    objects = object_bytes = 0
+    for bucket in s3.list_buckets()["Buckets"]:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"]):
+            for entry in page.get("Contents", []):
+                objects += 1
+                object_bytes += int(entry["Size"])
+    return {"tables": tables, "s3_objects": objects, "s3_bytes": object_bytes}
 
 
 def render(m: dict[str, Any]) -> str:

@@ -283,6 +283,13 @@ def read_status(url: str, timeout: float = 10.0) -> dict[str, Any]:
     return status
 
 
+def _status_during(url: str) -> dict[str, Any]:
+    try:
+        return read_status(url)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise LoadError(f"the local stack stopped answering at {url} ({exc})") from exc
+
+
 def status_url_for(webhook_url: str) -> str:
     parts = urlsplit(webhook_url)
     return f"http://{parts.hostname}:{parts.port or 80}{STATUS_PATH}"
@@ -404,7 +411,9 @@ def run_load(
     try:
         before = read_status(status_url)
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise LoadError(f"cannot read the pipeline's status at {status_url}: {exc}") from exc
+        raise LoadError(
+            f"no local stack answers at {status_url} ({exc}); start one with `make run`"
+        ) from exc
     if "processed" not in before:
         raise LoadError(f"{status_url} does not count processed events (an older local stack?)")
     fx = Fixtures.load(fixtures or find_fixtures())
@@ -427,7 +436,7 @@ def run_load(
             called = True
             during(tally)
         if progress.tty or time.monotonic() - progress._last >= progress.every:
-            status = read_status(status_url)
+            status = _status_during(status_url)
             progress.show(_line("posting", tally, delta(before, status), started))
     post_seconds = tally.seconds()
 
@@ -435,14 +444,14 @@ def run_load(
     last_counts: dict[str, int] = {}
     settled = False
     while True:
-        status = read_status(status_url)
+        status = _status_during(status_url)
         counts = delta(before, status)
         now_m = time.monotonic()
         if processed_at is None and (
             counts["processed"] + counts["dead_lettered_webhooks"] >= counts["accepted"]
         ):
             processed_at = now_m
-        if int(status.get("queued", 0)) == 0 and int(status.get("in_flight_batches", 0)) == 0:
+        if int(status.get("queued", 0)) == 0:  # visible, in flight and delayed
             settled = True
             break
         if counts != last_counts:
