@@ -228,24 +228,26 @@ def render(m: dict[str, Any]) -> str:
     return f"""{BEGIN}
 ## Local stack end to end
 
-The README's run command (`support-pipeline local`: moto server, the HTTP front with the ingest
-handler, {m["pollers"]} processor pollers, each its own process) under the load command's mix
-(`support-pipeline load`: signed fixture webhooks with fresh ids, five answered conversations of
-six webhooks and one waiting question per six conversations), posted through the real HTTP front
-over {m["concurrency"]} keep-alive connections, then waited on until nothing was queued, delayed
-or in flight. Measured {m["date"]} on {m["machine"]}, Python {m["python"]}; the machine was shared
-with other work (load average {m["load_average_before"]} before, {m["load_average_after"]}
-after: read the rates as what this machine gave under that load).
+The README's run command (`support-pipeline local`: moto server, the HTTP front with the
+ingest handler, {m["pollers"]} processor pollers, each its own process) under the load
+command's mix (`support-pipeline load`: signed fixture webhooks with fresh ids; per six
+conversations, five answered ones of six webhooks and one waiting question), posted through the
+real HTTP front over {m["concurrency"]} keep-alive connections, then waited on until nothing was
+queued, delayed or in flight.
+
+- Measured {m["date"]} on {m["machine"]}, Python {m["python"]}.
+- The machine was shared with other work: load average {m["load_average_before"]} before,
+  {m["load_average_after"]} after. Read the rates as what this machine gave under that load.
 
 {head}
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 {row}
 
 Target: {TARGET_PER_SECOND} webhooks/s end to end on 2 cores; this run **{verdict}** it.
-"Processed/s end to end" is webhooks processed from the first post until the last was accounted
-for. The ingest handler took {i["ms_per_invocation"]:.1f} ms per request (one request at a time,
-as one Lambda execution environment); the processor {p["ms_per_batch"]:.0f} ms per batch of
-{p["records_per_batch"]:.1f} records on average.
+"Processed/s end to end" counts webhooks processed from the first post until the last was
+accounted for. The ingest handler took {i["ms_per_invocation"]:.1f} ms per request, one
+request at a time (one execution environment); the processor {p["ms_per_batch"]:.0f} ms per
+batch of {p["records_per_batch"]:.1f} records on average.
 
 AWS calls the processor made (botocore, in the pollers), per accepted webhook:
 
@@ -253,21 +255,30 @@ AWS calls the processor made (botocore, in the pollers), per accepted webhook:
 | --- | ---: | ---: |
 {rows}
 
-The event source (the pollers themselves): {source}. The ingest handler adds one `SendMessage`
-per webhook.
+The event source (the pollers themselves): {source}. The ingest handler adds one
+`SendMessage` per webhook: about {calls_per_webhook:.1f} AWS calls per webhook in all.
 
-Where the time goes (py-spy on the stack's main process during a run): every AWS call of every
-function is served by one moto process, and that process is CPU-bound at one core (Python's GIL)
-at this rate, spending it in werkzeug/Flask request handling, moto's request parsing and
-response serialisation and DynamoDB expression evaluation, a few milliseconds per call at
-about {calls_per_webhook:.1f} calls per webhook. The pipeline's own code is a few percent of it.
-More pollers do not help (they wait on moto); splitting moto by service into separate processes
-(`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`) is the next step.
+Where the time goes (top and py-spy on the stack during a run, 2026-11-27):
+
+- The stack's main process, which runs moto and so serves every AWS call of every function,
+  sat at about one full core (Python's GIL), while each poller process used about a tenth of
+  one. Sampling the thread holding the GIL: moto's request handling (werkzeug and Flask
+  dispatch, moto's request parsing and response serialisation, DynamoDB expression
+  evaluation) was most of it; the ingest handler's own code about 3%.
+- Accepted webhooks are bounded by the ingest handler running one request at a time: at
+  {i["ms_per_invocation"]:.1f} ms a request (mostly its `SendMessage` waiting for the busy
+  moto) that is at most {1000 / max(i["ms_per_invocation"], 1e-9):.0f}/s. Processing kept up
+  with what was accepted.
+- So the limit is moto's cost per call (a few milliseconds of Python) times the calls per
+  webhook, on one core. 200 webhooks/s would need about {TARGET_PER_SECOND * calls_per_webhook:.0f}
+  moto calls/s. Next steps, not done: moto split by service into separate processes
+  (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`), and ingest environments as processes
+  like the pollers.
 
 Reproduce (writes docs/measurements/local-stack.json and this section):
 
 ```
-.venv/bin/python scripts/bench.py --only local --write docs/benchmarks.md [--load-events 2000]
+.venv/bin/python scripts/bench.py --only local --write docs/benchmarks.md [--load-events 3000]
 # or by hand, against `make run` in another shell:
 support-pipeline load --events 10000 --secret <the secret it printed>
 ```
