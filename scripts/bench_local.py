@@ -48,6 +48,26 @@ def _load_average() -> str:
         return "unknown"
 
 
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) used so far by process ``root`` and its children (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    family, grown = {root}, True
+    while grown:
+        more = {pid for pid, parent in parents.items() if parent in family} - family
+        grown, family = bool(more), family | more
+    return sum(used.get(pid, 0.0) for pid in family)
+
+
 def measure(events: int = 2000, concurrency: int = 8) -> dict[str, Any]:
     """Start the local stack, post ``events`` webhooks through its HTTP front, account for them."""
     from support_pipeline_ops import load
@@ -85,6 +105,7 @@ def measure(events: int = 2000, concurrency: int = 8) -> dict[str, Any]:
         before = load.read_status(status_url)
         log_before = Path(log.name).stat().st_size
         load_before = _load_average()
+        cpu_before, wall_before = cpu_seconds(child.pid), time.monotonic()
         result = load.run_load(
             f"http://127.0.0.1:{port}/webhooks/chatwoot",
             secret,
@@ -94,6 +115,8 @@ def measure(events: int = 2000, concurrency: int = 8) -> dict[str, Any]:
             tty=False,
         )
         after = load.read_status(status_url)
+        cpu = cpu_seconds(child.pid) - cpu_before
+        wall = time.monotonic() - wall_before
         log_bytes_total = Path(log.name).stat().st_size - log_before
         load_after = _load_average()
         stored = stored_data(f"http://127.0.0.1:{moto_port}")
@@ -133,6 +156,9 @@ def measure(events: int = 2000, concurrency: int = 8) -> dict[str, Any]:
         "command": "support-pipeline local --sweep-every 0 (pollers: the template's "
         "ProcessorMaximumConcurrency)",
         "pollers": after.get("pollers"),
+        "stack_cpu_seconds": cpu,
+        "stack_cpu_ms_per_webhook": 1000 * cpu / max(1, int(summary["accepted"])),
+        "stack_cores_used": cpu / wall if wall else 0.0,
         "concurrency": concurrency,
         "load": summary,
         "webhooks": summary["accepted"],
@@ -236,8 +262,14 @@ real HTTP front over {m["concurrency"]} keep-alive connections, then waited on u
 queued, delayed or in flight.
 
 - Measured {m["date"]} on {m["machine"]}, Python {m["python"]}.
-- The machine was shared with other work: load average {m["load_average_before"]} before,
-  {m["load_average_after"]} after. Read the rates as what this machine gave under that load.
+- The machine was shared with other work (other test runs). Load average, which counts the
+  stack's own processes too: {m["load_average_before"]} before, {m["load_average_after"]}
+  after. Read the rates as what this machine gave under that load.
+- The stack (its main process and the pollers) used {m["stack_cpu_seconds"]:.0f} CPU seconds,
+  **{m["stack_cpu_ms_per_webhook"]:.0f} ms of CPU per webhook**, {m["stack_cores_used"]:.2f}
+  cores on average over the run. At that cost 2 whole cores give at most
+  {2000 / max(m["stack_cpu_ms_per_webhook"], 1e-9):.0f} webhooks/s; 200/s needs it under
+  10 ms.
 
 {head}
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
@@ -271,9 +303,10 @@ Where the time goes (top and py-spy on the stack during a run, 2026-11-27):
   with what was accepted.
 - So the limit is moto's cost per call (a few milliseconds of Python) times the calls per
   webhook, on one core. 200 webhooks/s would need about {TARGET_PER_SECOND * calls_per_webhook:.0f}
-  moto calls/s. Next steps, not done: moto split by service into separate processes
-  (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`), and ingest environments as processes
-  like the pollers.
+  moto calls/s.
+- Tried and not kept: DynamoDB in a moto process of its own (`AWS_ENDPOINT_URL_DYNAMODB`).
+  Back to back, 1,500 webhooks each on 2026-11-27: 26.6 and 30.0 webhooks/s with it, 26.9
+  without; the cores, not one process's GIL, were already the limit.
 
 Reproduce (writes docs/measurements/local-stack.json and this section):
 
