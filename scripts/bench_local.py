@@ -182,7 +182,7 @@ def measure(events: int = 2000, concurrency: int = 8) -> dict[str, Any]:
     }
 
 
-def attribute_bytes(value: dict[str, Any]) -> int:
+def attribute_bytes(value: Any) -> int:
     """An attribute value's size as DynamoDB counts it (approximately, for numbers)."""
     (kind, inner), *_ = value.items()
     if kind == "S":
@@ -206,9 +206,13 @@ def stored_data(endpoint: str) -> dict[str, Any]:
     """What the run left in DynamoDB and S3: items, their bytes, their index entries."""
     import boto3
 
-    options = {"endpoint_url": endpoint, "region_name": "us-east-1"}
-    options |= {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-    dynamodb, s3 = boto3.client("dynamodb", **options), boto3.client("s3", **options)
+    session = boto3.Session(
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106  # nosec B106 - moto accepts any credentials
+        region_name="us-east-1",
+    )
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    s3 = session.client("s3", endpoint_url=endpoint)
     tables = {}
     for name in dynamodb.list_tables()["TableNames"]:
         described = dynamodb.describe_table(TableName=name)["Table"]
@@ -221,7 +225,7 @@ def stored_data(endpoint: str) -> dict[str, Any]:
             for item in page["Items"]:
                 items += 1
                 size += sum(len(k.encode()) + attribute_bytes(v) for k, v in item.items())
-                index_entries += sum(all(k in item for k in keys) for keys in indexes)
+                index_entries += sum(int(all(k in item for k in keys)) for keys in indexes)
         tables[name.rsplit("-", 1)[-1]] = {
             "items": items,
             "bytes": size,
@@ -230,8 +234,8 @@ def stored_data(endpoint: str) -> dict[str, Any]:
         }
     objects = object_bytes = 0
     for bucket in s3.list_buckets()["Buckets"]:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"]):
-            for entry in page.get("Contents", []):
+        for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"]):
+            for entry in listing.get("Contents", []):
                 objects += 1
                 object_bytes += int(entry["Size"])
     return {"tables": tables, "s3_objects": objects, "s3_bytes": object_bytes}
