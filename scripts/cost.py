@@ -345,8 +345,10 @@ AWS list prices for us-east-1 as of {PRICES_AS_OF}; no free tier.
 
 ### A hosted webhook gateway for the same volume
 
-Published list prices as of an undated comparison post read {GATEWAYS_READ}
-(<{GATEWAYS_SOURCE}>), not the vendors' own pages: **to be rechecked**.
+Published list prices as of an undated comparison post read {GATEWAYS_READ}, not the
+vendors' own pages: **to be rechecked**. Source:
+<{GATEWAYS_SOURCE}>
+
 A gateway replaces only the front door: API Gateway and the ingest function, here
 {" / ".join(money(front[v]) for v in VOLUMES)} a month at these volumes. The queue, the
 processor and DynamoDB stay. Peak rate assumed {PEAK_FACTOR:g}x the month's average.
