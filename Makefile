@@ -17,8 +17,8 @@ BUILD_DIR := .aws-sam/build
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(PY313_BIN):$(PATH)
 
-.PHONY: help setup run test unit integration e2e contract browser-deps browser-test fmt lint \
-	typecheck scan build invoke layer-check sam-local bench clean
+.PHONY: help setup run load test unit integration e2e contract browser-deps browser-test fmt lint \
+	typecheck scan build invoke layer-check sam-local bench cost clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ setup: $(VENV)/.installed $(TOOLS)/.installed $(SCAN)/.installed ## install ever
 
 run: $(VENV)/.installed ## start the whole pipeline locally (moto + HTTP + processor), no AWS account
 	$(VENV)/bin/support-pipeline local
+
+EVENTS ?= 10000
+load: $(VENV)/.installed ## post EVENTS signed webhooks at `make run` and account for each one
+	$(VENV)/bin/support-pipeline load --events $(EVENTS)
 
 test: $(VENV)/.installed ## every test: unit, integration (moto), contract and end-to-end
 	$(PY) -m pytest -n 2 --dist loadfile -q
@@ -106,6 +110,10 @@ sam-local: $(VENV)/.installed $(TOOLS)/.installed ## sam local invoke + start-ap
 
 bench: $(VENV)/.installed ## measure and write docs/benchmarks.md
 	$(PY) scripts/bench.py --write docs/benchmarks.md
+	$(PY) scripts/cost.py --write docs/cost.md
+
+cost: $(VENV)/.installed ## recompute docs/cost.md from the last bench's measurement
+	$(PY) scripts/cost.py --write docs/cost.md
 
 clean:
 	rm -rf .aws-sam .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -9,6 +9,9 @@
    pure-Python fallback. `--only knowledge` runs just this one and prints its section.
 5. Weekly report: build time for a week of 1,000 conversations (and 1,000 the week before)
    stored as the pipeline stores them, under moto in-process. `--only report` prints it.
+6. Local stack end to end (scripts/bench_local.py): `support-pipeline local` under the load
+   command's mix through its HTTP front; `--only local --write docs/benchmarks.md` rewrites only
+   that section (between its markers) and docs/measurements/local-stack.json.
 """
 
 from __future__ import annotations
@@ -684,6 +687,7 @@ make bench            # installs .venv if needed, measures, rewrites docs/benchm
 .venv/bin/python scripts/bench.py --only calls       # DynamoDB calls per event, printed
 .venv/bin/python scripts/bench.py --only sweep       # SLA sweep cost at 100/1,000/10,000
 .venv/bin/python scripts/bench.py --only report      # the weekly report alone, printed
+.venv/bin/python scripts/bench.py --only local --write docs/benchmarks.md  # local stack alone
 ```
 """
 
@@ -710,12 +714,14 @@ def main() -> int:
     parser.add_argument("--builds", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=["knowledge", "calls", "sweep", "report"],
+        choices=["knowledge", "calls", "sweep", "report", "local"],
         help="run one measurement and print it",
     )
     parser.add_argument("--conversations", type=int, default=40)
     parser.add_argument("--report-conversations", type=int, default=1000)
     parser.add_argument("--write", help="write the markdown report here")
+    parser.add_argument("--load-events", type=int, default=2000, help="local stack section")
+    parser.add_argument("--load-concurrency", type=int, default=8, help="local stack section")
     args = parser.parse_args()
 
     if args.only == "report":
@@ -723,6 +729,17 @@ def main() -> int:
         print(json.dumps(measured, indent=2))
         print(render_report(measured))
         return 0
+
+    if args.only == "local":
+        import bench_local
+
+        measured = bench_local.run(
+            args.load_events, args.load_concurrency, Path(args.write) if args.write else None
+        )
+        print(json.dumps(measured, indent=2))
+        print(bench_local.render(measured))
+        return 0
+
     if args.only == "sweep":
         print(render_sweep(sweep_costs([100, 1000, 10000])))
         return 0
@@ -765,6 +782,9 @@ def main() -> int:
     if args.write:
         target = Path(args.write)
         Path(args.write).write_text(render(results) + kept_sections(target))
+        import bench_local
+
+        bench_local.run(args.load_events, args.load_concurrency, Path(args.write))
         print(f"wrote {args.write}")
     return 0
 

@@ -295,6 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds between SLA sweeps (default: the template's rate)",
     )
+    local.add_argument(
+        "--pollers",
+        type=int,
+        default=None,
+        help="processor batches at once, one process each (default: the template's "
+        "ProcessorMaximumConcurrency)",
+    )
+
+    from support_pipeline_ops import load
+
+    load.add_command(commands)
     return parser
 
 
@@ -386,6 +397,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             try:
                 return run_report(args, out)
             except ReportUsageError as error:
+                raise UsageError(str(error)) from None
+        if args.command == "load":
+            from support_pipeline_ops import load
+
+            try:
+                return load.main(
+                    args, out, args.secret or os.environ.get("CHATWOOT_WEBHOOK_SECRET")
+                )
+            except load.LoadError as error:
                 raise UsageError(str(error)) from None
         if args.command == "actions":
             cloudformation = (

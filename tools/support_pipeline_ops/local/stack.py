@@ -45,7 +45,7 @@ REPORT_FORMATS = {
     "csv": ("report.csv", "text/csv; charset=utf-8"),
 }
 LOCAL_POLICY_PARAM = "/support-pipeline/support-policy"
-IDLE_POLL_SECONDS = 1.0
+POLL_WAIT_SECONDS = 1  # pollers long-poll this long (short: stopping waits for one poll)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,11 +82,15 @@ class LocalStack:
     chatwoot_token: str = ""
     sweep_every: float | None = None  # seconds; None: the template's rate; 0: only on request
     policy_file: Path | None = None  # a support policy to load through SSM, as a deployment would
+    pollers: int | None = None  # batches at once; None: the template's MaximumConcurrency
     stack: cfn.Stack | None = None
-    counts: dict[str, int] = field(
-        default_factory=lambda: {"received": 0, "accepted": 0, "batches": 0}
-    )
+    ingest_seconds: float = 0.0  # time spent in the ingest handler, all requests
+    counts: dict[str, int] = field(default_factory=lambda: {"received": 0, "accepted": 0})
     _threads: list[threading.Thread] = field(default_factory=list)
+    _pollers: list[Any] = field(default_factory=list)  # multiprocessing.Process
+    _reports: list[Any] = field(default_factory=list)  # multiprocessing Connection, per poller
+    _report_lock: threading.Lock = field(default_factory=threading.Lock)
+    _meter: Any = None  # poller.Ledger
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _sweep_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,19 +106,18 @@ class LocalStack:
         return f"http://{self.host}:{self.port}{WEBHOOK_PATH}"
 
     def start(self) -> LocalStack:
-        from moto.server import ThreadedMotoServer
-
-        from support_pipeline_ops.local import moto_atomic
+        from support_pipeline_ops.local import moto_atomic, moto_fast
+        from support_pipeline_ops.local.moto_server import MotoServer
 
         moto_atomic.install()  # the poller, the sweep and HTTP threads write concurrently
+        moto_fast.install()  # moto's hot paths without their O(table) and O(queue) steps
         # A new stack is a new deployment: parameters cached by an earlier one in this process
         # (Powertools caches them per process) must not leak into it.
         from aws_lambda_powertools.utilities import parameters
 
         parameters.clear_caches()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
-        self._moto.start()
+        self._moto = MotoServer("127.0.0.1", self.moto_port).start()
         os.environ.update(
             AWS_ENDPOINT_URL=self.endpoint,
             AWS_ACCESS_KEY_ID="local",
@@ -161,8 +164,11 @@ class LocalStack:
         self._processor = load_function(root, "processor")
         self._sweeper = load_function(root, "sla_sweep")
         self._sqs = clients["sqs"]
+        from support_pipeline_ops.local.poller import Ledger
+
+        self._meter = Ledger()
         self._start_http()
-        self._start_poller()
+        self._start_pollers()
         self._start_sweeper()
         return self
 
@@ -262,9 +268,12 @@ class LocalStack:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "support-pipeline-local"
+            protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway; every answer has a length
+            disable_nagle_algorithm = True  # headers and body are two writes: send both at once
 
             def _serve(self) -> None:
                 url = urlsplit(self.path)
+                body = self._body()
                 if url.path == STATUS_PATH and self.command == "GET":
                     self._answer(200, stack.status())
                     return
@@ -289,8 +298,6 @@ class LocalStack:
                 if url.path != WEBHOOK_PATH:
                     self._answer(404, {"status": "rejected", "reason": "no such route"})
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
                 event = lambda_shim.http_api_event(
                     self.command,
                     url.path,
@@ -299,11 +306,14 @@ class LocalStack:
                     url.query,
                     self.client_address[0],
                 )
+                # One ingest execution environment: a request at a time, as Lambda runs one.
                 with stack._lock:
                     stack.counts["received"] += 1
+                    started = time.perf_counter()
                     answer = stack._ingest.handler(
                         event, lambda_shim.LocalContext(function_name="ingest", timeout_seconds=4)
                     )
+                    stack.ingest_seconds += time.perf_counter() - started
                     if answer["statusCode"] == 202:
                         stack.counts["accepted"] += 1
                 if answer["statusCode"] == 202:
@@ -316,6 +326,19 @@ class LocalStack:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _body(self) -> bytes:
+                """The whole request body (nothing of it may be read as the next request)."""
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    chunks = []
+                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length > 0 else b""
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
                 self._send(status, json.dumps(body).encode(), "application/json")
@@ -332,48 +355,86 @@ class LocalStack:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # the handlers log structured JSON themselves
 
-        self._http = ThreadingHTTPServer((self.host, self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the listen backlog: 5 resets a burst of new connections
+
+        self._http = Server((self.host, self.port), Handler)
         self.port = self._http.server_address[1]
         thread = threading.Thread(target=self._http.serve_forever, name="local-http", daemon=True)
         thread.start()
         self._threads.append(thread)
 
-    def _start_poller(self) -> None:
+    def poller_count(self) -> int:
+        """How many batches run at once: ``pollers``, else the template's MaximumConcurrency."""
+        if self.pollers:
+            return max(1, self.pollers)
+        source = self._running().sqs_event_source("ProcessorFunction")
+        return max(1, int(source.get("ScalingConfig", {}).get("MaximumConcurrency", 1)))
+
+    def _start_pollers(self) -> None:
+        """Processor execution environments: one process each (see local/poller.py)."""
+        import multiprocessing
+
+        from support_pipeline_ops.local import poller
+
         stack = self._running()
         source = stack.sqs_event_source("ProcessorFunction")
-        batch_size = int(source.get("BatchSize", 10))
-        queue_url = stack.physical["EventsQueue"]
-        queue_arn = stack.attributes[("EventsQueue", "Arn")]
-        timeout = int(stack.parameters.get("ProcessorTimeoutSeconds", "30"))
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    received, _ = lambda_shim.poll_once(
-                        self._sqs,
-                        queue_url,
-                        queue_arn,
-                        self._processor.handler,
-                        batch_size=batch_size,
-                        context_factory=lambda: lambda_shim.LocalContext(
-                            function_name="processor", timeout_seconds=timeout
-                        ),
-                    )
-                    with self._work:
-                        if received:
-                            self.counts["batches"] += 1
-                        self._work.notify_all()
-                        if not received:
-                            # Woken at once by a new webhook; the timeout only serves messages
-                            # whose backoff ended (they become visible without a signal).
-                            self._work.wait(timeout=IDLE_POLL_SECONDS)
-                except Exception as exc:  # keep polling; the message stays on the queue
-                    print(f"local poller: {type(exc).__name__}", file=sys.stderr)
-                    self._stop.wait(1)
-
-        thread = threading.Thread(target=loop, name="local-poller", daemon=True)
+        spec = stack.template["Resources"]["ProcessorFunction"]["Properties"]
+        memory = spec.get("MemorySize") or stack.template.get("Globals", {}).get(
+            "Function", {}
+        ).get("MemorySize", 128)
+        config = {
+            "env": {**os.environ, **stack.function_environment("ProcessorFunction")},
+            "root": str(self.template_path.parent),
+            "region": cfn.REGION,
+            "queue_url": stack.physical["EventsQueue"],
+            "queue_arn": stack.attributes[("EventsQueue", "Arn")],
+            "dlq_url": stack.physical["EventsDLQ"],
+            "batch_size": int(source.get("BatchSize", 10)),
+            "timeout": int(stack.parameters.get("ProcessorTimeoutSeconds", "30")),
+            "memory": int(memory),
+            "wait_seconds": POLL_WAIT_SECONDS,
+        }
+        context = multiprocessing.get_context("spawn")
+        self._poller_stop = context.Event()
+        for number in range(self.poller_count()):
+            receiving, sending = context.Pipe(duplex=False)
+            process = context.Process(
+                target=poller.run,
+                args=(config, sending, self._poller_stop),
+                name=f"local-poller-{number}",
+                daemon=True,
+            )
+            process.start()
+            sending.close()
+            self._pollers.append(process)
+            self._reports.append(receiving)
+        thread = threading.Thread(target=self._read_reports, name="local-reports", daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _read_reports(self) -> None:
+        from multiprocessing.connection import wait
+
+        while not self._stop.is_set() and self._reports:
+            ready = wait(list(self._reports), timeout=0.5)
+            if ready:
+                self._drain_reports()
+
+    def _drain_reports(self) -> None:
+        """Count every batch the pollers reported so far (also called by ``status()``)."""
+        changed = False
+        with self._report_lock:
+            for connection in list(self._reports):
+                try:
+                    while connection.poll():
+                        self._meter.add(connection.recv())
+                        changed = True
+                except (EOFError, OSError):
+                    self._reports.remove(connection)  # that poller is gone
+        if changed:
+            with self._work:
+                self._work.notify_all()
 
     def wait_until_settled(self, timeout: float = 20.0) -> dict[str, Any]:
         """Block until EventsQueue is empty (every accepted event processed or dead-lettered),
@@ -409,10 +470,25 @@ class LocalStack:
                 + int(attrs.get("ApproximateNumberOfMessagesDelayed", 0))
             )
 
+        # The queues first, then the reports: a poller reports a batch before deleting it, so
+        # whatever the queues no longer hold is counted below.
+        queued = depth(stack.physical["EventsQueue"])
+        dead_lettered = depth(stack.physical["EventsDLQ"])
+        self._drain_reports()
+        with self._report_lock:
+            ledger = self._meter.summary() if self._meter is not None else {}
+        own = ledger.get("dead_lettered_by_processor", {}).get("pipeline", 0)
         return {
             **self.counts,
-            "queued": depth(stack.physical["EventsQueue"]),
-            "dead_lettered": depth(stack.physical["EventsDLQ"]),
+            "batches": ledger.get("processor", {}).get("batches", 0),
+            **ledger,
+            "pollers": len(self._pollers),
+            "ingest_seconds": round(self.ingest_seconds, 3),
+            "queued": queued,
+            "dead_lettered": dead_lettered,
+            # What is in the DLQ and is not one of the pipeline's own events the processor put
+            # there: accepted webhooks that were not processed (purging the DLQ breaks this).
+            "dead_lettered_webhooks": max(0, dead_lettered - own),
         }
 
     def _running(self) -> cfn.Stack:
@@ -441,6 +517,13 @@ class LocalStack:
         if hasattr(self, "_http"):
             self._http.shutdown()
             self._http.server_close()
+        if hasattr(self, "_poller_stop"):
+            self._poller_stop.set()
+        for process in self._pollers:
+            process.join(timeout=POLL_WAIT_SECONDS + 5)  # a poll, then its batch
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
         for thread in self._threads:
             thread.join(timeout=5)
         if hasattr(self, "_moto"):
@@ -476,6 +559,7 @@ def run_local(args: argparse.Namespace) -> int:
         chatwoot_token=args.chatwoot_token,
         sweep_every=args.sweep_every,
         policy_file=Path(args.policy) if args.policy else None,
+        pollers=args.pollers,
     )
     try:
         stack.start()
@@ -492,6 +576,7 @@ Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS acco
   Webhook secret:  {secret}
   Status:          http://{stack.host}:{stack.port}{STATUS_PATH}
   Chatwoot:        {stack.chatwoot_url or "none: actions are dry runs (`actions list`)"}
+  Processor:       {len(stack._pollers)} batches at once (pollers)
   SLA sweep:       {stack.sweep_schedule()}; run one now with
                    curl -X POST http://{stack.host}:{stack.port}{SWEEP_PATH}
   Report:          http://{stack.host}:{stack.port}{REPORT_PATH}
