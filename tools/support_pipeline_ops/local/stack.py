@@ -82,6 +82,7 @@ class LocalStack:
     chatwoot_token: str = ""
     sweep_every: float | None = None  # seconds; None: the template's rate; 0: only on request
     policy_file: Path | None = None  # a support policy to load through SSM, as a deployment would
+    parameters: dict[str, str] = field(default_factory=dict)  # template Parameter overrides
     stack: cfn.Stack | None = None
     counts: dict[str, int] = field(
         default_factory=lambda: {"received": 0, "accepted": 0, "batches": 0}
@@ -128,7 +129,7 @@ class LocalStack:
             for name in ("sqs", "dynamodb", "s3", "ssm", "sns")
         }
         secrets = {"WebhookSecretParamName": self.secret}
-        overrides = {}
+        overrides = dict(self.parameters)
         if self.chatwoot_url:
             if not self.chatwoot_token:
                 raise ValueError("a Chatwoot URL needs its API access token (--chatwoot-token)")
