@@ -158,9 +158,7 @@ def test_failed_calls_are_counted_by_status_through_the_wiring(fake):
 
 def test_no_answer_is_counted_and_a_broken_counter_changes_nothing():
     reasons = []
-    nobody = ChatwootClient(
-        f"http://127.0.0.1:{free_port()}", lambda: "t", on_error=reasons.append
-    )
+    nobody = ChatwootClient(f"http://127.0.0.1:{free_port()}", lambda: "t", on_error=reasons.append)
     with pytest.raises(TransientError):
         nobody.get_labels("1", "5")
     assert reasons == ["no_answer"]
