@@ -118,14 +118,17 @@ class HealthProbe:
         except requests.RequestException as error:
             return self._verdict("Chatwoot", False, None, f"no answer: {type(error).__name__}")
         latency = (self._timer() - started) * 1000.0
-        if response.status_code != 200:
-            return self._verdict("Chatwoot", False, latency, f"status {response.status_code}")
+        status = response.status_code
+        if status != 200:
+            return self._verdict("Chatwoot", False, latency, f"status {status}", status=status)
         try:
             user_id = response.json().get("id")
         except (ValueError, AttributeError):
             user_id = None
         if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
-            return self._verdict("Chatwoot", False, latency, "answer without a user id")
+            return self._verdict(
+                "Chatwoot", False, latency, "answer without a user id", status=status
+            )
         return self._verdict("Chatwoot", True, latency, "status 200", status=200)
 
     # ---- 2. the webhook, the whole way in --------------------------------------------------
