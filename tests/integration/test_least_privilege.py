@@ -5,8 +5,9 @@ fail in AWS with AccessDenied. Here the real ingest, processor, SLA sweep, signa
 weekly report and health probe handlers run a delivery, a claim-checked delivery, an
 escalation, a sweep, a weekly export, a report and a probe (the processor and the sweep
 reading the pause switch) against moto and a fake Chatwoot (and the drafters make their AWS
-calls with their Parameters set), every botocore call is recorded with the function that made it, and each call is checked
-against that function's policy statements, resolved as CloudFormation would resolve them.
+calls with their Parameters set), every botocore call is recorded with the function that made
+it, and each call is checked against that function's policy statements, resolved as
+CloudFormation would resolve them.
 """
 
 from __future__ import annotations

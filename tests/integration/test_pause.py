@@ -38,7 +38,9 @@ class World:
     """Ingest, the processor and the sweep wired as the functions wire them, with the pause
     switch reading the parameter on every call (PauseCacheSeconds 0)."""
 
-    def __init__(self, pipeline: Any, chatwoot: Any, policy: Any = POLICY) -> None:
+    def __init__(
+        self, pipeline: Any, chatwoot: Any, policy: Any = POLICY, drafter: Any = None
+    ) -> None:
         self.pipeline, self.chatwoot = pipeline, chatwoot
         self.ssm = pipeline.clients["ssm"]
         self.switch = PauseSwitch(ssm_reader(self.ssm, PARAMETER), max_age=0)
@@ -48,7 +50,9 @@ class World:
             telemetry=pipeline.telemetry,
             pause=self.switch,
         )
-        self.support = pipeline.support(client, policy)
+        self.support = pipeline.support(
+            client, policy, drafters=(lambda inbox: drafter) if drafter else None
+        )
         self.consumer = EventConsumer(
             settings=pipeline.processor_settings(),
             sqs=pipeline.sqs,
@@ -246,3 +250,80 @@ def test_consume_mode_holds_events_before_anything_is_read(pipeline, world):
         pipeline.sqs.send_message = original
     assert calls == [pipeline.queue_url]
     assert records(pipeline)["1"] is None
+
+
+# ---- an approved reply held back by a pause ---------------------------------------------------
+class Drafter:
+    name = "knowledge"
+
+    def draft(self, context: Any) -> Any:
+        from support_pipeline.drafts.base import DraftResult, Source
+
+        return DraftResult(
+            "knowledge", "Los envíos tardan de 2 a 4 días.", 0.9, "es", (Source("Envíos"),)
+        )
+
+
+DRAFTS_POLICY = policy_with(
+    **{
+        "escalation.rules.unanswered_messages.enabled": False,
+        "escalation.rules.vip_contact.enabled": False,
+    }
+)
+
+
+@pytest.fixture
+def drafting(pipeline, chatwoot):
+    world = World(pipeline, chatwoot, DRAFTS_POLICY, Drafter())
+    question = incoming("¿Cuánto tarda el envío?", 301, NOW, status="open")
+    chatwoot.add_customer_message(1, 1, question["content"])
+    world.post(question)
+    world.process(cycles=2)  # the burst is over: the draft note is posted
+    [draft] = world.support.drafts.drafts.of_conversation("1", "1")
+    assert draft["status"] == "pending"
+    return world, draft
+
+
+def send_command(draft_id: str, message_id: int, at: float) -> dict[str, Any]:
+    note = agent_message(f"/send {draft_id}", message_id, at, private=True)
+    note["sender"]["id"] = 3
+    return note
+
+
+def test_a_send_held_by_a_pause_is_sent_once_at_resume(pipeline, chatwoot, drafting):
+    world, draft = drafting
+    world.set("actions")
+    pipeline.clock.now = NOW + 60
+    world.post(send_command(draft["draft_id"], 302, NOW + 60))
+    world.process(cycles=5)
+    assert chatwoot.public_messages(1, 1) == []
+
+    world.set("off")
+    world.process(cycles=2)
+    assert chatwoot.public_messages(1, 1) == ["Los envíos tardan de 2 a 4 días."]
+    [decided] = world.support.drafts.drafts.of_conversation("1", "1")
+    assert decided["status"] == "sent_as_is"
+
+
+def test_a_send_held_by_a_pause_is_dropped_if_an_agent_answered_meanwhile(
+    pipeline, chatwoot, drafting
+):
+    world, draft = drafting
+    world.set("actions")
+    pipeline.clock.now = NOW + 60
+    world.post(send_command(draft["draft_id"], 302, NOW + 60))
+    world.process(cycles=2)
+    # Nothing reaches the customer, so the agent answers by hand (in Chatwoot, recorded here).
+    pipeline.clock.now = NOW + 120
+    reply = agent_message("Tarda unos 3 días, ¡saludos!", 303, NOW + 120)
+    reply["sender"]["id"] = 3
+    world.post(reply)
+    world.process(cycles=2)
+
+    world.set("off")
+    world.process(cycles=2)
+    assert chatwoot.public_messages(1, 1) == []  # the customer is not answered twice
+    [decided] = world.support.drafts.drafts.of_conversation("1", "1")
+    assert decided["status"] == "replaced"
+    assert any("was not sent" in note for note in chatwoot.notes(1, 1))
+    assert world.waiting() == [] and world.dead_lettered() == []
