@@ -310,9 +310,7 @@ ALARMS = {n: s["Properties"] for n, s in RESOURCES.items() if s["Type"] == "AWS:
 def test_every_alarm_notifies_the_topic_and_links_a_runbook_section_about_it(alarm):
     props = ALARMS[alarm]
     assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-    links = re.findall(
-        re.escape(RUNBOOKS) + r"/([\w.-]+\.md)#([\w-]+)", props["AlarmDescription"]
-    )
+    links = re.findall(re.escape(RUNBOOKS) + r"/([\w.-]+\.md)#([\w-]+)", props["AlarmDescription"])
     assert len(links) == 1, props["AlarmDescription"]
     ((name, anchor),) = links
     sections = runbook_sections(name)

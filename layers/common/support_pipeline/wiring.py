@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from support_pipeline.telemetry import Telemetry
 
 logger = Logger(child=True)
+# How long a read of the Chatwoot token (and the drafters' secrets) is trusted: a rotated token is
+# picked up within this (docs/runbooks/support_webhooks.md#rotate-the-chatwoot-access-token).
+SECRET_CACHE_SECONDS = 300
 
 
 class PerPolicy[T]:
@@ -109,7 +112,7 @@ def chatwoot_client(
         from aws_lambda_powertools.utilities import parameters
 
         def fetch_parameter(name: str) -> str:
-            return str(parameters.get_parameter(name, decrypt=True, max_age=300))
+            return str(parameters.get_parameter(name, decrypt=True, max_age=SECRET_CACHE_SECONDS))
 
     parameter = settings.chatwoot_api_token_param
     counter = telemetry
@@ -200,7 +203,7 @@ def default_drafters(
     def fetch(name: str) -> str:
         from aws_lambda_powertools.utilities import parameters
 
-        return str(parameters.get_parameter(name, decrypt=True, max_age=300))
+        return str(parameters.get_parameter(name, decrypt=True, max_age=SECRET_CACHE_SECONDS))
 
     def s3() -> Any:
         return aws.client("s3", aws.PROCESSOR_CONFIG) if policy.drafts.knowledge.s3_uri else None
