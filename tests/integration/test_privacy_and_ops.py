@@ -28,16 +28,26 @@ def test_logs_carry_ids_and_outcomes_never_customer_text(pipeline, capsys, monke
                 handler
             ).__module__.startswith("_pytest"):
                 monkeypatch.setattr(handler, "stream", sys.stdout)
-    for name in list(logging.root.manager.loggerDict):
-        if name == "tests" or name.startswith("tests."):
-            monkeypatch.setattr(logging.getLogger(name), "level", logging.INFO)
-    for name in ALL_FIXTURES:
-        assert pipeline.post(fixture(name), delivery_id=f"log-{name}")[0] == 202
-    poison = fixture("message_created_incoming")
-    del poison["id"]
-    pipeline.post(poison, delivery_id="log-poison")
-    pipeline.post(b"garbage")
-    pipeline.drain()
+    # setLevel, not the attribute: it also clears the loggers' cached isEnabledFor answers, which
+    # an earlier test's INFO calls (at WARNING) left at False.
+    levels = {
+        name: logging.getLogger(name).level
+        for name in list(logging.root.manager.loggerDict)
+        if name == "tests" or name.startswith("tests.")
+    }
+    try:
+        for name in levels:
+            logging.getLogger(name).setLevel(logging.INFO)
+        for name in ALL_FIXTURES:
+            assert pipeline.post(fixture(name), delivery_id=f"log-{name}")[0] == 202
+        poison = fixture("message_created_incoming")
+        del poison["id"]
+        pipeline.post(poison, delivery_id="log-poison")
+        pipeline.post(b"garbage")
+        pipeline.drain()
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
     logs = capsys.readouterr().out
     assert "log-message_created_incoming" in logs  # delivery ids are there
     assert "message_created:1:1" in logs  # dedupe keys are there
