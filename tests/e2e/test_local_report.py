@@ -25,6 +25,7 @@ def local():
         port=0,
         moto_port=free_port(),
         sweep_every=0,
+        stack_name="e2e-report",  # moto servers in one process share their state
     )
     stack.start()
     try:

@@ -1,11 +1,12 @@
 """Every AWS call the real handlers make is one their role in template.yaml allows.
 
 moto does not enforce IAM, so a grant narrowed one call too far would pass every other test and
-fail in AWS with AccessDenied. Here the real ingest, processor, SLA sweep, signals export and
-reconciler handlers run a delivery, a claim-checked delivery, an escalation, a sweep, a weekly
-export and a reconciliation against moto and a fake Chatwoot (and the drafters make their AWS
-calls with their Parameters set), every botocore call is recorded with the function that made
-it, and each call is checked against that function's policy statements, resolved as
+fail in AWS with AccessDenied. Here the real ingest, processor, SLA sweep, signals export,
+weekly report, reconciler and health probe handlers run a delivery, a claim-checked delivery,
+an escalation, a sweep, a weekly export, a report, a reconciliation and a probe (the processor
+and the sweep reading the pause switch) against moto and a fake Chatwoot (and the drafters make
+their AWS calls with their Parameters set), every botocore call is recorded with the function
+that made it, and each call is checked against that function's policy statements, resolved as
 CloudFormation would resolve them.
 """
 
@@ -203,6 +204,7 @@ def deployed(aws, chatwoot, monkeypatch):
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()
+    pipeline.stack.physical.setdefault("WebhookApi", "local-api")  # the probe's URL names it
     apps = {}
     for function, directory, cached in (
         ("IngestFunction", "ingest", "_service"),
@@ -211,6 +213,7 @@ def deployed(aws, chatwoot, monkeypatch):
         ("SignalsExportFunction", "signals_export", None),
         ("WeeklyReportFunction", "weekly_report", "_report"),
         ("ReconcilerFunction", "reconciler", "_reconciler"),
+        ("HealthProbeFunction", "health_probe", "_probe"),
     ):
         for name, value in pipeline.stack.function_environment(function).items():
             monkeypatch.setenv(name, value)
@@ -221,7 +224,7 @@ def deployed(aws, chatwoot, monkeypatch):
     return pipeline, recorder, apps
 
 
-def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoot):
+def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoot, monkeypatch):
     from aws_lambda_powertools.utilities import parameters
 
     pipeline, recorder, apps = deployed
@@ -331,6 +334,21 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
         LocalContext("reconciler", timeout_seconds=300),
     )
     assert reconciled["messages"] >= 1 and reconciled["complete"] == 1
+    # The health probe: its Chatwoot call and its self-test (to a stand-in for the public URL:
+    # what ingest does with it is ingest's own calls, checked above).
+    with SelfTestEndpoint() as endpoint:
+        monkeypatch.setenv("WEBHOOK_URL", endpoint.url)
+        monkeypatch.setenv(
+            "WEBHOOK_SECRET_PARAM", pipeline.stack.parameters["WebhookSecretParamName"]
+        )
+        parameters.clear_caches()
+        probed = recorder.run(
+            "HealthProbeFunction",
+            apps["HealthProbeFunction"].handler,
+            {"source": "aws.events", "detail-type": "Scheduled Event"},
+            LocalContext("health-probe"),
+        )
+    assert probed["chatwoot"]["ok"] is True and probed["webhook"]["ok"] is True
 
     assert denied(pipeline.stack, recorder.calls) == []
 
@@ -365,8 +383,18 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
         ("ReconcilerFunction", "dynamodb:UpdateItem"),
         ("ReconcilerFunction", "sqs:SendMessage"),
         ("ReconcilerFunction", "ssm:GetParameter"),
+        ("HealthProbeFunction", "ssm:GetParameter"),
     }
     assert expected <= {(f, a) for f, a, _ in made}
+    pause = "parameter" + pipeline.stack.parameters["PauseParamName"]
+    assert {f for f, a, r in made if a == "ssm:GetParameter" and r == pause} == {
+        "ProcessorFunction",
+        "SlaSweepFunction",
+    }
+    assert {r for f, a, r in made if f == "HealthProbeFunction"} == {
+        "parameter" + pipeline.stack.parameters["WebhookSecretParamName"],
+        "parameter" + pipeline.stack.parameters["ChatwootApiTokenParamName"],
+    }
     assert any(
         f == "ProcessorFunction" and a == "s3:GetObject" and r.startswith(f"{bucket}/payloads/")
         for f, a, r in made
@@ -390,6 +418,34 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
     ledger = f"table/{tables['ActionsTable']}"
     assert any(f == "ProcessorFunction" and r == ledger for f, _, r in made)
     assert any(f == "SlaSweepFunction" and r == ledger for f, _, r in made)
+
+
+class SelfTestEndpoint:
+    """Answers 202 to any POST, as the public webhook URL answers the probe's self-test."""
+
+    def __enter__(self) -> SelfTestEndpoint:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(202)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks/chatwoot"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def test_a_call_outside_the_grants_is_reported(deployed):

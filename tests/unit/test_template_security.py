@@ -20,8 +20,7 @@ FUNCTIONS = {
     for name, spec in RESOURCES.items()
     if spec["Type"] == "AWS::Serverless::Function"
 }
-RUNBOOK_PATH = "docs/runbooks/support_webhooks.md"
-RUNBOOK = (ROOT / RUNBOOK_PATH).read_text()
+RUNBOOKS = "docs/runbooks"
 
 # SAM policy templates that stay: each names one queue and grants only queue-message calls.
 QUEUE_POLICY_TEMPLATES = {"SQSPollerPolicy", "SQSSendMessagePolicy"}
@@ -148,8 +147,11 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def runbook_sections() -> dict[str, str]:
-    parts = re.split(r"^## (.+)$", RUNBOOK, flags=re.MULTILINE)
+def runbook_sections(name: str) -> dict[str, str]:
+    """Anchor -> text of each ``## `` section of ``docs/runbooks/<name>``."""
+    path = ROOT / RUNBOOKS / name
+    assert path.is_file(), f"no runbook {RUNBOOKS}/{name}"
+    parts = re.split(r"^## (.+)$", path.read_text(), flags=re.MULTILINE)
     return {slug(title): body for title, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
@@ -329,18 +331,19 @@ ALARMS = {n: s["Properties"] for n, s in RESOURCES.items() if s["Type"] == "AWS:
 def test_every_alarm_notifies_the_topic_and_links_a_runbook_section_about_it(alarm):
     props = ALARMS[alarm]
     assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-    links = re.findall(re.escape(RUNBOOK_PATH) + r"#([\w-]+)", props["AlarmDescription"])
+    links = re.findall(re.escape(RUNBOOKS) + r"/([\w.-]+\.md)#([\w-]+)", props["AlarmDescription"])
     assert len(links) == 1, props["AlarmDescription"]
-    sections = runbook_sections()
-    assert links[0] in sections, f"{alarm} links #{links[0]}, not a heading in {RUNBOOK_PATH}"
-    assert f"`{alarm}`" in sections[links[0]], f"the runbook section does not name {alarm}"
+    ((name, anchor),) = links
+    sections = runbook_sections(name)
+    assert anchor in sections, f"{alarm} links #{anchor}, not a heading in {RUNBOOKS}/{name}"
+    assert f"`{alarm}`" in sections[anchor], f"the runbook section does not name {alarm}"
 
 
 def test_deliveries_refused_at_the_door_are_alarmed():
     client_errors = [
         a
         for a in ALARMS.values()
-        if a["Namespace"] == "AWS/ApiGateway" and a["MetricName"] == "4xx"
+        if a.get("Namespace") == "AWS/ApiGateway" and a.get("MetricName") == "4xx"
     ]
     assert len(client_errors) == 1
     (alarm,) = client_errors

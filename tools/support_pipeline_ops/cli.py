@@ -261,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     report_cli.add_parser(commands, where)
 
+    from support_pipeline_ops import pause_cli
+
+    pause_cli.add_commands(commands, where)
+
     local = commands.add_parser("local", help="run the whole pipeline on this machine (moto)")
     local.add_argument("--host", default="127.0.0.1")
     local.add_argument("--port", type=int, default=3000, help="webhook HTTP port")
@@ -406,6 +410,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                     args, out, args.secret or os.environ.get("CHATWOOT_WEBHOOK_SECRET")
                 )
             except load.LoadError as error:
+                raise UsageError(str(error)) from None
+        if args.command in ("pause", "resume", "status"):
+            from support_pipeline_ops.pause_cli import PauseUsageError
+            from support_pipeline_ops.pause_cli import run as run_pause
+
+            try:
+                return run_pause(args, out)
+            except PauseUsageError as error:
                 raise UsageError(str(error)) from None
         if args.command == "actions":
             cloudformation = (

@@ -115,12 +115,35 @@ class SupportSettings:
 
 
 @dataclass(frozen=True)
+class PauseSettings:
+    """The pause switch (support_pipeline/pause.py): its SSM parameter, how long a read is
+    trusted, and how long the processor puts a paused event back on the queue for."""
+
+    parameter: str = ""
+    cache_seconds: int = 30
+    paused_delay_seconds: int = 60
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PauseSettings:
+        env = os.environ if env is None else env
+        delay = _int(env, "PAUSED_EVENT_DELAY_SECONDS", 60, minimum=0)
+        if delay > 900:
+            raise ConfigError("PAUSED_EVENT_DELAY_SECONDS must be <= 900 (the SQS delay limit)")
+        return cls(
+            parameter=env.get("PAUSE_PARAM", "").strip(),
+            cache_seconds=_int(env, "PAUSE_CACHE_SECONDS", 30),
+            paused_delay_seconds=delay,
+        )
+
+
+@dataclass(frozen=True)
 class SweepSettings:
     """What the scheduled SLA sweep needs."""
 
     conversations_table: str
     actions_table: str
     support: SupportSettings
+    pause: PauseSettings = field(default_factory=lambda: PauseSettings())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SweepSettings:
@@ -129,6 +152,7 @@ class SweepSettings:
             conversations_table=_required(env, "CONVERSATIONS_TABLE"),
             actions_table=_required(env, "ACTIONS_TABLE"),
             support=SupportSettings.from_env(env),
+            pause=PauseSettings.from_env(env),
         )
 
 
@@ -166,6 +190,7 @@ class ProcessorSettings:
     actions_table: str = ""
     record_start_seconds: float = 5.0
     support: SupportSettings = field(default_factory=lambda: SupportSettings())
+    pause: PauseSettings = field(default_factory=lambda: PauseSettings())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -182,6 +207,7 @@ class ProcessorSettings:
             actions_table=env.get("ACTIONS_TABLE", ""),
             record_start_seconds=_int(env, "RECORD_START_SECONDS", 5, minimum=1),
             support=SupportSettings.from_env(env),
+            pause=PauseSettings.from_env(env),
         )
         if settings.backoff_cap_seconds > 43200:
             raise ConfigError("BACKOFF_CAP_SECONDS must be <= 43200 (the SQS visibility limit)")

@@ -29,6 +29,7 @@ from support_pipeline.chatwoot import payload as cw
 from support_pipeline.chatwoot.client import NotFoundError
 from support_pipeline.conversations import CUSTOMER, REPLY, add_mark
 from support_pipeline.escalation import Escalator, Reason
+from support_pipeline.pause import OFF, NeverPaused, Paused, PauseSwitch
 from support_pipeline.policy import TARGETS, SupportPolicy
 from support_pipeline.processing.errors import PermanentError, TransientError, classify
 from support_pipeline.processing.router import EventContext
@@ -605,15 +606,22 @@ class SlaSweep:
         clock: Callable[[], float] = time.time,
         stop_seconds: float = SWEEP_STOP_SECONDS,
         drafts: DraftExpiry | None = None,
+        pause: PauseSwitch | None = None,
     ) -> None:
         self.sla = sla
         self.telemetry = telemetry
         self.clock = clock
         self.stop_seconds = stop_seconds
         self.drafts = drafts
+        self.pause = pause or NeverPaused()
 
     def run(self, now: float) -> dict[str, int]:
-        """One sweep as of ``now`` (the schedule's time); counts of what it did."""
+        """One sweep as of ``now`` (the schedule's time); counts of what it did.
+
+        While the pipeline is paused (either mode) the sweep does nothing: it only acts, and
+        what is due stays due, so the first sweep after the pause acts on the conversations as
+        they are then (a target met meanwhile gets no late warning; one breached is escalated).
+        """
         totals = {
             "conversations": 0,
             "at_risk": 0,
@@ -623,6 +631,11 @@ class SlaSweep:
             "gone": 0,
             "left_for_next_sweep": 0,
         }
+        mode = self.pause.mode()
+        if mode != OFF:
+            self.telemetry.count("Paused", reason=mode)
+            logger.warning("sla sweep skipped: the pipeline is paused", extra={"mode": mode})
+            return {**totals, "paused": 1}
         store = self.sla.store
         owner = uuid.uuid4().hex
         left = deadline.remaining()
@@ -637,6 +650,13 @@ class SlaSweep:
             self._sweep(now, totals)
             if self.drafts is not None:
                 totals["drafts_expired"] = self.drafts.expire(now)
+        except Paused as paused:
+            # Paused while sweeping: what was not reached is still due after the pause.
+            self.telemetry.count("Paused", reason=paused.mode)
+            logger.warning(
+                "sla sweep stopped: the pipeline was paused", extra={"mode": paused.mode}
+            )
+            totals["paused"] = 1
         finally:
             store.release_lease(SWEEP_LEASE, owner)
         logger.info("sla sweep finished", extra={**totals, "now": cw.iso(now)})
@@ -683,6 +703,8 @@ class SlaSweep:
                 record = current
                 for key, value in self.sla.sweep_conversation(record, now).items():
                     totals[key] += value
+            except Paused:
+                raise  # the pause ends the sweep; this conversation stays due
             except NotFoundError as missing:
                 if self._gone(record):
                     totals["gone"] += 1

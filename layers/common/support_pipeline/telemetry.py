@@ -22,6 +22,14 @@ class Telemetry(Protocol):
         """Add ``value`` to metric ``name`` (with a ``reason`` dimension when given)."""
 
 
+def measure(telemetry: object, name: str, milliseconds: float) -> None:
+    """Record a duration in milliseconds, where the telemetry can (``measure``): a helper rather
+    than a method of :class:`Telemetry`, so counting-only implementations stay valid."""
+    record = getattr(telemetry, "measure", None)
+    if callable(record):
+        record(name, milliseconds)
+
+
 class PowertoolsTelemetry:
     """Counts become EMF metrics; a metric with a reason is flushed on its own dimension."""
 
@@ -37,15 +45,22 @@ class PowertoolsTelemetry:
         ) as metric:
             metric.add_dimension(name="reason", value=reason)
 
+    def measure(self, name: str, milliseconds: float) -> None:
+        self._metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=milliseconds)
+
 
 class RecordingTelemetry:
     """Keeps counts in memory: used by tests and by the local stack's summary."""
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str | None]] = Counter()
+        self.measures: dict[str, list[float]] = {}
 
     def count(self, name: str, reason: str | None = None, value: int = 1) -> None:
         self.counts[(name, reason)] += value
+
+    def measure(self, name: str, milliseconds: float) -> None:
+        self.measures.setdefault(name, []).append(milliseconds)
 
     def total(self, name: str) -> int:
         """All counts of ``name`` whatever their reason."""

@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 from support_pipeline import aws
 from support_pipeline.config import (
     IngestSettings,
+    PauseSettings,
     ProcessorSettings,
     ReconcilerSettings,
     SignalsSettings,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from support_pipeline.drafts.service import DraftService, Schedule
     from support_pipeline.escalation import Escalator
     from support_pipeline.ingest import IngestService
+    from support_pipeline.pause import PauseSwitch
     from support_pipeline.policy import PolicySource, SupportPolicy
     from support_pipeline.processing.consumer import EventConsumer
     from support_pipeline.processing.router import Router
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
     from support_pipeline.telemetry import Telemetry
 
 logger = Logger(child=True)
+# How long a read of the Chatwoot token (and the drafters' secrets) is trusted: a rotated token is
+# picked up within this (docs/runbooks/support_webhooks.md#rotate-the-chatwoot-access-token).
+SECRET_CACHE_SECONDS = 300
 
 
 class PerPolicy[T]:
@@ -93,9 +98,14 @@ class SupportServices:
 
 
 def chatwoot_client(
-    settings: SupportSettings, fetch_parameter: Callable[[str], str] | None = None
+    settings: SupportSettings,
+    fetch_parameter: Callable[[str], str] | None = None,
+    telemetry: Telemetry | None = None,
+    pause: PauseSwitch | None = None,
 ) -> ChatwootClient | None:
-    """The REST client, or None (dry run) without a base URL."""
+    """The REST client, or None (dry run) without a base URL. With ``telemetry`` every failed
+    call is counted as ``ChatwootApiError`` by status; with ``pause`` every call first asks the
+    pause switch (paused: :class:`~support_pipeline.pause.Paused`, no call made)."""
     if settings.dry_run:
         return None
     from support_pipeline.chatwoot.client import ChatwootClient
@@ -104,10 +114,34 @@ def chatwoot_client(
         from aws_lambda_powertools.utilities import parameters
 
         def fetch_parameter(name: str) -> str:
-            return str(parameters.get_parameter(name, decrypt=True, max_age=300))
+            return str(parameters.get_parameter(name, decrypt=True, max_age=SECRET_CACHE_SECONDS))
 
     parameter = settings.chatwoot_api_token_param
-    return ChatwootClient(settings.chatwoot_base_url, lambda: fetch_parameter(parameter))
+    counter = telemetry
+    return ChatwootClient(
+        settings.chatwoot_base_url,
+        lambda: fetch_parameter(parameter),
+        on_error=(
+            (lambda status: counter.count("ChatwootApiError", reason=status))
+            if counter is not None
+            else None
+        ),
+        gate=pause.hold if pause is not None else None,
+    )
+
+
+def pause_switch(settings: PauseSettings, telemetry: Telemetry | None = None) -> PauseSwitch:
+    """The pause switch a function reads (always off without a parameter name)."""
+    from support_pipeline.pause import NeverPaused, PauseSwitch, ssm_reader
+
+    if not settings.parameter:
+        return NeverPaused()
+    return PauseSwitch(
+        ssm_reader(aws.client("ssm", aws.PROCESSOR_CONFIG), settings.parameter),
+        max_age=settings.cache_seconds,
+        telemetry=telemetry,
+        name=settings.parameter,
+    )
 
 
 def build_support(
@@ -171,7 +205,7 @@ def default_drafters(
     def fetch(name: str) -> str:
         from aws_lambda_powertools.utilities import parameters
 
-        return str(parameters.get_parameter(name, decrypt=True, max_age=300))
+        return str(parameters.get_parameter(name, decrypt=True, max_age=SECRET_CACHE_SECONDS))
 
     def s3() -> Any:
         return aws.client("s3", aws.PROCESSOR_CONFIG) if policy.drafts.knowledge.s3_uri else None
@@ -296,6 +330,7 @@ def _deployed_support(
     policy: SupportPolicy,
     retention_days: int = 400,
     schedule: Schedule | None = None,
+    pause: PauseSwitch | None = None,
 ) -> SupportServices:
     """The support services against real AWS and Chatwoot, from a function's settings."""
     return build_support(
@@ -304,7 +339,7 @@ def _deployed_support(
         settings.conversations_table,
         settings.actions_table,
         telemetry,
-        chatwoot_client(settings.support),
+        chatwoot_client(settings.support, telemetry=telemetry, pause=pause),
         policy=policy,
         timeline_retention_days=retention_days,
         schedule=schedule,
@@ -324,10 +359,11 @@ def build_consumer(metrics: Metrics) -> PerPolicy[EventConsumer]:
     from support_pipeline.drafts.service import sqs_schedule
 
     schedule = sqs_schedule(sqs, settings.events_queue_url)
+    pause = pause_switch(settings.pause, telemetry)  # one per process: its cache outlives policies
 
     def build(policy: SupportPolicy) -> EventConsumer:
         support = _deployed_support(
-            settings, telemetry, policy, settings.timeline_retention_days, schedule
+            settings, telemetry, policy, settings.timeline_retention_days, schedule, pause
         )
         return EventConsumer(
             settings=settings,
@@ -335,6 +371,7 @@ def build_consumer(metrics: Metrics) -> PerPolicy[EventConsumer]:
             s3=s3,
             router=build_router(support),
             telemetry=telemetry,
+            pause=pause,
         )
 
     from support_pipeline.policy import PolicySource
@@ -349,10 +386,11 @@ def build_sweep(metrics: Metrics) -> PerPolicy[SlaSweep]:
 
     settings = SweepSettings.from_env()
     telemetry = PowertoolsTelemetry(metrics)
+    pause = pause_switch(settings.pause, telemetry)
 
     def build(policy: SupportPolicy) -> SlaSweep:
-        support = _deployed_support(settings, telemetry, policy)
-        return SlaSweep(support.sla, telemetry, drafts=support.drafts)
+        support = _deployed_support(settings, telemetry, policy, pause=pause)
+        return SlaSweep(support.sla, telemetry, drafts=support.drafts, pause=pause)
 
     from support_pipeline.policy import PolicySource
 

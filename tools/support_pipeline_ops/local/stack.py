@@ -83,6 +83,7 @@ class LocalStack:
     sweep_every: float | None = None  # seconds; None: the template's rate; 0: only on request
     policy_file: Path | None = None  # a support policy to load through SSM, as a deployment would
     pollers: int | None = None  # batches at once; None: the template's MaximumConcurrency
+    parameters: dict[str, str] = field(default_factory=dict)  # template Parameter overrides
     stack: cfn.Stack | None = None
     ingest_seconds: float = 0.0  # time spent in the ingest handler, all requests
     counts: dict[str, int] = field(default_factory=lambda: {"received": 0, "accepted": 0})
@@ -131,7 +132,7 @@ class LocalStack:
             for name in ("sqs", "dynamodb", "s3", "ssm", "sns")
         }
         secrets = {"WebhookSecretParamName": self.secret}
-        overrides = {}
+        overrides = dict(self.parameters)
         if self.chatwoot_url:
             if not self.chatwoot_token:
                 raise ValueError("a Chatwoot URL needs its API access token (--chatwoot-token)")

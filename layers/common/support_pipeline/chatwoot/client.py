@@ -20,6 +20,7 @@ the customer a CSAT survey).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -122,12 +123,20 @@ class ChatwootClient:
         token: Callable[[], str],
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        on_error: Callable[[str], None] | None = None,
+        gate: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_error`` hears of each failed call by its HTTP status (``"429"``, ``"503"``) or
+        ``"timeout"``, ``"no_answer"``, ``"bad_body"`` (the callers count them); ``gate`` is
+        asked before each call with the call's name and may refuse it by raising (the pause
+        switch)."""
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._session = session or requests.Session()
         self._timeout = timeout
         self._identity: Identity | None = None
+        self._on_error = on_error
+        self._gate = gate
 
     # ---- transport -------------------------------------------------------------------------
     def _url(self, account_id: str, conversation_id: str, suffix: str) -> str:
@@ -160,6 +169,8 @@ class ChatwootClient:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
+        if self._gate is not None:
+            self._gate(name)
         timeout = self._timeouts(name)
         try:
             response = self._session.request(
@@ -173,10 +184,17 @@ class ChatwootClient:
             )
             content = self._read(response, name)
         except requests.Timeout:
+            self._failed("timeout")
             raise NoAnswerError("chatwoot_unavailable", f"{name} timed out") from None
         except requests.ConnectionError:
+            self._failed("no_answer")
             raise NoAnswerError("chatwoot_unavailable", f"{name} got no answer") from None
+        except NoAnswerError:
+            self._failed("no_answer")  # cut off, or too slow for the time left
+            raise
         status = response.status_code
+        if status >= 400:
+            self._failed(str(status))
         if status == 429:
             raise TransientError("chatwoot_throttled", f"{name} returned 429")
         if status >= 500:
@@ -194,9 +212,16 @@ class ChatwootClient:
         try:
             return json.loads(content)
         except ValueError:
+            self._failed("bad_body")
             raise TransientError(
                 "chatwoot_unavailable", f"{name} returned a body that is not JSON"
             ) from None
+
+    def _failed(self, reason: str) -> None:
+        """Tell ``on_error``; counting never changes what the call does."""
+        if self._on_error is not None:
+            with contextlib.suppress(Exception):
+                self._on_error(reason)
 
     @staticmethod
     def _read(response: requests.Response, name: str) -> bytes:

@@ -420,14 +420,22 @@ class DraftService:
                 + ".",
             )
         if command.name == "/send":
-            return self.send(target, agent, command_id)
+            typed_at = cw.to_epoch(context.payload.get("created_at"))
+            return self.send(target, agent, command_id, typed_at)
         if command.name == "/reject":
             return self.reject(target, agent, command_id, command.reason)
         return self.grade(target, agent, command_id, command)
 
-    def send(self, draft: dict[str, Any], agent: str, command_id: str) -> dict[str, Any]:
+    def send(
+        self,
+        draft: dict[str, Any],
+        agent: str,
+        command_id: str,
+        typed_at: float | None = None,
+    ) -> dict[str, Any]:
         """Approve and send a draft: the approval is stored first, then the reply is sent
-        once (the action ledger), then the outcome is recorded."""
+        once (the action ledger), then the outcome is recorded. ``typed_at``: when the agent
+        wrote the /send (an answer written after it, before the reply could go, wins)."""
         account, conversation, draft_id = (
             draft["account_id"],
             draft["conversation_id"],
@@ -445,16 +453,17 @@ class DraftService:
             return self._already(
                 self.drafts.get(account, conversation, draft_id) or draft, command_id
             )
-        self.actions.run(
-            Action(
-                account,
-                conversation,
-                f"draft:{account}:{conversation}:{draft_id}/send",
-                "public_reply",
-                {"content": approved["text"], "draft_id": draft_id},
-                reason="draft_approved",
-            )
+        reply = Action(
+            account,
+            conversation,
+            f"draft:{account}:{conversation}:{draft_id}/send",
+            "public_reply",
+            {"content": approved["text"], "draft_id": draft_id},
+            reason="draft_approved",
         )
+        if typed_at is not None and self._answered_before_sending(reply, typed_at):
+            return self._not_sent(approved, command_id)
+        self.actions.run(reply)
         self.drafts.decide(
             approved,
             "sent_as_is",
@@ -469,6 +478,49 @@ class DraftService:
             extra={"draft_id": draft_id, "conversation_id": conversation, "approver_id": agent},
         )
         return {"sent": draft_id}
+
+    def _answered_before_sending(self, reply: Action, typed_at: float) -> bool:
+        """An agent answered the customer after typing /send, and the approved reply was never
+        posted (held back while the pipeline was paused, or behind a backlog): the agent's own
+        answer stands; sending the draft as well would answer the customer twice. A reply that
+        may have been posted (its claim got as far as posting) is left to the ledger to find
+        or finish."""
+        entry = self.actions.ledger.get(reply)
+        if entry is not None and (
+            entry.get("status") == "done" or entry.get("search_after") is not None
+        ):
+            return False
+        record = self.store.get_record(reply.account_id, reply.conversation_id) or {}
+        return float(record.get("last_agent_reply_at") or 0) > typed_at
+
+    def _not_sent(self, approved: dict[str, Any], command_id: str) -> dict[str, Any]:
+        account, conversation, draft_id = (
+            approved["account_id"],
+            approved["conversation_id"],
+            approved["draft_id"],
+        )
+        decided = self.drafts.decide(
+            approved,
+            "replaced",
+            {"not_sent": "an agent answered the customer after /send"},
+            expected=(APPROVED,),
+            command_id=command_id,
+        )
+        if decided is not None:
+            self.telemetry.count("DraftDecided", reason="replaced")
+        self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
+        self._answer(
+            account,
+            conversation,
+            command_id,
+            f"Draft {draft_id} was not sent: the customer was answered by an agent after "
+            "/send, before the pipeline could send it. Nothing was sent twice.",
+        )
+        logger.info(
+            "approved draft not sent: answered meanwhile",
+            extra={"draft_id": draft_id, "conversation_id": conversation},
+        )
+        return {"not_sent": draft_id}
 
     def reject(
         self, draft: dict[str, Any], agent: str, command_id: str, reason: str

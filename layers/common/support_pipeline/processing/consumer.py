@@ -17,7 +17,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -28,10 +28,11 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from support_pipeline import claimcheck, deadline
+from support_pipeline import claimcheck, deadline, selftest
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.config import ProcessorSettings
 from support_pipeline.messages import DLQ_COPIED, original_attributes, to_message_attributes
+from support_pipeline.pause import CONSUME, NeverPaused, Paused, PauseSwitch
 from support_pipeline.processing.backoff import visibility_timeout
 from support_pipeline.processing.errors import (
     Failure,
@@ -39,7 +40,7 @@ from support_pipeline.processing.errors import (
     classify,
 )
 from support_pipeline.processing.router import EventContext, Router
-from support_pipeline.telemetry import Telemetry
+from support_pipeline.telemetry import Telemetry, measure
 
 logger = Logger(child=True)
 
@@ -74,6 +75,7 @@ class EventConsumer:
     s3: Any = None
     clock: Callable[[], float] = time.time
     rng: Callable[[], float] = random.random
+    pause: PauseSwitch = field(default_factory=NeverPaused)
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The Lambda answer: ``{"batchItemFailures": [...]}``.
@@ -103,13 +105,26 @@ class EventConsumer:
         receive_count = int(record.attributes.approximate_receive_count or 1) + _prior_attempts(
             attributes
         )
+        mode = self.pause.mode()
+        if mode == CONSUME:
+            self._hold(record, attributes, receive_count, Paused(mode))
+            return
         left = deadline.remaining()
         if left is not None and left < self.settings.record_start_seconds:
             self._defer(record, attributes, receive_count, left)
             return
         try:
             envelope = self._open(record, attributes)
+            if selftest.is_self_test(envelope["raw_event"]):
+                self._acknowledge_self_test(record, envelope)
+                return
             result = self._run(envelope)
+        except Paused as paused:
+            # Paused in "actions" mode as a handler reached for Chatwoot: whatever the event
+            # recorded stays; it comes back after the pause and finishes (the claims keep every
+            # effect once).
+            self._hold(record, attributes, receive_count, paused)
+            return
         except Exception as exc:
             failure = classify(exc)
             if failure.permanent or receive_count >= self.settings.max_receive_count:
@@ -204,13 +219,58 @@ class EventConsumer:
                 "attempts": receive_count - 1,
             },
         )
-        # If this send fails the exception propagates: the record itself stays on the queue.
+        self._requeue(record, attributes, receive_count)
+
+    def _hold(
+        self, record: SQSRecord, attributes: dict[str, str], receive_count: int, paused: Paused
+    ) -> None:
+        """Paused: the event goes back on the queue as a fresh copy, delayed, and this one is
+        answered as done. As for a deferral no attempt is used, so no pause is ever long enough
+        to dead-letter an event, and each copy starts its retention afresh."""
+        delay = self.settings.pause.paused_delay_seconds
+        self.telemetry.count("Paused", reason=paused.mode)
+        logger.info(
+            "event held back: the pipeline is paused",
+            extra={
+                "message_id": record.message_id,
+                "event": attributes.get("event"),
+                "dedupe_key": attributes.get("dedupe_key"),
+                "mode": paused.mode,
+                "attempts": receive_count - 1,
+                "back_in_seconds": delay,
+            },
+        )
+        self._requeue(record, attributes, receive_count, delay)
+
+    def _requeue(
+        self, record: SQSRecord, attributes: dict[str, str], receive_count: int, delay: int = 0
+    ) -> None:
+        """A fresh copy of the record on EventsQueue that remembers the real attempts so far.
+        If this send fails the exception propagates: the record itself stays on the queue."""
         self.sqs.send_message(
             QueueUrl=self.settings.events_queue_url,
             MessageBody=record.body,
             MessageAttributes=to_message_attributes(
                 {**attributes, PRIOR_ATTEMPTS: str(receive_count - 1)}
             ),
+            DelaySeconds=max(0, min(900, int(delay))),
+        )
+
+    def _acknowledge_self_test(self, record: SQSRecord, envelope: dict[str, Any]) -> None:
+        """The health probe's delivery made it through ingest and the queue: count it and how
+        long it took; no handler runs, nothing is written."""
+        round_trip = selftest.round_trip_ms(envelope["payload"], self.clock())
+        self.telemetry.count("SelfTestReceived")
+        if round_trip is not None:
+            measure(self.telemetry, "SelfTestRoundTrip", round_trip)
+        logger.info(
+            "self-test delivery acknowledged",
+            extra={
+                "message_id": record.message_id,
+                "probe_id": str(envelope["payload"].get("probe_id", ""))[:64],
+                "signed": envelope["attributes"].get("signed") == "true",
+                "round_trip_ms": round_trip,
+            },
         )
 
     def _back_off(
