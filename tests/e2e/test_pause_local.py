@@ -72,8 +72,8 @@ def post(stack, payload, delivery):
 
 def held_for_a_while(stack, batches=3, timeout=15.0):
     """Until the poller has handed the held events to the processor a few more times."""
-    start, end = stack.counts["batches"], time.monotonic() + timeout
-    while stack.counts["batches"] < start + batches:
+    start, end = stack.status()["batches"], time.monotonic() + timeout
+    while stack.status()["batches"] < start + batches:
         assert time.monotonic() < end, f"the poller did not come back: {stack.status()}"
         time.sleep(0.05)
 
