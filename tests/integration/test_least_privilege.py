@@ -3,11 +3,11 @@
 moto does not enforce IAM, so a grant narrowed one call too far would pass every other test and
 fail in AWS with AccessDenied. Here the real ingest, processor, SLA sweep, signals export,
 weekly report, reconciler and health probe handlers run a delivery, a claim-checked delivery,
-an escalation, a sweep, a weekly export, a report, a reconciliation and a probe (the processor
-and the sweep reading the pause switch) against moto and a fake Chatwoot (and the drafters make
-their AWS calls with their Parameters set), every botocore call is recorded with the function
-that made it, and each call is checked against that function's policy statements, resolved as
-CloudFormation would resolve them.
+an escalation, a sweep, a weekly export, a report, a reconciliation and a probe (the processor,
+the sweep and the reconciler reading the pause switch) against moto and a fake Chatwoot (and
+the drafters make their AWS calls with their Parameters set), every botocore call is recorded
+with the function that made it, and each call is checked against that function's policy
+statements, resolved as CloudFormation would resolve them.
 """
 
 from __future__ import annotations
@@ -390,6 +390,7 @@ def test_every_call_the_handlers_make_is_granted_to_their_role(deployed, chatwoo
     assert {f for f, a, r in made if a == "ssm:GetParameter" and r == pause} == {
         "ProcessorFunction",
         "SlaSweepFunction",
+        "ReconcilerFunction",
     }
     assert {r for f, a, r in made if f == "HealthProbeFunction"} == {
         "parameter" + pipeline.stack.parameters["WebhookSecretParamName"],

@@ -635,3 +635,20 @@ def test_support_pipeline_reconcile_replays_by_hand_from_a_moment_it_is_given(wo
     assert replay["dedupe_key"] == f"message_created:1:{lost['id']}"
     assert main(["reconcile", "--chatwoot-url", "http://chatwoot.example.com"], out) == 2
     assert main(["reconcile", "--since", "yesterday", "--chatwoot-url", fake.url], out) == 2
+
+
+def test_while_paused_the_reconciler_replays_nothing_and_the_next_run_covers_the_pause(world):
+    """A paused pipeline leaves events on EventsQueue past the overlap: replaying them would
+    double the queue and count them as recovered. The reconciler waits; its checkpoint stays."""
+    from support_pipeline.pause import PauseSwitch
+
+    lost = world.second_messages_lost(2, "hola", "¿sigue ahí?", gap=5)
+    mode = ["consume"]
+    paused = world.reconciler(pause=PauseSwitch(lambda: mode[0], max_age=0))
+    calls = len(world.fake.calls)
+    assert paused.run(world.clock.now) == {"skipped": "paused", "replayed": 0}
+    assert len(world.fake.calls) == calls  # Chatwoot spared
+    assert world.pipeline.messages(world.pipeline.queue_url) == []
+    mode[0] = "off"
+    totals = paused.run(world.clock.now)
+    assert totals["messages"] == len(lost)  # the lost ones come back after the pause

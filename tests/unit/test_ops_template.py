@@ -110,8 +110,20 @@ def test_a_published_function_deploys_gradually_and_rolls_back_on_its_errors(fun
     assert props["AutoPublishAliasAllProperties"] is True
     preference = props["DeploymentPreference"]
     assert preference["Type"] == {"Ref": "DeploymentType"}
-    (alarm_ref,) = preference["Alarms"]
-    alarm = ALARMS[alarm_ref["Ref"]]
+    crash_ref, fault_ref = preference["Alarms"]
+    # The bugs the function handles (ingest's 503, an exception the processor retries): Lambda
+    # counts no error for them, so the code counts ReleaseFault per version (telemetry.fault).
+    faults = ALARMS[fault_ref["Ref"]]
+    service = {"IngestFunction": "ingest", "ProcessorFunction": "processor"}[function]
+    assert (faults["Namespace"], faults["MetricName"]) == ("SupportPipeline", "ReleaseFault")
+    assert {d["Name"]: d["Value"] for d in faults["Dimensions"]} == {
+        "service": service,
+        "version": {"Fn::GetAtt": [function, "Version.Version"]},
+    }
+    assert faults["Threshold"] == 1 and faults["TreatMissingData"] == "notBreaching"
+    assert "docs/runbooks/outage.md#a-bad-release" in faults["AlarmDescription"]
+    assert FUNCTIONS[function]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == service
+    alarm = ALARMS[crash_ref["Ref"]]
     dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
     assert dimensions["FunctionName"] == {"Ref": function}
@@ -148,8 +160,8 @@ PAUSE_READERS = {
 }
 
 
-def test_the_processor_and_the_sweep_read_the_pause_switch():
-    assert {"ProcessorFunction", "SlaSweepFunction"} == PAUSE_READERS
+def test_the_processor_the_sweep_and_the_reconciler_read_the_pause_switch():
+    assert {"ProcessorFunction", "SlaSweepFunction", "ReconcilerFunction"} == PAUSE_READERS
     for function in PAUSE_READERS:
         env = FUNCTIONS[function]["Environment"]["Variables"]
         assert env["PAUSE_PARAM"] == {"Ref": "PauseParamName"}

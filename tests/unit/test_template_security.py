@@ -189,11 +189,13 @@ def test_s3_access_is_only_on_the_claim_check_and_signals_prefixes():
     }
 
 
-def test_the_reconciler_sends_only_to_events_queue_and_reads_only_the_chatwoot_token():
+def test_the_reconciler_sends_only_to_events_queue_and_reads_only_the_token_and_pause():
     parameters = DRAFTER_PARAMETERS | {"SupportPolicyParamName": "/p"}
     assert grants("ReconcilerFunction", "sqs", parameters) == {"EventsQueue": {"sqs:SendMessage"}}
-    (token,) = grants("ReconcilerFunction", "ssm", parameters)
-    assert token.endswith(":parameter${ChatwootApiTokenParamName}")
+    assert sorted(grants("ReconcilerFunction", "ssm", parameters)) == sorted(
+        f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter${{{name}}}"
+        for name in ("ChatwootApiTokenParamName", "PauseParamName")
+    )
     for service in ("s3", "bedrock", "kms", "lambda"):
         assert grants("ReconcilerFunction", service, parameters) == {}
     assert [next(iter(p)) for p in FUNCTIONS["ReconcilerFunction"]["Policies"]] == ["Statement"]

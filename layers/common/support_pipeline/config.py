@@ -229,6 +229,7 @@ class ReconcilerSettings:
     ignored_events: frozenset[str] = field(
         default_factory=lambda: frozenset(DEFAULT_IGNORED_EVENTS)
     )
+    pause: PauseSettings = field(default_factory=lambda: PauseSettings())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcilerSettings:
@@ -240,6 +241,7 @@ class ReconcilerSettings:
             rate_seconds=_int(env, "RECONCILE_RATE_MINUTES", 15, minimum=1) * 60,
             overlap_seconds=_int(env, "RECONCILE_OVERLAP_SECONDS", 120, minimum=1),
             ignored_events=_csv(env, "IGNORED_EVENTS", DEFAULT_IGNORED_EVENTS),
+            pause=PauseSettings.from_env(env),
         )
 
 

@@ -32,7 +32,7 @@ from support_pipeline.chatwoot.signature import (
 from support_pipeline.config import IngestSettings
 from support_pipeline.messages import to_message_attributes
 from support_pipeline.selftest import is_self_test
-from support_pipeline.telemetry import Telemetry
+from support_pipeline.telemetry import Telemetry, fault
 
 logger = Logger(child=True)
 
@@ -122,6 +122,7 @@ class IngestService:
         except Exception:
             # A bug of ours must still not look like Chatwoot's fault, nor crash into a bare 500.
             logger.exception("ingest failed unexpectedly")
+            fault(self.telemetry, "ingest_internal_error")
             response = _refuse(503, "internal error; nothing was accepted")
         if response.status >= 400:
             reason = str(response.body.get("reason", "unknown"))

@@ -6,6 +6,7 @@ handlers decide where metrics are flushed.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Protocol
 
@@ -30,6 +31,19 @@ def measure(telemetry: object, name: str, milliseconds: float) -> None:
         record(name, milliseconds)
 
 
+RELEASE_FAULT = "ReleaseFault"
+
+
+def fault(telemetry: object, kind: str) -> None:
+    """A bug of ours that the function handled (ingest's 503, an unexpected exception the
+    processor retries): Lambda counts no error for it, so the release alarms would not see it.
+    Counted as ``ReleaseFault`` per function version (``version`` and ``service`` dimensions),
+    which the release alarms watch for the version being deployed."""
+    record = getattr(telemetry, "fault", None)
+    if callable(record):
+        record(kind)
+
+
 class PowertoolsTelemetry:
     """Counts become EMF metrics; a metric with a reason is flushed on its own dimension."""
 
@@ -48,6 +62,14 @@ class PowertoolsTelemetry:
     def measure(self, name: str, milliseconds: float) -> None:
         self._metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=milliseconds)
 
+    def fault(self, kind: str) -> None:
+        with single_metric(
+            name=RELEASE_FAULT, unit=MetricUnit.Count, value=1, namespace=NAMESPACE
+        ) as metric:
+            metric.add_dimension(
+                name="version", value=os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            )
+
 
 class RecordingTelemetry:
     """Keeps counts in memory: used by tests and by the local stack's summary."""
@@ -61,6 +83,9 @@ class RecordingTelemetry:
 
     def measure(self, name: str, milliseconds: float) -> None:
         self.measures.setdefault(name, []).append(milliseconds)
+
+    def fault(self, kind: str) -> None:
+        self.counts[(RELEASE_FAULT, kind)] += 1
 
     def total(self, name: str) -> int:
         """All counts of ``name`` whatever their reason."""

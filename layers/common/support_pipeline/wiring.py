@@ -432,6 +432,7 @@ def build_reconciler(metrics: Metrics, settings: ReconcilerSettings | None = Non
     from support_pipeline.telemetry import PowertoolsTelemetry
 
     settings = settings or ReconcilerSettings.from_env()
+    telemetry = PowertoolsTelemetry(metrics)
     return Reconciler(
         store=ConversationStore(
             aws.resource("dynamodb", aws.PROCESSOR_CONFIG), settings.conversations_table
@@ -439,8 +440,9 @@ def build_reconciler(metrics: Metrics, settings: ReconcilerSettings | None = Non
         client=chatwoot_client(settings.support),
         sqs=aws.client("sqs", aws.PROCESSOR_CONFIG),
         queue_url=settings.events_queue_url,
-        telemetry=PowertoolsTelemetry(metrics),
+        telemetry=telemetry,
         rate_seconds=settings.rate_seconds,
         overlap_seconds=settings.overlap_seconds,
         ignored_events=settings.ignored_events,
+        pause=pause_switch(settings.pause, telemetry),
     )

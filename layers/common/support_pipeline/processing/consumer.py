@@ -40,7 +40,7 @@ from support_pipeline.processing.errors import (
     classify,
 )
 from support_pipeline.processing.router import EventContext, Router
-from support_pipeline.telemetry import Telemetry, measure
+from support_pipeline.telemetry import Telemetry, fault, measure
 
 logger = Logger(child=True)
 
@@ -127,6 +127,8 @@ class EventConsumer:
             return
         except Exception as exc:
             failure = classify(exc)
+            if failure.error_type == "unexpected":
+                fault(self.telemetry, "unexpected_exception")
             if failure.permanent or receive_count >= self.settings.max_receive_count:
                 self._dead_letter(record, attributes, failure, receive_count)
                 return
@@ -144,6 +146,7 @@ class EventConsumer:
                 "dedupe_key": envelope["dedupe_key"],
                 "handled": result.get("handled"),
                 "duplicate": duplicate,
+                "recorded_before": result.get("recorded_before", False),
                 "receive_count": receive_count,
             },
         )
@@ -201,7 +204,14 @@ class EventConsumer:
         handled = context.shared.get("on_handled")
         if callable(handled):
             handled()
-        return {**result, "duplicate": bool(context.shared.get("duplicate"))}
+        # A duplicate is an event whose work was all done before (the handled mark): one
+        # recorded by an earlier attempt that did not finish (a retry, a pause) is finished now
+        # and counts as processed.
+        return {
+            **result,
+            "duplicate": bool(context.shared.get("skip")),
+            "recorded_before": bool(context.shared.get("duplicate")),
+        }
 
     def _defer(
         self, record: SQSRecord, attributes: dict[str, str], receive_count: int, left: float
