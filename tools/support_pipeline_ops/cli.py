@@ -80,6 +80,7 @@ def _table(rows: list[dict[str, str]], out: TextIO) -> None:
     columns = [
         "id",
         "event",
+        "account",
         "conversation",
         "error_type",
         "failed_at",
@@ -172,6 +173,14 @@ def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out
     for letter in moved:
         error_type = letter.attributes.get("error_type", "unknown")
         out.write(f"  {letter.message_id}  {letter.event}  {error_type}\n")
+    permanent = [letter for letter in moved if letter.permanent]
+    if permanent:
+        print(
+            f"support-pipeline: warning: {len(permanent)} of these failed permanently "
+            f"({', '.join(sorted({str(p.attributes.get('error_type')) for p in permanent}))}): "
+            "they will fail again unless the payload, the policy or Chatwoot changed",
+            file=sys.stderr,
+        )
     code = 0
     if not result.peek.complete:
         out.write(f"Looked at only part of the DLQ: {result.peek.note()}; run it again.\n")
