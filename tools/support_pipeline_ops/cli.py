@@ -318,16 +318,33 @@ def run_actions(args: argparse.Namespace, table: str, out: TextIO) -> int:
         out.write("No actions recorded.\n")
         return 0
     for item in items:
-        detail = item.get("detail") or {}
-        summary = (
-            detail.get("content", "").splitlines()[0] if "content" in detail else json.dumps(detail)
-        )
         out.write(
             f"{item.get('created_at', ''):<25} {item.get('status', ''):<8} "
             f"{item.get('account_id')}/{item.get('conversation_id'):<6} "
-            f"{item.get('kind', ''):<14} {summary}\n"
+            f"{item.get('kind', ''):<14} {item.get('reason') or '-':<16} {action_summary(item)}\n"
         )
     return 0
+
+
+def action_summary(item: dict[str, Any]) -> str:
+    """One line for an action: a note's first meaningful line (not its header, not its
+    reference), else what it changes."""
+    detail = item.get("detail") or {}
+    content = detail.get("content")
+    if isinstance(content, str):
+        return first_meaningful_line(content)
+    return json.dumps(detail, sort_keys=True, default=str)
+
+
+def first_meaningful_line(text: str) -> str:
+    """The first line that says something: headers (``...:``), reference lines and list
+    bullets' markers are skipped; the header alone when nothing else is there."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.endswith(":") or line.startswith("ref: "):
+            continue
+        return line.removeprefix("- ").strip()
+    return lines[0] if lines else ""
 
 
 def run_policy_validate(args: argparse.Namespace, out: TextIO) -> int:
