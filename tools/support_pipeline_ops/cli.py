@@ -253,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions_list.add_argument("--account", help="Chatwoot account id")
     actions_list.add_argument("--json", action="store_true", help="machine-readable output")
 
-    from support_pipeline_ops import signals_cli
+    from support_pipeline_ops import conversations_cli, signals_cli
 
+    conversations_cli.add_commands(commands, where)
     signals_cli.add_commands(commands, where)
 
     policy = commands.add_parser("policy", help="the support policy")
@@ -392,6 +393,26 @@ def conversations_table(stack: str | None, cloudformation: Any | None) -> str:
     return stack_table(stack, cloudformation, "ConversationsTableName", "CONVERSATIONS_TABLE")
 
 
+def run_conversations(args: argparse.Namespace, out: TextIO) -> int:
+    from support_pipeline.processing.errors import PermanentError
+    from support_pipeline_ops import conversations_cli
+
+    cloudformation = (
+        aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)
+        if args.stack
+        else None
+    )
+    tables = conversations_cli.Tables(
+        aws.resource("dynamodb", aws.CLI_CONFIG, region_name=args.region),
+        conversations_table(args.stack, cloudformation),
+        actions_table(args.stack, cloudformation),
+    )
+    try:
+        return conversations_cli.run(args, tables, out)
+    except (PermanentError, conversations_cli.NotFound) as error:  # a malformed id, none found
+        raise UsageError(getattr(error, "reason", None) or str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
@@ -416,6 +437,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 else None
             )
             return run_actions(args, actions_table(args.stack, cloudformation), out)
+        if args.command == "conversations":
+            return run_conversations(args, out)
         if args.command in ("signals", "drafts"):
             from support_pipeline_ops import signals_cli
 
