@@ -19,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from support_pipeline import aws
+from support_pipeline_ops import settings
 from support_pipeline_ops.dlq import DeadLetter, DeadLetterQueue
 
 MOVE_TASK_CONFIG = aws.CLI_CONFIG.merge(
@@ -219,8 +220,15 @@ def count_redriven(count: int, region: str | None) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="support-pipeline", description=__doc__)
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--stack", help="CloudFormation stack whose Outputs name the queues")
-    where.add_argument("--region", help="AWS region (default: the usual AWS configuration)")
+    where.add_argument(
+        "--stack",
+        default=settings.default_stack(),
+        help="CloudFormation stack whose Outputs name the pipeline (default: "
+        "$SUPPORT_PIPELINE_STACK)",
+    )
+    where.add_argument(
+        "--region", help="AWS region (default: $AWS_REGION, else the usual AWS configuration)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     dlq = commands.add_parser("dlq", help="inspect and redrive the dead-letter queue")
@@ -416,6 +424,10 @@ def run_conversations(args: argparse.Namespace, out: TextIO) -> int:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
+    lacking = settings.missing(args)
+    if lacking:
+        print(f"support-pipeline: {lacking}", file=sys.stderr)
+        return 2
     try:
         if args.command == "local":
             from support_pipeline_ops.local.stack import run_local
