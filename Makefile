@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 export PATH := $(PY313_BIN):$(PATH)
 
 .PHONY: help setup run test unit integration e2e contract browser-deps browser-test fmt lint \
-	typecheck scan build invoke layer-check sam-local bench clean
+	typecheck scan build invoke layer-check sam-local bench bench-docs clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -99,8 +99,11 @@ layer-check: build $(VENV)/.installed ## the built layer holds runtime code only
 sam-local: $(VENV)/.installed $(TOOLS)/.installed ## sam local invoke + start-api of every function and event, in Docker
 	scripts/sam-local.sh
 
-bench: $(VENV)/.installed ## measure and write docs/benchmarks.md
-	$(PY) scripts/bench.py --write docs/benchmarks.md
+bench: $(VENV)/.installed ## measure, with progress; results in .bench/results.md (untracked)
+	$(PY) scripts/bench.py
+
+bench-docs: $(VENV)/.installed ## measure and rewrite docs/benchmarks.md (to commit on purpose)
+	$(PY) scripts/bench.py --write-docs
 
 clean:
 	rm -rf .aws-sam .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
