@@ -17,7 +17,7 @@ BUILD_DIR := .aws-sam/build
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(PY313_BIN):$(PATH)
 
-.PHONY: help setup run test unit integration e2e contract browser-deps browser-test fmt lint \
+.PHONY: help setup run cli dlq actions conversations test unit integration e2e contract browser-deps browser-test fmt lint \
 	typecheck scan build invoke layer-check sam-local bench bench-docs clean
 
 help: ## list the verbs
@@ -40,6 +40,20 @@ setup: $(VENV)/.installed $(TOOLS)/.installed $(SCAN)/.installed ## install ever
 
 run: $(VENV)/.installed ## start the whole pipeline locally (moto + HTTP + processor), no AWS account
 	$(VENV)/bin/support-pipeline local
+
+# The ops CLI as make verbs, so the docs' commands run from a fresh clone without touching PATH:
+# make dlq ARGS=list, make conversations ARGS='show 1 42', make cli ARGS='report --week 2026-W39'.
+cli: $(VENV)/.installed ## the ops CLI: make cli ARGS='dlq list' (or .venv/bin/support-pipeline ...)
+	$(VENV)/bin/support-pipeline $(ARGS)
+
+dlq: $(VENV)/.installed ## support-pipeline dlq: make dlq ARGS=list
+	$(VENV)/bin/support-pipeline dlq $(ARGS)
+
+actions: $(VENV)/.installed ## support-pipeline actions: make actions ARGS=list
+	$(VENV)/bin/support-pipeline actions $(ARGS)
+
+conversations: $(VENV)/.installed ## support-pipeline conversations: make conversations ARGS='show 1 42'
+	$(VENV)/bin/support-pipeline conversations $(ARGS)
 
 test: $(VENV)/.installed ## every test: unit, integration (moto), contract and end-to-end
 	$(PY) -m pytest -n 2 --dist loadfile -q
