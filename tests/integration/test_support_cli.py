@@ -63,7 +63,7 @@ def test_a_chatwoot_url_without_a_token_parameter_is_a_config_error():
 
 
 def test_a_note_summary_skips_headers_and_references():
-    from support_pipeline_ops.cli import first_meaningful_line
+    from support_pipeline_ops.conversations_cli import first_meaningful_line
 
     assert first_meaningful_line("Escalated:\n- customer asks for a refund\n\nref: sp-1") == (
         "customer asks for a refund"

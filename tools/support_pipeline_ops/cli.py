@@ -1,7 +1,7 @@
 """`support-pipeline`: the ops command line.
 
 Works against AWS or the local stack through the standard ``AWS_ENDPOINT_URL``; finds queues
-from ``--stack NAME`` outputs, else from ``EVENTS_QUEUE_URL`` / ``EVENTS_DLQ_URL``, and tables
+from ``--stack NAME`` (or ``$SUPPORT_PIPELINE_STACK``) outputs, else from ``EVENTS_QUEUE_URL`` / ``EVENTS_DLQ_URL``, and tables
 from the outputs or ``ACTIONS_TABLE`` / ``CONVERSATIONS_TABLE``.
 """
 
@@ -314,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_actions(args: argparse.Namespace, table: str, out: TextIO) -> int:
     from support_pipeline.actions import ActionLedger
+    from support_pipeline_ops.conversations_cli import action_summary
 
     if args.conversation and not args.account:
         raise UsageError("--conversation needs --account (conversation ids are per account)")
@@ -333,27 +334,6 @@ def run_actions(args: argparse.Namespace, table: str, out: TextIO) -> int:
             f"{item.get('kind', ''):<14} {item.get('reason') or '-':<16} {action_summary(item)}\n"
         )
     return 0
-
-
-def action_summary(item: dict[str, Any]) -> str:
-    """One line for an action: a note's first meaningful line (not its header, not its
-    reference), else what it changes."""
-    detail = item.get("detail") or {}
-    content = detail.get("content")
-    if isinstance(content, str):
-        return first_meaningful_line(content)
-    return json.dumps(detail, sort_keys=True, default=str)
-
-
-def first_meaningful_line(text: str) -> str:
-    """The first line that says something: headers (``...:``), reference lines and list
-    bullets' markers are skipped; the header alone when nothing else is there."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in lines:
-        if line.endswith(":") or line.startswith("ref: "):
-            continue
-        return line.removeprefix("- ").strip()
-    return lines[0] if lines else ""
 
 
 def run_policy_validate(args: argparse.Namespace, out: TextIO) -> int:

@@ -26,7 +26,7 @@ from support_pipeline.actions import DRY_RUN, ActionLedger
 from support_pipeline.business_time import BusinessCalendar
 from support_pipeline.chatwoot.payload import iso
 from support_pipeline.escalation import STATE as ESCALATION_STATE
-from support_pipeline.escalation import episode_of
+from support_pipeline.escalation import episode_of, escalated_now
 from support_pipeline.policy import SupportPolicy
 from support_pipeline.sla import STATE as SLA_STATE
 from support_pipeline.sla import compute_clocks, marks_from_timeline
@@ -142,7 +142,7 @@ def conversation_view(
         },
         "escalation": {
             "episode": episode_of(record),
-            "escalated": bool(record.get("escalated_episode")) or bool(claims),
+            "escalated": escalated(record),
             "escalated_episode": record.get("escalated_episode"),
             "claims": [
                 {
@@ -161,7 +161,7 @@ def conversation_view(
             for item in timeline
         ],
         "actions": [
-            {**item, "summary": action_line(item)}
+            {**item, "summary": action_summary(item)}
             for item in actions
             if isinstance(item.get("action_id"), str)
         ],
@@ -169,10 +169,31 @@ def conversation_view(
     }
 
 
-def action_line(item: dict[str, Any]) -> str:
-    from support_pipeline_ops.cli import action_summary
+def action_summary(item: dict[str, Any]) -> str:
+    """One line for an action: a note's first meaningful line (not its header, not its
+    reference), else what it changes."""
+    detail = item.get("detail") or {}
+    content = detail.get("content")
+    if isinstance(content, str):
+        return first_meaningful_line(content)
+    return json.dumps(detail, sort_keys=True, default=str)
 
-    return action_summary(item)
+
+def first_meaningful_line(text: str) -> str:
+    """The first line that says something: headers (``...:``), reference lines and list
+    bullets' markers are skipped; the header alone when nothing else is there."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.endswith(":") or line.startswith("ref: "):
+            continue
+        return line.removeprefix("- ").strip()
+    return lines[0] if lines else ""
+
+
+def escalated(record: dict[str, Any]) -> bool:
+    """Escalated in its current episode, for real or in a dry run (a reopened conversation
+    starts a new episode, unescalated)."""
+    return escalated_now(record, dry_run=False) or escalated_now(record, dry_run=True)
 
 
 def conversation_list(
@@ -218,7 +239,7 @@ def conversation_list(
             "priority": record.get("priority"),
             "waiting_since": when(record.get("waiting_since")),
             "next_due": when(record.get("next_due")),
-            "escalated": bool(record.get("escalated_episode")),
+            "escalated": escalated(record),
             "last_event_at": when(record.get("last_event_at")),
         }
         for record in rows.values()
