@@ -1,8 +1,8 @@
 """`support-pipeline`: the ops command line.
 
 Works against AWS or the local stack through the standard ``AWS_ENDPOINT_URL``; finds queues
-from ``--stack NAME`` (or ``$SUPPORT_PIPELINE_STACK``) outputs, else from ``EVENTS_QUEUE_URL`` / ``EVENTS_DLQ_URL``, and tables
-from the outputs or ``ACTIONS_TABLE`` / ``CONVERSATIONS_TABLE``.
+from ``--stack NAME`` (or ``$SUPPORT_PIPELINE_STACK``) outputs, else from ``EVENTS_QUEUE_URL``
+/ ``EVENTS_DLQ_URL``, and tables from the outputs or ``ACTIONS_TABLE`` / ``CONVERSATIONS_TABLE``.
 """
 
 from __future__ import annotations
