@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from support_pipeline_ops.local.stack import LocalStack, free_port
+from support_pipeline_ops.local.stack import LocalStack
 from tests.support import NOW, ROOT, body_of, incoming, signed_headers
 
 pytestmark = pytest.mark.e2e
@@ -22,9 +22,7 @@ CLI = Path(sys.executable).parent / "support-pipeline"
 @pytest.fixture(scope="module")
 def local():
     saved = dict(os.environ)
-    stack = LocalStack(
-        template_path=ROOT / "template.yaml", secret=SECRET, port=0, moto_port=free_port()
-    )
+    stack = LocalStack(template_path=ROOT / "template.yaml", secret=SECRET, port=0, moto_port=0)
     stack.start()
     try:
         yield stack

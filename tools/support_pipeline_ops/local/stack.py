@@ -45,7 +45,48 @@ REPORT_FORMATS = {
     "csv": ("report.csv", "text/csv; charset=utf-8"),
 }
 LOCAL_POLICY_PARAM = "/support-pipeline/support-policy"
+HTTP_PORT_OPTION = "--port (make run PORT=...)"
+MOTO_PORT_OPTION = "--moto-port (make run MOTO_PORT=...)"
 POLL_WAIT_SECONDS = 1  # pollers long-poll this long (short: stopping waits for one poll)
+
+
+class LocalStackError(Exception):
+    """Something the person starting the stack can fix (a busy port, a bad policy file): said in
+    one line, what is wrong and what to do, with no traceback."""
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def check_port(host: str, port: int, what: str, option: str) -> None:
+    """Refuse a port another program holds, before anything starts (port 0: any free one)."""
+    if port == 0:
+        return
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except OSError as exc:
+        raise LocalStackError(
+            f"cannot listen on {host}:{port} ({one_line(exc)}): pass a usable {option}"
+        ) from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise LocalStackError(port_message(host, port, what, option, exc)) from None
+
+
+def port_message(host: str, port: int, what: str, option: str, exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE or "in use" in str(exc):
+        return (
+            f"the {what} port {port} ({host}) is in use: stop the other `support-pipeline "
+            f"local` (or whatever holds it), or pass {option} with a free port"
+        )
+    reason = exc.strerror or one_line(exc)
+    return f"cannot listen on {host}:{port} for the {what} ({reason}): pass a usable {option}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -106,7 +147,39 @@ class LocalStack:
     def webhook_url(self) -> str:
         return f"http://{self.host}:{self.port}{WEBHOOK_PATH}"
 
+    def preflight(self) -> str | None:
+        """What can be refused before anything starts, as a ``LocalStackError``: a Chatwoot URL
+        without its token, a missing or invalid policy file, a port another program holds.
+        Returns the policy file's text, if one is given."""
+        if self.chatwoot_url and not self.chatwoot_token:
+            raise LocalStackError(
+                "--chatwoot-url needs its API access token: pass --chatwoot-token or set "
+                "$CHATWOOT_API_TOKEN (or drop the URL for dry runs)"
+            )
+        text = None
+        if self.policy_file is not None:
+            from support_pipeline.policy import PolicyError, parse_policy_text
+
+            try:
+                text = Path(self.policy_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise LocalStackError(
+                    f"cannot read the policy file {self.policy_file} "
+                    f"({exc.strerror or one_line(exc)}): check the --policy path"
+                ) from None
+            try:
+                parse_policy_text(text, str(self.policy_file))
+            except PolicyError as exc:
+                raise LocalStackError(
+                    f"{one_line(exc)} (fix the file, or check it with "
+                    "`support-pipeline policy validate`)"
+                ) from None
+        check_port("127.0.0.1", self.moto_port, "moto (local AWS)", MOTO_PORT_OPTION)
+        check_port(self.host, self.port, "webhook HTTP", HTTP_PORT_OPTION)
+        return text
+
     def start(self) -> LocalStack:
+        policy_text = self.preflight()
         from support_pipeline_ops.local import moto_atomic, moto_fast
         from support_pipeline_ops.local.moto_server import MotoServer
 
@@ -118,7 +191,13 @@ class LocalStack:
 
         parameters.clear_caches()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
-        self._moto = MotoServer("127.0.0.1", self.moto_port).start()
+        try:
+            self._moto = MotoServer("127.0.0.1", self.moto_port).start()
+        except OSError as exc:  # taken since the check
+            raise LocalStackError(
+                port_message("127.0.0.1", self.moto_port, "moto (local AWS)", MOTO_PORT_OPTION, exc)
+            ) from None
+        self.moto_port = self._moto.port  # the real one, if 0 asked for any free port
         os.environ.update(
             AWS_ENDPOINT_URL=self.endpoint,
             AWS_ACCESS_KEY_ID="local",
@@ -134,8 +213,6 @@ class LocalStack:
         secrets = {"WebhookSecretParamName": self.secret}
         overrides = dict(self.parameters)
         if self.chatwoot_url:
-            if not self.chatwoot_token:
-                raise ValueError("a Chatwoot URL needs its API access token (--chatwoot-token)")
             overrides["ChatwootBaseUrl"] = self.chatwoot_url
             secrets["ChatwootApiTokenParamName"] = self.chatwoot_token
         if self.policy_file is not None:
@@ -147,13 +224,9 @@ class LocalStack:
             overrides=overrides,
             secrets=secrets,
         )
-        if self.policy_file is not None:
-            from support_pipeline.policy import parse_policy_text
-
-            text = Path(self.policy_file).read_text(encoding="utf-8")
-            parse_policy_text(text, str(self.policy_file))  # refuse a bad policy before starting
+        if policy_text is not None:
             clients["ssm"].put_parameter(
-                Name=LOCAL_POLICY_PARAM, Value=text, Type="String", Overwrite=True
+                Name=LOCAL_POLICY_PARAM, Value=policy_text, Type="String", Overwrite=True
             )
         for function in ("IngestFunction", "ProcessorFunction", "SlaSweepFunction"):
             os.environ.update(self.stack.function_environment(function))
@@ -359,7 +432,12 @@ class LocalStack:
         class Server(ThreadingHTTPServer):
             request_queue_size = 128  # the listen backlog: 5 resets a burst of new connections
 
-        self._http = Server((self.host, self.port), Handler)
+        try:
+            self._http = Server((self.host, self.port), Handler)
+        except OSError as exc:  # taken since the check
+            raise LocalStackError(
+                port_message(self.host, self.port, "webhook HTTP", HTTP_PORT_OPTION, exc)
+            ) from None
         self.port = self._http.server_address[1]
         thread = threading.Thread(target=self._http.serve_forever, name="local-http", daemon=True)
         thread.start()
@@ -512,23 +590,40 @@ class LocalStack:
         }
 
     def stop(self) -> None:
+        """Stop whatever started, on every path (a failed start too): each step on its own, so
+        one failing cannot leave a child process behind."""
         self._stop.set()
         with self._work:
             self._work.notify_all()
+        steps = []
         if hasattr(self, "_http"):
-            self._http.shutdown()
-            self._http.server_close()
+            steps += [self._http.shutdown, self._http.server_close]
         if hasattr(self, "_poller_stop"):
-            self._poller_stop.set()
+            steps.append(self._poller_stop.set)
+        steps += [self._stop_processes, self._join_threads]
+        if hasattr(self, "_moto"):
+            steps.append(self._moto.stop)
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # the next step still runs
+                print(f"local stack: stopping: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def _stop_processes(self) -> None:
+        end = time.monotonic() + POLL_WAIT_SECONDS + 5  # a poll, then its batch
         for process in self._pollers:
-            process.join(timeout=POLL_WAIT_SECONDS + 5)  # a poll, then its batch
+            process.join(timeout=max(0.1, end - time.monotonic()))
+        for process in self._pollers:
             if process.is_alive():
                 process.terminate()
                 process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+
+    def _join_threads(self) -> None:
         for thread in self._threads:
             thread.join(timeout=5)
-        if hasattr(self, "_moto"):
-            self._moto.stop()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -543,6 +638,8 @@ def run_local(args: argparse.Namespace) -> int:
     stopped = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
+        if stopped.is_set():  # asked twice: stop now, whatever start-up was doing
+            raise KeyboardInterrupt
         stopped.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -564,6 +661,13 @@ def run_local(args: argparse.Namespace) -> int:
     )
     try:
         stack.start()
+    except LocalStackError as error:
+        stack.stop()
+        print(f"support-pipeline local: {error}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        stack.stop()
+        return 130
     except BaseException:
         stack.stop()
         raise
