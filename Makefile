@@ -39,8 +39,12 @@ $(SCAN)/.installed:
 
 setup: $(VENV)/.installed $(TOOLS)/.installed $(SCAN)/.installed ## install every environment
 
-run: $(VENV)/.installed ## start the whole pipeline locally (moto + HTTP + processor), no AWS account
-	$(VENV)/bin/support-pipeline local
+# make run PORT=3001 HOST=0.0.0.0 BACKOFF=0.1 (MOTO_PORT=5006, ARGS='--policy my.yaml'): only
+# from the command line, so a HOST or PORT the shell happens to export is not taken for these.
+given = $(if $(filter command line,$(origin $(1))),$(2) $($(1)))
+run: $(VENV)/.installed ## start the pipeline locally, no AWS account: make run PORT=3001 HOST=0.0.0.0 BACKOFF=0.1
+	$(VENV)/bin/support-pipeline local $(call given,PORT,--port) $(call given,HOST,--host) \
+		$(call given,MOTO_PORT,--moto-port) $(call given,BACKOFF,--backoff-scale) $(ARGS)
 
 EVENTS ?= 10000
 load: $(VENV)/.installed ## post EVENTS signed webhooks at `make run` and account for each one

@@ -7,6 +7,7 @@ stop a running stack and every process it started.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -18,14 +19,18 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from support_pipeline_ops.local.stack import free_port
+from tests.support import NOW, body_of, incoming, signed_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).parent / "support-pipeline"
 BANNER_END = "Ctrl-C stops everything."
+SECRET = "e2e-secret-for-the-process"  # invented
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -236,3 +241,99 @@ def test_a_second_stack_on_the_same_ports_exits_at_once(running: Running) -> Non
     assert done.returncode == 2 and seconds < 10
     assert f"port {running.port}" in last_line(done.stderr)
     assert running.process.poll() is None  # the first one is untouched
+
+
+@pytest.fixture(scope="module")
+def practice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, Path]]:
+    """One stack as `make run HOST=127.0.0.1 BACKOFF=0.25` starts it, its metrics on the side."""
+    metrics = tmp_path_factory.mktemp("local") / "metrics.jsonl"
+    stack = Running(
+        "--host", "127.0.0.1", "--backoff-scale", "0.25", "--sweep-every", "0",
+        "--pollers", "1", "--secret", SECRET, "--metrics-file", str(metrics),
+    )  # fmt: skip
+    try:
+        stack.wait_for(BANNER_END)
+        yield stack, metrics
+    finally:
+        stack.stop()
+
+
+def base(stack: Running) -> str:
+    return f"http://127.0.0.1:{stack.port}"
+
+
+def post(stack: Running, conversation: int, text: str, delivery: str) -> None:
+    body = body_of(incoming(text, 600 + conversation, NOW, conversation_id=conversation))
+    headers = signed_headers(body, secret=SECRET, timestamp=time.time(), delivery_id=delivery)
+    url = f"{base(stack)}/webhooks/chatwoot"
+    answer = requests.post(url, data=body, headers=headers, timeout=5)
+    assert answer.status_code == 202, answer.text
+
+
+def settle(stack: Running, processed: int, timeout: float = 20) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        status = requests.get(f"{base(stack)}/_local/status", timeout=5).json()
+        if status["processed"] >= processed and status["queued"] == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not processed: {status}")
+
+
+def test_the_banner_says_port_host_backoff_state_secret_page_logs_and_the_cli(practice) -> None:
+    stack, metrics = practice
+    said = "".join(stack.seen)
+    assert f"127.0.0.1:{stack.port}" in said
+    assert "make run PORT=3001 HOST=0.0.0.0" in said
+    assert "Backoff scale:   0.25" in said
+    assert "State lives in memory" in said
+    assert "yours (--secret" in said  # given, so not regenerated
+    assert f"http://127.0.0.1:{stack.port}/_local/conversations" in said
+    assert str(metrics) in said
+    assert "make cli ARGS='conversations list'" in said
+    assert ".venv/bin/support-pipeline conversations list" in said
+
+
+def test_the_conversations_page_shows_a_conversation_posted_through_the_stack(practice) -> None:
+    stack, _ = practice
+    post(stack, 71, "Hello <script>alert(1)</script>, my order is late", "page-e2e-1")
+    settle(stack, 1)
+    listed = requests.get(f"{base(stack)}/_local/conversations", timeout=10)
+    assert listed.status_code == 200
+    assert listed.headers["content-type"].startswith("text/html")
+    assert "/_local/conversations/1/71" in listed.text
+    shown = requests.get(f"{base(stack)}/_local/conversations/1/71", timeout=10)
+    assert shown.status_code == 200
+    assert "Conversation 1/71" in shown.text
+    assert "SLA clocks" in shown.text
+    assert "<script>" not in shown.text  # every value escaped
+    unknown = requests.get(f"{base(stack)}/_local/conversations/1/999", timeout=10)
+    assert unknown.status_code == 404
+    hostile = requests.get(f"{base(stack)}/_local/conversations/1/%3Cb%3E", timeout=10)
+    assert hostile.status_code == 400 and "<b>" not in hostile.text
+
+
+def test_each_function_logs_under_its_own_name_and_metrics_go_aside(practice) -> None:
+    stack, metrics = practice
+    post(stack, 72, "First message", "logs-e2e-1")
+    settle(stack, 2)
+    swept = requests.post(f"{base(stack)}/_local/sweep", timeout=60)
+    assert swept.status_code == 200, swept.text
+    post(stack, 73, "After the sweep", "logs-e2e-2")
+    settle(stack, 3)
+    time.sleep(0.5)
+    said = stack.drain()
+    assert '"_aws"' not in said  # no EMF blob in the log a person reads
+    assert '"CloudWatchMetrics"' in metrics.read_text(encoding="utf-8")
+    lines = [json.loads(line) for line in said.splitlines() if line.startswith("{")]
+    by_service: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_service.setdefault(line.get("service", "?"), []).append(line)
+    assert {"ingest", "processor", "sla-sweep"} <= set(by_service), set(by_service)
+    sweep_ids = {line.get("function_request_id") for line in by_service["sla-sweep"]}
+    for line in by_service["ingest"]:
+        assert line.get("function_name") == "ingest", line
+        assert line.get("function_request_id") not in sweep_ids, line  # no stale sweep id
+    for line in by_service["processor"]:
+        assert line.get("function_name") == "processor", line
+    assert all(line.get("function_name") == "sla-sweep" for line in by_service["sla-sweep"])

@@ -284,9 +284,25 @@ def build_parser() -> argparse.ArgumentParser:
     pause_cli.add_commands(commands, where)
 
     local = commands.add_parser("local", help="run the whole pipeline on this machine (moto)")
-    local.add_argument("--host", default="127.0.0.1")
-    local.add_argument("--port", type=int, default=3000, help="webhook HTTP port")
-    local.add_argument("--moto-port", type=int, default=5005, help="moto server port")
+    local.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (0.0.0.0: every interface, for a Chatwoot in a container)",
+    )
+    local.add_argument("--port", type=int, default=3000, help="webhook HTTP port (0: any free)")
+    local.add_argument("--moto-port", type=int, default=5005, help="moto server port (0: any free)")
+    local.add_argument(
+        "--backoff-scale",
+        type=float,
+        default=1.0,
+        help="retry delays times this, for practice: 0.1 retries ten times sooner (default: 1)",
+    )
+    local.add_argument(
+        "--metrics-file",
+        default=None,
+        help="where the functions' metric blobs (EMF) go, out of the log "
+        "(default: a file under the system's temp directory, printed at start)",
+    )
     local.add_argument(
         "--secret",
         default=os.environ.get("CHATWOOT_WEBHOOK_SECRET"),
