@@ -123,8 +123,10 @@ class Running:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
+        # no metrics file left behind in the temp directory, unless the test names one
+        metrics = [] if "--metrics-file" in args else ["--metrics-file", os.devnull]
         self.process = subprocess.Popen(
-            [str(CLI), "local", "--port", str(self.port), "--moto-port", "0", *args],
+            [str(CLI), "local", "--port", str(self.port), "--moto-port", "0", *metrics, *args],
             cwd=ROOT,
             env=env or clean_env(),
             stdout=subprocess.PIPE,

@@ -5,6 +5,8 @@ measurements."""
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
 
 import pytest
 
@@ -12,7 +14,7 @@ from tests.support import ROOT
 
 
 @pytest.fixture
-def bench(monkeypatch):
+def bench(monkeypatch, tmp_path):
     spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -21,6 +23,14 @@ def bench(monkeypatch):
     monkeypatch.setattr(
         module, "render", lambda results: f"# Benchmarks\n\ntiny {results['tiny']}\n"
     )
+    # The local stack's section (scripts/bench_local.py) is measured elsewhere: a stub here,
+    # recording where it was asked to write.
+    local = types.ModuleType("bench_local")
+    local.MEASUREMENT = tmp_path / "local-stack.json"  # type: ignore[attr-defined]
+    local.calls = []  # type: ignore[attr-defined]
+    local.run = lambda *args: local.calls.append(args) or {}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bench_local", local)
+    module.local_stub = local
     return module
 
 
@@ -45,6 +55,7 @@ def test_by_default_results_go_to_an_untracked_file_and_the_docs_stay_as_they_we
     err = capsys.readouterr().err
     assert "bench: [1/1] a tiny step ..." in err and "bench: [1/1] a tiny step: done in" in err
     assert f"results in {out}" in err and "left as it was (make bench-docs rewrites it)" in err
+    assert [call[2:] for call in bench.local_stub.calls] == [(out, None)]
 
 
 def test_write_docs_rewrites_the_page_and_keeps_the_sections_measured_elsewhere(
