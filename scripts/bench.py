@@ -1,4 +1,6 @@
-"""`make bench`: measure the numbers docs/benchmarks.md reports, and rewrite that file.
+"""`make bench`: measure the numbers docs/benchmarks.md reports, with a progress line per step
+on stderr. Results go to .bench/results.md (untracked); `--write-docs` (`make bench-docs`) also
+rewrites docs/benchmarks.md.
 
 1. Cold import of the ingest handler module against `import boto3` alone (target <= 1.3x),
    each in a fresh interpreter, median of N runs.
@@ -10,7 +12,7 @@
 5. Weekly report: build time for a week of 1,000 conversations (and 1,000 the week before)
    stored as the pipeline stores them, under moto in-process. `--only report` prints it.
 6. Local stack end to end (scripts/bench_local.py): `support-pipeline local` under the load
-   command's mix through its HTTP front; `--only local --write docs/benchmarks.md` rewrites only
+   command's mix through its HTTP front; `--only local --write-docs` rewrites only
    that section (between its markers) and docs/measurements/local-stack.json.
 """
 
@@ -634,8 +636,8 @@ def render(results: dict) -> str:
     report_section = render_report(results["report"]) if "report" in results else ""
     return f"""# Benchmarks
 
-Measured by `make bench` (scripts/bench.py), which rewrites this file. Numbers are from one run
-on the machine named below; compare runs on the same machine only.
+Measured by `make bench-docs` (scripts/bench.py --write-docs), which rewrites this file. Numbers
+are from one run on the machine named below; compare runs on the same machine only.
 
 - Machine: {results["machine"]}
 - Python: {results["python"]}
@@ -681,13 +683,14 @@ not a production capacity figure. Actions run as dry runs.
 {calls_section}{knowledge_section}{report_section}## Reproduce
 
 ```
-make bench            # installs .venv if needed, measures, rewrites docs/benchmarks.md
+make bench            # installs .venv if needed, measures; results in .bench/results.md
+make bench-docs       # the same, and rewrites docs/benchmarks.md (commit it on purpose)
 .venv/bin/python scripts/bench.py --runs 21 --requests 5000 --events 500   # more samples
 .venv/bin/python scripts/bench.py --only knowledge   # the knowledge drafter alone, printed
 .venv/bin/python scripts/bench.py --only calls       # DynamoDB calls per event, printed
 .venv/bin/python scripts/bench.py --only sweep       # SLA sweep cost at 100/1,000/10,000
 .venv/bin/python scripts/bench.py --only report      # the weekly report alone, printed
-.venv/bin/python scripts/bench.py --only local --write docs/benchmarks.md  # local stack alone
+.venv/bin/python scripts/bench.py --only local --write-docs  # local stack alone, into the docs
 ```
 """
 
@@ -704,7 +707,65 @@ def kept_sections(target: Path) -> str:
     return "\n" + text[at:] if at >= 0 else ""
 
 
-def main() -> int:
+def cold_imports(runs: int) -> dict[str, Any]:
+    boto3_ms = cold_import("boto3", None, runs)
+    ingest_path = os.pathsep.join(
+        [str(ROOT / "functions" / "ingest"), str(ROOT / "layers" / "common")]
+    )
+    ingest_ms = cold_import("app", ingest_path, runs)
+    return {
+        "runs": runs,
+        "boto3_ms": boto3_ms,
+        "ingest_ms": ingest_ms,
+        "ratio": ingest_ms / boto3_ms,
+    }
+
+
+# (results key, what it measures, how): `make bench` runs them in this order, one progress
+# line on stderr as each starts and ends.
+STEPS: list[tuple[str, str, Any]] = [
+    ("cold_import", "cold import of the ingest handler", lambda a: cold_imports(a.runs)),
+    ("warm_ingest", "warm ingest per request", lambda a: warm_ingest(a.requests)),
+    ("processor", "processor throughput under moto", lambda a: processor_throughput(a.events)),
+    ("calls", "DynamoDB calls per event", lambda a: calls_per_event(a.conversations)),
+    ("sweep", "SLA sweep cost at 100/1,000/10,000", lambda a: sweep_costs([100, 1000, 10000])),
+    (
+        "knowledge",
+        "knowledge drafter",
+        lambda a: knowledge_drafter(a.articles, a.questions, a.builds),
+    ),
+    ("report", "weekly report build", lambda a: report_build(a.report_conversations)),
+]
+RESULTS = ROOT / ".bench" / "results.md"
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every step's results, saying on stderr which step runs and how long each took."""
+    results: dict[str, Any] = {
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"{platform.system()} {platform.release()}"
+        ),
+        "python": platform.python_version(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+    }
+    began = time.perf_counter()
+    for number, (key, title, step) in enumerate(STEPS, 1):
+        print(f"bench: [{number}/{len(STEPS)}] {title} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        results[key] = step(args)
+        print(
+            f"bench: [{number}/{len(STEPS)}] {title}: done in "
+            f"{time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"bench: all done in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--requests", type=int, default=2000)
@@ -719,10 +780,21 @@ def main() -> int:
     )
     parser.add_argument("--conversations", type=int, default=40)
     parser.add_argument("--report-conversations", type=int, default=1000)
-    parser.add_argument("--write", help="write the markdown report here")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="where the markdown results go (default: .bench/results.md, untracked)",
+    )
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="also rewrite --docs (docs/benchmarks.md): `make bench-docs`",
+    )
+    parser.add_argument("--docs", type=Path, default=DOCS, help=argparse.SUPPRESS)
     parser.add_argument("--load-events", type=int, default=2000, help="local stack section")
     parser.add_argument("--load-concurrency", type=int, default=8, help="local stack section")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.only == "report":
         measured = report_build(args.report_conversations)
@@ -734,7 +806,10 @@ def main() -> int:
         import bench_local
 
         measured = bench_local.run(
-            args.load_events, args.load_concurrency, Path(args.write) if args.write else None
+            args.load_events,
+            args.load_concurrency,
+            args.docs if args.write_docs else None,
+            bench_local.MEASUREMENT if args.write_docs else None,
         )
         print(json.dumps(measured, indent=2))
         print(bench_local.render(measured))
@@ -753,39 +828,27 @@ def main() -> int:
         print(render_knowledge(knowledge))
         return 0
 
-    boto3_ms = cold_import("boto3", None, args.runs)
-    ingest_path = os.pathsep.join(
-        [str(ROOT / "functions" / "ingest"), str(ROOT / "layers" / "common")]
-    )
-    ingest_ms = cold_import("app", ingest_path, args.runs)
-    results = {
-        "machine": (
-            f"{platform.machine()}, {os.cpu_count()} cores, "
-            f"{platform.system()} {platform.release()}"
-        ),
-        "python": platform.python_version(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "cold_import": {
-            "runs": args.runs,
-            "boto3_ms": boto3_ms,
-            "ingest_ms": ingest_ms,
-            "ratio": ingest_ms / boto3_ms,
-        },
-        "warm_ingest": warm_ingest(args.requests),
-        "processor": processor_throughput(args.events),
-        "calls": calls_per_event(args.conversations),
-        "sweep": sweep_costs([100, 1000, 10000]),
-        "knowledge": knowledge_drafter(args.articles, args.questions, args.builds),
-        "report": report_build(args.report_conversations),
-    }
+    results = measure(args)
     print(json.dumps(results, indent=2))
-    if args.write:
-        target = Path(args.write)
-        Path(args.write).write_text(render(results) + kept_sections(target))
-        import bench_local
+    text = render(results) + kept_sections(args.docs)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"bench: results in {args.out}", file=sys.stderr)
+    if args.write_docs:
+        args.docs.write_text(text)
+        print(f"bench: wrote {args.docs}", file=sys.stderr)
+    else:
+        print(f"bench: {args.docs} left as it was (make bench-docs rewrites it)", file=sys.stderr)
+    import bench_local
 
-        bench_local.run(args.load_events, args.load_concurrency, Path(args.write))
-        print(f"wrote {args.write}")
+    # The local stack's section, between its markers, in the same file.
+    bench_local.run(
+        args.load_events,
+        args.load_concurrency,
+        args.docs if args.write_docs else args.out,
+        bench_local.MEASUREMENT if args.write_docs else None,
+    )
     return 0
 
 

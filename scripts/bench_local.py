@@ -8,7 +8,7 @@ processor pollers), posts the load command's mix through its real HTTP front
 - docs/measurements/local-stack.json: the raw measurement (scripts/cost.py reads it);
 - the section between the markers below in docs/benchmarks.md (the rest of the file is kept).
 
-`scripts/bench.py --only local --write docs/benchmarks.md` runs this section alone.
+`scripts/bench.py --only local --write-docs` runs this section alone.
 """
 
 from __future__ import annotations
@@ -315,7 +315,7 @@ Where the time goes (top and py-spy on the stack during a run, 2026-11-27):
 Reproduce (writes docs/measurements/local-stack.json and this section):
 
 ```
-.venv/bin/python scripts/bench.py --only local --write docs/benchmarks.md [--load-events 3000]
+.venv/bin/python scripts/bench.py --only local --write-docs [--load-events 3000]
 # or by hand, against `make run` in another shell:
 support-pipeline load --events 10000 --secret <the secret it printed>
 ```
@@ -338,10 +338,16 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def run(events: int, concurrency: int, write: Path | None) -> dict[str, Any]:
+def run(
+    events: int, concurrency: int, write: Path | None, measurement: Path | None = None
+) -> dict[str, Any]:
+    """Measure; write the raw figures to ``measurement`` (docs/measurements/local-stack.json,
+    tracked, only for the docs; .bench/local-stack.json otherwise) and the section into
+    ``write``."""
     measured = measure(events, concurrency)
-    MEASUREMENT.parent.mkdir(parents=True, exist_ok=True)
-    MEASUREMENT.write_text(json.dumps(measured, indent=2) + "\n", encoding="utf-8")
+    measurement = measurement or ROOT / ".bench" / "local-stack.json"
+    measurement.parent.mkdir(parents=True, exist_ok=True)
+    measurement.write_text(json.dumps(measured, indent=2) + "\n", encoding="utf-8")
     section = render(measured)
     if write is not None:
         write_section(write, section)

@@ -21,7 +21,7 @@ def local():
         template_path=ROOT / "template.yaml",
         secret=SECRET,
         port=0,
-        moto_port=free_port(),
+        moto_port=0,
         sweep_every=0,
         stack_name="e2e-load",  # moto servers in one process share their state
     )

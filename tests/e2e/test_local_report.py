@@ -9,7 +9,7 @@ import boto3
 import pytest
 import requests
 
-from support_pipeline_ops.local.stack import REPORT_PATH, LocalStack, free_port
+from support_pipeline_ops.local.stack import REPORT_PATH, LocalStack
 from tests.support import CONVERSATION_STORY, ROOT, body_of, fixture, signed_headers
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,7 @@ def local():
         template_path=ROOT / "template.yaml",
         secret=SECRET,
         port=0,
-        moto_port=free_port(),
+        moto_port=0,
         sweep_every=0,
         stack_name="e2e-report",  # moto servers in one process share their state
     )

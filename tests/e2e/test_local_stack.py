@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from support_pipeline_ops.cli import main as cli_main
-from support_pipeline_ops.local.stack import LocalStack, free_port
+from support_pipeline_ops.local.stack import LocalStack
 from tests.support import ALL_FIXTURES, ROOT, body_of, fixture, signed_headers
 
 pytestmark = pytest.mark.e2e
@@ -20,9 +20,7 @@ SECRET = "e2e-secret-for-local-stack"  # invented
 @pytest.fixture(scope="module")
 def local():
     saved = dict(os.environ)
-    stack = LocalStack(
-        template_path=ROOT / "template.yaml", secret=SECRET, port=0, moto_port=free_port()
-    )
+    stack = LocalStack(template_path=ROOT / "template.yaml", secret=SECRET, port=0, moto_port=0)
     stack.start()
     try:
         yield stack

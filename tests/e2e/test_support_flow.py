@@ -15,7 +15,7 @@ import yaml
 
 from support_pipeline.chatwoot.client import reference
 from support_pipeline_ops.local.fake_chatwoot import FakeChatwoot
-from support_pipeline_ops.local.stack import LocalStack, free_port
+from support_pipeline_ops.local.stack import LocalStack
 from tests.support import (
     ROOT,
     SHIPPED_POLICY,
@@ -48,7 +48,7 @@ def setup(tmp_path_factory):
         template_path=ROOT / "template.yaml",
         secret=SECRET,
         port=0,
-        moto_port=free_port(),
+        moto_port=0,
         chatwoot_url=fake.url,
         chatwoot_token=fake.token,
         sweep_every=0,

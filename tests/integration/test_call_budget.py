@@ -1,5 +1,5 @@
 """What one processed event costs in DynamoDB calls, on the realistic mix (a count is stable;
-a time is not). docs/benchmarks.md has the same figures from `make bench`."""
+a time is not). docs/benchmarks.md has the same figures from `make bench-docs`."""
 
 from support_pipeline.drafts.knowledge import KnowledgeDrafter
 from support_pipeline.policy import load_default_policy

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from support_pipeline_ops.cli import Queues, UsageError, build_parser, main, run_dlq
 from support_pipeline_ops.dlq import DeadLetterQueue
-from tests.support import attributes_of, fixture
+from tests.support import ROOT, attributes_of, fixture
 
 
 @pytest.fixture
@@ -51,7 +51,50 @@ def test_list_shows_each_message_with_its_reason_and_consumes_nothing(dead):
     again = json.loads(cli("dlq", "list", "--json")[1])["messages"]
     assert sorted(r["id"] for r in again) == sorted(r["id"] for r in rows)
     code, table = cli("dlq", "list")
-    assert "ERROR_TYPE" in table and "names no account and conversation id" in table
+    assert "ERROR_TYPE" in table and "of account 1 names no conversation id" in table
+
+
+def test_a_payload_with_an_account_but_no_conversation_says_so_and_lists_the_account(dead):
+    rows = json.loads(cli("dlq", "list", "--json")[1])["messages"]
+    updated = next(row for row in rows if row["event"] == "conversation_updated")
+    assert updated["account"] == "1" and updated["conversation"] == ""
+    assert updated["error_reason"] == "conversation_updated of account 1 names no conversation id"
+    header, *lines = cli("dlq", "list")[1].splitlines()
+    assert "ACCOUNT" in header.split()
+    line = next(line for line in lines if "conversation_updated" in line)
+    assert line.split()[2] == "1"  # ID, EVENT, ACCOUNT
+
+
+def test_a_payload_without_an_account_says_which_id_is_missing(pipeline):
+    payload = fixture("message_created_incoming")
+    del payload["account"]
+    payload["conversation"].pop("account_id", None)
+    payload["conversation"].pop("account", None)
+    assert pipeline.post(payload)[0] == 202
+    pipeline.drain()
+    [letter] = pipeline.messages(pipeline.dlq_url)
+    assert attributes_of(letter)["error_reason"] == "message_created names no account id"
+
+
+def test_redriving_a_permanent_failure_warns_it_will_fail_again(dead, capsys):
+    code, text = cli("dlq", "redrive", "--event", "conversation_updated", "--dry-run")
+    assert code == 0 and "Would redrive 1 message(s)." in text
+    warning = capsys.readouterr().err
+    assert "1 of these failed permanently (invalid_payload)" in warning
+    assert "fail again unless" in warning
+
+
+def test_the_permanent_error_types_are_the_ones_only_raised_as_permanent():
+    import re
+
+    from support_pipeline.processing.errors import PERMANENT_ERROR_TYPES
+
+    source = "\n".join(
+        path.read_text() for path in (ROOT / "layers/common/support_pipeline").rglob("*.py")
+    )
+    permanent = set(re.findall(r'PermanentError\(\s*"([a-z_]+)"', source)) | {"aws_rejected"}
+    transient = set(re.findall(r'TransientError\(\s*"([a-z_]+)"', source))
+    assert permanent - transient == PERMANENT_ERROR_TYPES
 
 
 def test_show_prints_the_body_and_attributes(dead):

@@ -126,7 +126,7 @@ def test_dlq_list_as_a_real_command_with_the_local_stacks_exports(server, queues
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split()[:4] == ["ID", "EVENT", "CONVERSATION", "ERROR_TYPE"]
+    assert lines[0].split()[:5] == ["ID", "EVENT", "ACCOUNT", "CONVERSATION", "ERROR_TYPE"]
     assert {line.split()[0] for line in lines[1:]} == set(sent)  # every message, once
     assert len(lines) == 101  # the header and each message, no note
 

@@ -219,7 +219,9 @@ def test_poison_message_goes_to_the_dlq_at_once_with_its_reason(pipeline):
     [dead] = pipeline.messages(pipeline.dlq_url)
     attributes = attributes_of(dead)
     assert attributes["error_type"] == "invalid_payload"
-    assert attributes["error_reason"] == "conversation_updated names no account and conversation id"
+    assert (
+        attributes["error_reason"] == "conversation_updated of account 1 names no conversation id"
+    )
     assert attributes["receive_count"] == "1"  # not retried
     assert attributes["event"] == "conversation_updated"
     assert attributes["delivery_id"] == "poison-1"

@@ -383,8 +383,9 @@ def test_missing_settings_and_bad_arguments_are_one_line_errors(pipeline, monkey
     assert (
         error.splitlines()
         == [
-            "support-pipeline: say which pipeline: --stack NAME, or CONVERSATIONS_TABLE "
-            "(`support-pipeline local` prints it)"
+            "support-pipeline: missing setting: the pipeline (--stack NAME or "
+            "SUPPORT_PIPELINE_STACK, or CONVERSATIONS_TABLE as `support-pipeline local` prints "
+            "them)"
         ]
         * 2
     )
@@ -578,4 +579,6 @@ def test_signals_export_and_drafts_list_as_real_commands_with_the_local_stacks_e
         [str(CLI), "drafts", "list"], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().endswith("CONVERSATIONS_TABLE (`support-pipeline local` prints it)")
+    assert done.stderr.strip().endswith(
+        "CONVERSATIONS_TABLE as `support-pipeline local` prints them)"
+    )

@@ -28,7 +28,16 @@ def test_actions_list_shows_dry_runs_per_conversation_and_overall(pipeline, monk
     assert {i["status"] for i in items} == {"dry_run"}
     assert len(json.loads(cli("actions", "list", "--json")[1])) == 2 * len(items)
     code, table = cli("actions", "list")
-    assert "dry_run" in table and "Escalated by the support pipeline:" in table
+    notes = [line for line in table.splitlines() if "private_note" in line]
+    assert notes and all("dry_run" in line for line in notes)
+    # the reason and the note's first meaningful line, not its header
+    assert all("Escalated by the support pipeline:" not in line for line in notes)
+    note = next(i for i in items if i["kind"] == "private_note")
+    assert note["reason"] and note["reason"] in notes[0]
+    first_reason = note["detail"]["content"].splitlines()[1].removeprefix("- ")
+    assert first_reason in notes[0]
+    # --json keeps everything: the whole note, header included
+    assert note["detail"]["content"].startswith("Escalated by the support pipeline:")
     assert cli("actions", "list", "--conversation", "1")[0] == 2  # needs --account
 
 
@@ -51,3 +60,14 @@ def test_a_chatwoot_url_without_a_token_parameter_is_a_config_error():
             {"CHATWOOT_BASE_URL": "chatwoot.example.test", "CHATWOOT_API_TOKEN_PARAM": "/t"}
         )
     assert SupportSettings.from_env({}).dry_run
+
+
+def test_a_note_summary_skips_headers_and_references():
+    from support_pipeline_ops.conversations_cli import first_meaningful_line
+
+    assert first_meaningful_line("Escalated:\n- customer asks for a refund\n\nref: sp-1") == (
+        "customer asks for a refund"
+    )
+    assert first_meaningful_line("SLA at risk: due 12:00.") == "SLA at risk: due 12:00."
+    assert first_meaningful_line("Header only:") == "Header only:"
+    assert first_meaningful_line("") == ""

@@ -27,3 +27,21 @@ def test_the_delay_range_never_shrinks_and_jitter_stays_inside_it(n, r):
     assert backoff_ceiling(n, 10, 900) <= backoff_ceiling(n + 1, 10, 900)
     ceiling = backoff_ceiling(n, 10, 900)
     assert ceiling / 2 - 0.5 <= visibility_timeout(n, 10, 900, lambda: r) <= ceiling
+
+
+def test_a_scale_shortens_every_delay_alike():
+    assert visibility_timeout(3, 10, 900, rng=lambda: 1.0, scale=0.1) == 4
+    assert visibility_timeout(8, 10, 900, rng=lambda: 0.0, scale=0.5) == 225
+    assert visibility_timeout(1, 10, 900, rng=lambda: 0.0, scale=0.01) == 0
+
+
+def test_the_scale_comes_from_an_env_var_only_the_local_stack_sets():
+    from support_pipeline.config import BACKOFF_SCALE_ENV, ConfigError, backoff_scale
+    from tests.support import ROOT
+
+    assert backoff_scale({}) == 1.0
+    assert backoff_scale({BACKOFF_SCALE_ENV: "0.1"}) == 0.1
+    for bad in ("0", "2", "fast"):
+        with pytest.raises(ConfigError, match=BACKOFF_SCALE_ENV):
+            backoff_scale({BACKOFF_SCALE_ENV: bad})
+    assert BACKOFF_SCALE_ENV not in (ROOT / "template.yaml").read_text(encoding="utf-8")

@@ -1,8 +1,8 @@
 """`support-pipeline`: the ops command line.
 
 Works against AWS or the local stack through the standard ``AWS_ENDPOINT_URL``; finds queues
-from ``--stack NAME`` outputs, else from ``EVENTS_QUEUE_URL`` / ``EVENTS_DLQ_URL``, and tables
-from the outputs or ``ACTIONS_TABLE`` / ``CONVERSATIONS_TABLE``.
+from ``--stack NAME`` (or ``$SUPPORT_PIPELINE_STACK``) outputs, else from ``EVENTS_QUEUE_URL``
+/ ``EVENTS_DLQ_URL``, and tables from the outputs or ``ACTIONS_TABLE`` / ``CONVERSATIONS_TABLE``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from support_pipeline import aws
+from support_pipeline_ops import settings
 from support_pipeline_ops.dlq import DeadLetter, DeadLetterQueue
 
 MOVE_TASK_CONFIG = aws.CLI_CONFIG.merge(
@@ -80,6 +81,7 @@ def _table(rows: list[dict[str, str]], out: TextIO) -> None:
     columns = [
         "id",
         "event",
+        "account",
         "conversation",
         "error_type",
         "failed_at",
@@ -172,6 +174,14 @@ def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out
     for letter in moved:
         error_type = letter.attributes.get("error_type", "unknown")
         out.write(f"  {letter.message_id}  {letter.event}  {error_type}\n")
+    permanent = [letter for letter in moved if letter.permanent]
+    if permanent:
+        print(
+            f"support-pipeline: warning: {len(permanent)} of these failed permanently "
+            f"({', '.join(sorted({str(p.attributes.get('error_type')) for p in permanent}))}): "
+            "they will fail again unless the payload, the policy or Chatwoot changed",
+            file=sys.stderr,
+        )
     code = 0
     if not result.peek.complete:
         out.write(f"Looked at only part of the DLQ: {result.peek.note()}; run it again.\n")
@@ -210,8 +220,15 @@ def count_redriven(count: int, region: str | None) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="support-pipeline", description=__doc__)
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--stack", help="CloudFormation stack whose Outputs name the queues")
-    where.add_argument("--region", help="AWS region (default: the usual AWS configuration)")
+    where.add_argument(
+        "--stack",
+        default=settings.default_stack(),
+        help="CloudFormation stack whose Outputs name the pipeline (default: "
+        "$SUPPORT_PIPELINE_STACK)",
+    )
+    where.add_argument(
+        "--region", help="AWS region (default: $AWS_REGION, else the usual AWS configuration)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     dlq = commands.add_parser("dlq", help="inspect and redrive the dead-letter queue")
@@ -244,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions_list.add_argument("--account", help="Chatwoot account id")
     actions_list.add_argument("--json", action="store_true", help="machine-readable output")
 
-    from support_pipeline_ops import signals_cli
+    from support_pipeline_ops import conversations_cli, signals_cli
 
+    conversations_cli.add_commands(commands, where)
     signals_cli.add_commands(commands, where)
 
     from support_pipeline_ops import reconcile_cli
@@ -266,9 +284,25 @@ def build_parser() -> argparse.ArgumentParser:
     pause_cli.add_commands(commands, where)
 
     local = commands.add_parser("local", help="run the whole pipeline on this machine (moto)")
-    local.add_argument("--host", default="127.0.0.1")
-    local.add_argument("--port", type=int, default=3000, help="webhook HTTP port")
-    local.add_argument("--moto-port", type=int, default=5005, help="moto server port")
+    local.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (0.0.0.0: every interface, for a Chatwoot in a container)",
+    )
+    local.add_argument("--port", type=int, default=3000, help="webhook HTTP port (0: any free)")
+    local.add_argument("--moto-port", type=int, default=5005, help="moto server port (0: any free)")
+    local.add_argument(
+        "--backoff-scale",
+        type=float,
+        default=1.0,
+        help="retry delays times this, for practice: 0.1 retries ten times sooner (default: 1)",
+    )
+    local.add_argument(
+        "--metrics-file",
+        default=None,
+        help="where the functions' metric blobs (EMF) go, out of the log "
+        "(default: a file under the system's temp directory, printed at start)",
+    )
     local.add_argument(
         "--secret",
         default=os.environ.get("CHATWOOT_WEBHOOK_SECRET"),
@@ -315,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_actions(args: argparse.Namespace, table: str, out: TextIO) -> int:
     from support_pipeline.actions import ActionLedger
+    from support_pipeline_ops.conversations_cli import action_summary
 
     if args.conversation and not args.account:
         raise UsageError("--conversation needs --account (conversation ids are per account)")
@@ -328,14 +363,10 @@ def run_actions(args: argparse.Namespace, table: str, out: TextIO) -> int:
         out.write("No actions recorded.\n")
         return 0
     for item in items:
-        detail = item.get("detail") or {}
-        summary = (
-            detail.get("content", "").splitlines()[0] if "content" in detail else json.dumps(detail)
-        )
         out.write(
             f"{item.get('created_at', ''):<25} {item.get('status', ''):<8} "
             f"{item.get('account_id')}/{item.get('conversation_id'):<6} "
-            f"{item.get('kind', ''):<14} {summary}\n"
+            f"{item.get('kind', ''):<14} {item.get('reason') or '-':<16} {action_summary(item)}\n"
         )
     return 0
 
@@ -385,9 +416,33 @@ def conversations_table(stack: str | None, cloudformation: Any | None) -> str:
     return stack_table(stack, cloudformation, "ConversationsTableName", "CONVERSATIONS_TABLE")
 
 
+def run_conversations(args: argparse.Namespace, out: TextIO) -> int:
+    from support_pipeline.processing.errors import PermanentError
+    from support_pipeline_ops import conversations_cli
+
+    cloudformation = (
+        aws.client("cloudformation", aws.CLI_CONFIG, region_name=args.region)
+        if args.stack
+        else None
+    )
+    tables = conversations_cli.Tables(
+        aws.resource("dynamodb", aws.CLI_CONFIG, region_name=args.region),
+        conversations_table(args.stack, cloudformation),
+        actions_table(args.stack, cloudformation),
+    )
+    try:
+        return conversations_cli.run(args, tables, out)
+    except (PermanentError, conversations_cli.NotFound) as error:  # a malformed id, none found
+        raise UsageError(getattr(error, "reason", None) or str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
+    lacking = settings.missing(args)
+    if lacking:
+        print(f"support-pipeline: {lacking}", file=sys.stderr)
+        return 2
     try:
         if args.command == "local":
             from support_pipeline_ops.local.stack import run_local
@@ -426,6 +481,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 else None
             )
             return run_actions(args, actions_table(args.stack, cloudformation), out)
+        if args.command == "conversations":
+            return run_conversations(args, out)
         if args.command in ("signals", "drafts"):
             from support_pipeline_ops import signals_cli
 

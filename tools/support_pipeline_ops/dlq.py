@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from support_pipeline import claimcheck
 from support_pipeline.messages import original_attributes, to_message_attributes
+from support_pipeline.processing.errors import PERMANENT_ERROR_TYPES
 
 PEEK_VISIBILITY_SECONDS = 60
 # A peek stops receiving this long before the first message it holds could turn visible again.
@@ -58,10 +59,16 @@ class DeadLetter:
     def event(self) -> str:
         return self.attributes.get("event", "")
 
+    @property
+    def permanent(self) -> bool:
+        """Whether it failed in a way that fails again as it is (bad payload, refused call)."""
+        return self.attributes.get("error_type", "") in PERMANENT_ERROR_TYPES
+
     def summary(self) -> dict[str, str]:
         return {
             "id": self.message_id,
             "event": self.event,
+            "account": self.attributes.get("account_id", ""),
             "conversation": self.attributes.get("conversation_id", ""),
             "error_type": self.attributes.get("error_type", "unknown"),
             "error_reason": self.attributes.get("error_reason", UNKNOWN),

@@ -17,6 +17,23 @@ class ConfigError(ValueError):
     """An environment variable is missing or malformed."""
 
 
+BACKOFF_SCALE_ENV = "LOCAL_BACKOFF_SCALE"
+
+
+def backoff_scale(env: Mapping[str, str]) -> float:
+    """The local stack's retry-delay factor (``LOCAL_BACKOFF_SCALE``; unset: 1)."""
+    raw = env.get(BACKOFF_SCALE_ENV)
+    if raw is None or raw == "":
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{BACKOFF_SCALE_ENV} must be a number, got {raw!r}") from exc
+    if not 0 < value <= 1:
+        raise ConfigError(f"{BACKOFF_SCALE_ENV} must be > 0 and <= 1, got {value}")
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -186,6 +203,9 @@ class ProcessorSettings:
     max_receive_count: int = 8
     backoff_base_seconds: int = 10
     backoff_cap_seconds: int = 900
+    # Only the local stack sets LOCAL_BACKOFF_SCALE (never the template): 0.1 makes every retry
+    # delay a tenth as long, for practice.
+    backoff_scale: float = 1.0
     timeline_retention_days: int = 400
     actions_table: str = ""
     record_start_seconds: float = 5.0
@@ -203,6 +223,7 @@ class ProcessorSettings:
             max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 8, minimum=1),
             backoff_base_seconds=_int(env, "BACKOFF_BASE_SECONDS", 10),
             backoff_cap_seconds=_int(env, "BACKOFF_CAP_SECONDS", 900),
+            backoff_scale=backoff_scale(env),
             timeline_retention_days=_int(env, "TIMELINE_RETENTION_DAYS", 400, minimum=1),
             actions_table=env.get("ACTIONS_TABLE", ""),
             record_start_seconds=_int(env, "RECORD_START_SECONDS", 5, minimum=1),

@@ -138,9 +138,7 @@ def extract_facts(context: EventContext, received_epoch: float) -> EventFacts:
     conversation = cw.conversation_of(payload)
     conversation_id = cw.conversation_id(payload)
     if not account or conversation is None or not conversation_id:
-        raise PermanentError(
-            "invalid_payload", f"{context.event} names no account and conversation id"
-        )
+        raise PermanentError("invalid_payload", missing_ids(context.event, account, conversation))
     meta = _dict(conversation.get("meta"))
     assignee = _dict(meta.get("assignee"))
     team = _dict(meta.get("team"))
@@ -193,6 +191,17 @@ def extract_facts(context: EventContext, received_epoch: float) -> EventFacts:
         first_reply_created_at=cw.to_epoch(conversation.get("first_reply_created_at")),
         message=message,
     )
+
+
+def missing_ids(event: str, account: str | None, conversation: Any) -> str:
+    """What a payload lacks to name its conversation, said as exactly as the payload allows."""
+    if not account and conversation is None:
+        return f"{event} names no account id and carries no conversation"
+    if not account:
+        return f"{event} names no account id"
+    if conversation is None:
+        return f"{event} of account {account} carries no conversation"
+    return f"{event} of account {account} names no conversation id"
 
 
 def applied_sla_thresholds(applied: Any) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ environ) but reads each request body whole before the application sees it and an
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from typing import Any
@@ -77,7 +78,11 @@ def _handler_class() -> type:
 
 
 class MotoServer:
-    """moto on ``host:port`` in a thread of this process; ``start()`` then ``stop()``."""
+    """moto on ``host:port`` in a thread of this process; ``start()`` then ``stop()``.
+
+    Port 0 binds a free port the system picks (race-free, unlike probing for one first);
+    ``port`` is the real one once started. A port it cannot bind raises ``OSError`` naming it.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 5000) -> None:
         self.host = host
@@ -89,9 +94,17 @@ class MotoServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         app = DomainDispatcherApplication(create_backend_app)
-        self._server = make_server(
-            self.host, self.port, app, threaded=True, request_handler=_handler_class()
-        )
+        # werkzeug prints its own lines and calls sys.exit(1) when it cannot bind: an OSError
+        # naming the port instead, for the caller to say what to do.
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):
+                self._server = make_server(
+                    self.host, self.port, app, threaded=True, request_handler=_handler_class()
+                )
+        except SystemExit:
+            reason = (said.getvalue().strip().splitlines() or ["cannot bind"])[0]
+            raise OSError(f"cannot listen on {self.host}:{self.port}: {reason}") from None
         self.port = self._server.server_address[1]
         self._server.daemon_threads = True  # type: ignore[attr-defined]
         self._thread = threading.Thread(

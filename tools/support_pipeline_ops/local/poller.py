@@ -117,10 +117,87 @@ class CountingStream:
         return getattr(self._stream, name)
 
 
+def is_metric_blob(line: str) -> bool:
+    """A CloudWatch embedded-metric-format blob, as Powertools Metrics prints one."""
+    return line.startswith("{") and '"_aws"' in line and '"CloudWatchMetrics"' in line
+
+
+class MetricsSplit:
+    """stdout with the EMF metric blobs sent to a file of their own, so that the log a person
+    reads is the functions' log lines (on Lambda both go to CloudWatch Logs, which extracts the
+    metrics). Whole lines are routed; a partial line waits for its end (or a flush)."""
+
+    def __init__(self, stream: Any, path: str | Path) -> None:
+        self._stream = stream
+        self._metrics = Path(path).open("a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self._partial += text
+        while "\n" in self._partial:
+            line, self._partial = self._partial.split("\n", 1)
+            (self._metrics if is_metric_blob(line) else self._stream).write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial and not self._partial.startswith("{"):
+            self._stream.write(self._partial)
+            self._partial = ""
+        self._stream.flush()
+        self._metrics.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def enter_environment(config: dict[str, Any]) -> None:
+    """A child process of the stack becomes its function's execution environment: Ctrl-C is the
+    stack's to handle, the function's own environment (its POWERTOOLS_SERVICE_NAME too), and
+    metric blobs to their own file if the stack keeps one."""
+    import warnings
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.update(config["env"])
+    # Powertools warns on every invocation that published no metric: noise in a terminal.
+    warnings.filterwarnings("ignore", "No application metrics to publish")
+    if config.get("metrics_file"):
+        sys.stdout = MetricsSplit(sys.stdout, config["metrics_file"])
+
+
+def run_sweeper(config: dict[str, Any], requests: Connection, stop: Any) -> None:
+    """The SLA sweep's execution environment: one scheduled event at a time, from the stack
+    (its timer or ``/_local/sweep``), answered with the handler's result or its error."""
+    enter_environment(config)
+    from support_pipeline_ops.local import lambda_shim
+    from support_pipeline_ops.local.stack import load_function
+
+    sweeper = load_function(Path(config["root"]), "sla_sweep")
+    while not stop.is_set():
+        try:
+            if not requests.poll(0.5):
+                continue
+            event = requests.recv()
+        except (EOFError, OSError):
+            break  # the stack is gone
+        try:
+            result = sweeper.handler(
+                event,
+                lambda_shim.LocalContext(
+                    function_name="sla-sweep", timeout_seconds=int(config["timeout"])
+                ),
+            )
+            answer: tuple[str, Any] = ("ok", result)
+        except Exception as exc:
+            answer = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            requests.send(answer)
+        except (EOFError, OSError):
+            break
+
+
 def run(config: dict[str, Any], reports: Connection, stop: Any) -> None:
     """The poller process: poll, invoke, report, delete, until ``stop`` is set."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the stack's to handle
-    os.environ.update(config["env"])
+    enter_environment(config)
     import boto3
 
     from support_pipeline_ops.local import lambda_shim

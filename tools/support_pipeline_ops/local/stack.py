@@ -33,11 +33,13 @@ import boto3
 from support_pipeline.chatwoot.payload import to_epoch
 from support_pipeline_ops.local import lambda_shim
 from support_pipeline_ops.local import template as cfn
+from support_pipeline_ops.local.poller import MetricsSplit
 
 WEBHOOK_PATH = "/webhooks/chatwoot"
 STATUS_PATH = "/_local/status"
 SWEEP_PATH = "/_local/sweep"
 REPORT_PATH = "/_local/report"
+CONVERSATIONS_PATH = "/_local/conversations"  # the list; /<account>/<conversation>: one
 REPORT_FORMATS = {
     "html": ("report.html", "text/html; charset=utf-8"),
     "json": ("report.json", "application/json"),
@@ -45,7 +47,48 @@ REPORT_FORMATS = {
     "csv": ("report.csv", "text/csv; charset=utf-8"),
 }
 LOCAL_POLICY_PARAM = "/support-pipeline/support-policy"
+HTTP_PORT_OPTION = "--port (make run PORT=...)"
+MOTO_PORT_OPTION = "--moto-port (make run MOTO_PORT=...)"
 POLL_WAIT_SECONDS = 1  # pollers long-poll this long (short: stopping waits for one poll)
+
+
+class LocalStackError(Exception):
+    """Something the person starting the stack can fix (a busy port, a bad policy file): said in
+    one line, what is wrong and what to do, with no traceback."""
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def check_port(host: str, port: int, what: str, option: str) -> None:
+    """Refuse a port another program holds, before anything starts (port 0: any free one)."""
+    if port == 0:
+        return
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except OSError as exc:
+        raise LocalStackError(
+            f"cannot listen on {host}:{port} ({one_line(exc)}): pass a usable {option}"
+        ) from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise LocalStackError(port_message(host, port, what, option, exc)) from None
+
+
+def port_message(host: str, port: int, what: str, option: str, exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE or "in use" in str(exc):
+        return (
+            f"the {what} port {port} ({host}) is in use: stop the other `support-pipeline "
+            f"local` (or whatever holds it), or pass {option} with a free port"
+        )
+    reason = exc.strerror or one_line(exc)
+    return f"cannot listen on {host}:{port} for the {what} ({reason}): pass a usable {option}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -84,12 +127,16 @@ class LocalStack:
     policy_file: Path | None = None  # a support policy to load through SSM, as a deployment would
     pollers: int | None = None  # batches at once; None: the template's MaximumConcurrency
     parameters: dict[str, str] = field(default_factory=dict)  # template Parameter overrides
+    metrics_file: Path | None = None  # EMF metric blobs go here, not to stdout (None: stdout)
+    backoff_scale: float = 1.0  # retry delays times this (LOCAL_BACKOFF_SCALE), for practice
     stack: cfn.Stack | None = None
     ingest_seconds: float = 0.0  # time spent in the ingest handler, all requests
     counts: dict[str, int] = field(default_factory=lambda: {"received": 0, "accepted": 0})
     _threads: list[threading.Thread] = field(default_factory=list)
     _pollers: list[Any] = field(default_factory=list)  # multiprocessing.Process
     _reports: list[Any] = field(default_factory=list)  # multiprocessing Connection, per poller
+    _sweep_process: Any = None  # multiprocessing.Process: the SLA sweep's
+    _sweep_requests: Any = None  # its end of the pipe to it
     _report_lock: threading.Lock = field(default_factory=threading.Lock)
     _meter: Any = None  # poller.Ledger
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -106,7 +153,44 @@ class LocalStack:
     def webhook_url(self) -> str:
         return f"http://{self.host}:{self.port}{WEBHOOK_PATH}"
 
+    def preflight(self) -> str | None:
+        """What can be refused before anything starts, as a ``LocalStackError``: a Chatwoot URL
+        without its token, a missing or invalid policy file, a port another program holds.
+        Returns the policy file's text, if one is given."""
+        if self.chatwoot_url and not self.chatwoot_token:
+            raise LocalStackError(
+                "--chatwoot-url needs its API access token: pass --chatwoot-token or set "
+                "$CHATWOOT_API_TOKEN (or drop the URL for dry runs)"
+            )
+        text = None
+        if self.policy_file is not None:
+            from support_pipeline.policy import PolicyError, parse_policy_text
+
+            try:
+                text = Path(self.policy_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise LocalStackError(
+                    f"cannot read the policy file {self.policy_file} "
+                    f"({exc.strerror or one_line(exc)}): check the --policy path"
+                ) from None
+            try:
+                parse_policy_text(text, str(self.policy_file))
+            except PolicyError as exc:
+                raise LocalStackError(
+                    f"{one_line(exc)} (fix the file, or check it with "
+                    "`support-pipeline policy validate`)"
+                ) from None
+        if not 0 < self.backoff_scale <= 1:
+            raise LocalStackError(
+                f"the backoff scale must be > 0 and <= 1 (0.1: retries ten times sooner), "
+                f"got {self.backoff_scale:g}: pass another --backoff-scale (make run BACKOFF=...)"
+            )
+        check_port("127.0.0.1", self.moto_port, "moto (local AWS)", MOTO_PORT_OPTION)
+        check_port(self.host, self.port, "webhook HTTP", HTTP_PORT_OPTION)
+        return text
+
     def start(self) -> LocalStack:
+        policy_text = self.preflight()
         from support_pipeline_ops.local import moto_atomic, moto_fast
         from support_pipeline_ops.local.moto_server import MotoServer
 
@@ -118,7 +202,13 @@ class LocalStack:
 
         parameters.clear_caches()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
-        self._moto = MotoServer("127.0.0.1", self.moto_port).start()
+        try:
+            self._moto = MotoServer("127.0.0.1", self.moto_port).start()
+        except OSError as exc:  # taken since the check
+            raise LocalStackError(
+                port_message("127.0.0.1", self.moto_port, "moto (local AWS)", MOTO_PORT_OPTION, exc)
+            ) from None
+        self.moto_port = self._moto.port  # the real one, if 0 asked for any free port
         os.environ.update(
             AWS_ENDPOINT_URL=self.endpoint,
             AWS_ACCESS_KEY_ID="local",
@@ -134,8 +224,6 @@ class LocalStack:
         secrets = {"WebhookSecretParamName": self.secret}
         overrides = dict(self.parameters)
         if self.chatwoot_url:
-            if not self.chatwoot_token:
-                raise ValueError("a Chatwoot URL needs its API access token (--chatwoot-token)")
             overrides["ChatwootBaseUrl"] = self.chatwoot_url
             secrets["ChatwootApiTokenParamName"] = self.chatwoot_token
         if self.policy_file is not None:
@@ -147,29 +235,32 @@ class LocalStack:
             overrides=overrides,
             secrets=secrets,
         )
-        if self.policy_file is not None:
-            from support_pipeline.policy import parse_policy_text
-
-            text = Path(self.policy_file).read_text(encoding="utf-8")
-            parse_policy_text(text, str(self.policy_file))  # refuse a bad policy before starting
+        if policy_text is not None:
             clients["ssm"].put_parameter(
-                Name=LOCAL_POLICY_PARAM, Value=text, Type="String", Overwrite=True
+                Name=LOCAL_POLICY_PARAM, Value=policy_text, Type="String", Overwrite=True
             )
-        for function in ("IngestFunction", "ProcessorFunction", "SlaSweepFunction"):
+        # Ingest last: this process is the ingest function's execution environment (its
+        # POWERTOOLS_SERVICE_NAME names every line it logs); the processor and the sweep run in
+        # processes of their own, each with its own environment and Powertools state.
+        for function in ("ProcessorFunction", "SlaSweepFunction", "IngestFunction"):
             os.environ.update(self.stack.function_environment(function))
         # A local Chatwoot (the fake one, or yours on loopback) speaks plain http; deployed
         # functions never get this, so they refuse an http:// ChatwootBaseUrl.
         os.environ["CHATWOOT_ALLOW_HTTP"] = "true"
         root = self.template_path.parent
+        if self.metrics_file is not None:
+            Path(self.metrics_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.metrics_file).write_text("", encoding="utf-8")
+            if not isinstance(sys.stdout, MetricsSplit):
+                sys.stdout = MetricsSplit(sys.stdout, self.metrics_file)
         self._ingest = load_function(root, "ingest")
-        self._processor = load_function(root, "processor")
-        self._sweeper = load_function(root, "sla_sweep")
         self._sqs = clients["sqs"]
         from support_pipeline_ops.local.poller import Ledger
 
         self._meter = Ledger()
         self._start_http()
         self._start_pollers()
+        self._start_sweep_process()
         self._start_sweeper()
         return self
 
@@ -188,10 +279,44 @@ class LocalStack:
         }
         with self._sweep_lock:
             timeout = int(self._running().parameters.get("SlaSweepTimeoutSeconds", "120"))
-            result: dict[str, Any] = self._sweeper.handler(
-                event, lambda_shim.LocalContext(function_name="sla-sweep", timeout_seconds=timeout)
-            )
-        return result
+            self._sweep_requests.send(event)
+            # Its first request waits for the process to load the function too.
+            if not self._sweep_requests.poll(timeout + 60):
+                raise TimeoutError(f"the local SLA sweep did not answer in {timeout + 60} s")
+            try:
+                outcome, result = self._sweep_requests.recv()
+            except EOFError:
+                raise RuntimeError("the local SLA sweep process is gone") from None
+        if outcome != "ok":
+            raise RuntimeError(f"the SLA sweep failed: {result}")
+        return dict(result)
+
+    def _start_sweep_process(self) -> None:
+        """The SLA sweep's execution environment: a process of its own, as on Lambda (see
+        ``poller.run_sweeper``), asked for each sweep over a pipe."""
+        import multiprocessing
+
+        from support_pipeline_ops.local import poller
+
+        stack = self._running()
+        config = {
+            "env": {**os.environ, **stack.function_environment("SlaSweepFunction")},
+            "root": str(self.template_path.parent),
+            "timeout": int(stack.parameters.get("SlaSweepTimeoutSeconds", "120")),
+            "metrics_file": str(self.metrics_file) if self.metrics_file else "",
+        }
+        context = multiprocessing.get_context("spawn")
+        here, there = context.Pipe(duplex=True)
+        process = context.Process(
+            target=poller.run_sweeper,
+            args=(config, there, self._poller_stop),
+            name="local-sla-sweep",
+            daemon=True,
+        )
+        process.start()
+        there.close()
+        self._sweep_requests = here
+        self._sweep_process = process
 
     def report(self, week: str | None = None) -> dict[str, bytes]:
         """The support report, as the weekly function makes it, stored under reports/ in the
@@ -238,6 +363,44 @@ class LocalStack:
         ).build(period)
         upload(built, boto3.client("s3", region_name=cfn.REGION), settings.payload_bucket)
         return built.files()
+
+    def conversations_page(self, path: str, query: dict[str, str]) -> tuple[int, str]:
+        """``conversations list`` and ``conversations show`` as pages: the list at
+        CONVERSATIONS_PATH (``?account=``), one conversation at ``.../<account>/<conversation>``;
+        the same view as the CLI's, every value escaped."""
+        from urllib.parse import unquote
+
+        from support_pipeline.policy import PolicySource
+        from support_pipeline.processing.errors import PermanentError
+        from support_pipeline_ops import conversations_cli
+
+        stack = self._running()
+        tables = conversations_cli.Tables(
+            boto3.resource("dynamodb", region_name=cfn.REGION),
+            stack.physical["ConversationsTable"],
+            stack.physical["ActionsTable"],
+        )
+        rest = [unquote(part) for part in path[len(CONVERSATIONS_PATH) :].split("/") if part]
+        try:
+            if not rest:
+                rows, complete = conversations_cli.conversation_list(
+                    tables, query.get("account") or None, include_closed=True
+                )
+                return 200, conversation_list_html(rows, complete)
+            if len(rest) != 2:
+                return 404, message_html(
+                    "No such page", f"Try {CONVERSATIONS_PATH}/ACCOUNT/CONVERSATION."
+                )
+            policy = PolicySource(LOCAL_POLICY_PARAM if self.policy_file else "").current()
+            view = conversations_cli.conversation_view(tables, rest[0], rest[1], policy)
+        except PermanentError as error:  # a malformed id
+            return 400, message_html("Bad request", getattr(error, "reason", None) or str(error))
+        if view is None:
+            return 404, message_html(
+                "No such conversation",
+                f"The pipeline has no record of conversation {rest[1]} of account {rest[0]}.",
+            )
+        return 200, conversations_cli.render_conversation_html(view)
 
     def sweep_interval(self) -> float:
         if self.sweep_every is not None:
@@ -295,6 +458,12 @@ class LocalStack:
                         self._answer(400, {"status": "rejected", "reason": str(error)})
                         return
                     self._send(200, files[name], kind)
+                    return
+                if (
+                    url.path == CONVERSATIONS_PATH or url.path.startswith(CONVERSATIONS_PATH + "/")
+                ) and self.command == "GET":
+                    status, page = stack.conversations_page(url.path, dict(parse_qsl(url.query)))
+                    self._send(status, page.encode(), "text/html; charset=utf-8")
                     return
                 if url.path != WEBHOOK_PATH:
                     self._answer(404, {"status": "rejected", "reason": "no such route"})
@@ -359,7 +528,12 @@ class LocalStack:
         class Server(ThreadingHTTPServer):
             request_queue_size = 128  # the listen backlog: 5 resets a burst of new connections
 
-        self._http = Server((self.host, self.port), Handler)
+        try:
+            self._http = Server((self.host, self.port), Handler)
+        except OSError as exc:  # taken since the check
+            raise LocalStackError(
+                port_message(self.host, self.port, "webhook HTTP", HTTP_PORT_OPTION, exc)
+            ) from None
         self.port = self._http.server_address[1]
         thread = threading.Thread(target=self._http.serve_forever, name="local-http", daemon=True)
         thread.start()
@@ -384,8 +558,13 @@ class LocalStack:
         memory = spec.get("MemorySize") or stack.template.get("Globals", {}).get(
             "Function", {}
         ).get("MemorySize", 128)
+        from support_pipeline.config import BACKOFF_SCALE_ENV
+
+        # The backoff scale reaches the processor as an environment variable only the local
+        # stack sets (never the template: deployed, every delay is the policy's).
+        scale = {BACKOFF_SCALE_ENV: f"{self.backoff_scale:g}"} if self.backoff_scale != 1 else {}
         config = {
-            "env": {**os.environ, **stack.function_environment("ProcessorFunction")},
+            "env": {**os.environ, **stack.function_environment("ProcessorFunction"), **scale},
             "root": str(self.template_path.parent),
             "region": cfn.REGION,
             "queue_url": stack.physical["EventsQueue"],
@@ -395,6 +574,7 @@ class LocalStack:
             "timeout": int(stack.parameters.get("ProcessorTimeoutSeconds", "30")),
             "memory": int(memory),
             "wait_seconds": POLL_WAIT_SECONDS,
+            "metrics_file": str(self.metrics_file) if self.metrics_file else "",
         }
         context = multiprocessing.get_context("spawn")
         self._poller_stop = context.Event()
@@ -512,23 +692,41 @@ class LocalStack:
         }
 
     def stop(self) -> None:
+        """Stop whatever started, on every path (a failed start too): each step on its own, so
+        one failing cannot leave a child process behind."""
         self._stop.set()
         with self._work:
             self._work.notify_all()
+        steps = []
         if hasattr(self, "_http"):
-            self._http.shutdown()
-            self._http.server_close()
+            steps += [self._http.shutdown, self._http.server_close]
         if hasattr(self, "_poller_stop"):
-            self._poller_stop.set()
-        for process in self._pollers:
-            process.join(timeout=POLL_WAIT_SECONDS + 5)  # a poll, then its batch
+            steps.append(self._poller_stop.set)
+        steps += [self._stop_processes, self._join_threads]
+        if hasattr(self, "_moto"):
+            steps.append(self._moto.stop)
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # the next step still runs
+                print(f"local stack: stopping: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def _stop_processes(self) -> None:
+        children = [*self._pollers, *([self._sweep_process] if self._sweep_process else [])]
+        end = time.monotonic() + POLL_WAIT_SECONDS + 5  # a poll, then its batch (or sweep)
+        for process in children:
+            process.join(timeout=max(0.1, end - time.monotonic()))
+        for process in children:
             if process.is_alive():
                 process.terminate()
                 process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+
+    def _join_threads(self) -> None:
         for thread in self._threads:
             thread.join(timeout=5)
-        if hasattr(self, "_moto"):
-            self._moto.stop()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -537,16 +735,133 @@ class LocalStack:
         self.stop()
 
 
+def message_html(title: str, text: str) -> str:
+    from html import escape
+
+    from support_pipeline_ops.conversations_cli import PAGE_STYLE
+
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}"
+        f"</title><style>{PAGE_STYLE}</style></head><body><h1>{escape(title)}</h1>"
+        f"<p>{escape(text)}</p></body></html>"
+    )
+
+
+def conversation_list_html(rows: list[dict[str, Any]], complete: bool) -> str:
+    """``conversations list`` as a page, each row linking to its conversation."""
+    from html import escape
+    from urllib.parse import quote
+
+    from support_pipeline_ops.conversations_cli import PAGE_STYLE
+
+    heads = ["account", "conversation", "status", "priority", "next SLA moment", "escalated"]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Conversations"
+        f"</title><style>{PAGE_STYLE}</style></head><body><h1>Conversations</h1>",
+        f"<p>{len(rows)} known to the pipeline{'' if complete else ' (the first ones)'}.</p>",
+        "<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>",
+    ]
+    for row in rows:
+        account, conversation = str(row["account_id"]), str(row["conversation_id"])
+        link = f"{CONVERSATIONS_PATH}/{quote(account, safe='')}/{quote(conversation, safe='')}"
+        cells = [
+            row.get("status"),
+            row.get("priority"),
+            row.get("next_due"),
+            "yes" if row.get("escalated") else "no",
+        ]
+        parts.append(
+            f"<tr><td>{escape(account)}</td><td><a href='{escape(link, quote=True)}'>"
+            f"{escape(conversation)}</a></td>"
+            + "".join(f"<td>{escape('-' if c is None else str(c))}</td>" for c in cells)
+            + "</tr>"
+        )
+    parts.append("</table></body></html>")
+    return "".join(parts)
+
+
+def default_metrics_file(args: argparse.Namespace) -> Path:
+    import tempfile
+
+    name = f"metrics-{args.port}.jsonl" if args.port else f"metrics-{os.getpid()}.jsonl"
+    return Path(tempfile.gettempdir()) / "support-pipeline-local" / name
+
+
+def banner(stack: LocalStack, secret: str, generated: bool) -> str:
+    """What a person needs to use the running stack, all of it settings they can change."""
+    every = ("0.0.0.0", "::", "")  # noqa: S104  # nosec B104 - a check, not a bind
+    here = "127.0.0.1" if stack.host in every else stack.host
+    base = f"http://{here}:{stack.port}"
+    listening = f"{stack.host}:{stack.port}"
+    if here != stack.host:
+        listening += " (every interface: a Chatwoot in a container uses this machine's address)"
+    scale = (
+        "1 (retry delays as deployed)"
+        if stack.backoff_scale == 1
+        else f"{stack.backoff_scale:g} (retry delays {stack.backoff_scale:g} times as deployed)"
+    )
+    exports = "\n".join(f"  export {name}={value}" for name, value in stack.exports().items())
+    secret_note = (
+        "generated for this run: a new one each start unless you pass --secret or set "
+        "$CHATWOOT_WEBHOOK_SECRET"
+        if generated
+        else "yours (--secret / $CHATWOOT_WEBHOOK_SECRET)"
+    )
+    return f"""
+Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS account).
+
+  Listening on:    {listening}   (make run PORT=3001 HOST=0.0.0.0)
+  Webhook URL:     {base}{WEBHOOK_PATH}
+  Webhook secret:  {secret}
+                   ({secret_note})
+  Status:          {base}{STATUS_PATH}
+  Conversations:   {base}{CONVERSATIONS_PATH}   (one: {CONVERSATIONS_PATH}/ACCOUNT/CONVERSATION)
+  Chatwoot:        {stack.chatwoot_url or "none: actions are dry runs (`actions list`)"}
+  Processor:       {len(stack._pollers)} batches at once (pollers)
+  Backoff scale:   {scale}   (make run BACKOFF=0.1)
+  SLA sweep:       {stack.sweep_schedule()}; run one now with
+                   curl -X POST {base}{SWEEP_PATH}
+  Report:          {base}{REPORT_PATH}
+                   (this week so far; ?week=2026-W39 for a past week, &format=json|md|csv)
+  Logs:            this terminal, one JSON line each, named by function (service: ingest,
+                   processor, sla-sweep); metric blobs (EMF) go to
+                   {stack.metrics_file or "this terminal"}
+
+State lives in memory (moto): stopping the stack forgets every table, queue and message.
+
+Point Chatwoot (or a tunnel to it) at the URL and give it this secret. For the ops CLI, in
+another shell from this directory, paste these lines:
+
+{exports}
+
+and then, for example:
+
+  make cli ARGS='conversations list'
+  make cli ARGS='conversations show 1 42'
+  make cli ARGS='dlq list'
+  make cli ARGS='report --week 2026-W39'
+
+(or .venv/bin/support-pipeline conversations list, and the same for every verb)
+
+Ctrl-C stops everything."""
+
+
 def run_local(args: argparse.Namespace) -> int:
     """The README's run command: start, print how to use it, run until Ctrl-C."""
     # Handlers first: a Ctrl-C during start-up must still stop moto and the threads cleanly.
     stopped = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
+        if stopped.is_set():  # asked twice: stop now, whatever start-up was doing
+            raise KeyboardInterrupt
         stopped.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    import warnings
+
+    # Powertools warns on every invocation that published no metric: noise in a terminal.
+    warnings.filterwarnings("ignore", "No application metrics to publish")
     template = Path(args.template) if args.template else cfn.find_template()
     secret = args.secret or secrets.token_urlsafe(32)
     stack = LocalStack(
@@ -561,39 +876,25 @@ def run_local(args: argparse.Namespace) -> int:
         sweep_every=args.sweep_every,
         policy_file=Path(args.policy) if args.policy else None,
         pollers=args.pollers,
+        backoff_scale=args.backoff_scale,
+        metrics_file=Path(args.metrics_file) if args.metrics_file else default_metrics_file(args),
     )
     try:
         stack.start()
+    except LocalStackError as error:
+        stack.stop()
+        print(f"support-pipeline local: {error}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        stack.stop()
+        return 130
     except BaseException:
         stack.stop()
         raise
     if stopped.is_set():
         stack.stop()
         return 0
-    print(f"""
-Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS account).
-
-  Webhook URL:     {stack.webhook_url}
-  Webhook secret:  {secret}
-  Status:          http://{stack.host}:{stack.port}{STATUS_PATH}
-  Chatwoot:        {stack.chatwoot_url or "none: actions are dry runs (`actions list`)"}
-  Processor:       {len(stack._pollers)} batches at once (pollers)
-  SLA sweep:       {stack.sweep_schedule()}; run one now with
-                   curl -X POST http://{stack.host}:{stack.port}{SWEEP_PATH}
-  Report:          http://{stack.host}:{stack.port}{REPORT_PATH}
-                   (this week so far; ?week=2026-W39 for a past week, &format=json|md|csv)
-
-Point Chatwoot (or a tunnel to it) at the URL and give it this secret, or pass your
-webhook's own secret with --secret / $CHATWOOT_WEBHOOK_SECRET. For the ops CLI, in another shell:
-""")
-    for name, value in stack.exports().items():
-        print(f"  export {name}={value}")
-    print(
-        "\n  support-pipeline dlq list\n  support-pipeline drafts list"
-        "\n  support-pipeline report --week 2026-W39"
-        "\n\nCtrl-C stops everything.",
-        flush=True,
-    )
+    print(banner(stack, secret, generated=not args.secret), flush=True)
 
     while not stopped.wait(0.5):  # a timed wait lets the signal handler run promptly
         pass

@@ -19,12 +19,14 @@ def visibility_timeout(
     base: int,
     cap: int,
     rng: Callable[[], float] = random.random,
+    scale: float = 1.0,
 ) -> int:
     """Seconds to hide a failed message: "equal jitter" in [ceiling/2, ceiling].
 
     Half the delay is fixed so the delays grow with the attempts; the random half spreads a burst
-    of failures (say, a Chatwoot outage) so retries do not arrive in lockstep.
+    of failures (say, a Chatwoot outage) so retries do not arrive in lockstep. ``scale`` shortens
+    every delay alike, for practice on the local stack (deployed: always 1).
     """
     ceiling = backoff_ceiling(receive_count, base, cap)
     half = ceiling / 2
-    return round(half + rng() * half)
+    return max(0, round((half + rng() * half) * scale))

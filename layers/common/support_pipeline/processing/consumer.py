@@ -291,6 +291,7 @@ class EventConsumer:
             self.settings.backoff_base_seconds,
             self.settings.backoff_cap_seconds,
             self.rng,
+            self.settings.backoff_scale,
         )
         self.telemetry.count("EventRetried", reason=failure.error_type)
         logger.warning(

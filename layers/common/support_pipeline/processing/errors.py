@@ -35,6 +35,23 @@ PERMANENT_AWS_CODES = frozenset(
 
 REASON_LIMIT = 1000
 
+# Error types the pipeline only ever gives permanent failures (a test keeps this list in step
+# with the code): redriving such a message fails again unless the payload or setup changed.
+PERMANENT_ERROR_TYPES = frozenset(
+    {
+        "invalid_payload",
+        "invalid_id",
+        "approval_required",
+        "invalid_period",
+        "claim_check",
+        "chatwoot_rejected",
+        "drafter_rejected",
+        "drafter_bad_answer",
+        "drafter_misconfigured",
+        "aws_rejected",
+    }
+)
+
 
 class PipelineError(Exception):
     """An error whose class and reason the pipeline chose. ``reason`` is safe to log."""

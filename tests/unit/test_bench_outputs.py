@@ -1,0 +1,81 @@
+"""`make bench` says what it measures as it goes and leaves tracked files alone; only
+`--write-docs` (`make bench-docs`) rewrites the docs page. One tiny step instead of the real
+measurements."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+
+import pytest
+
+from tests.support import ROOT
+
+
+@pytest.fixture
+def bench(monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "STEPS", [("tiny", "a tiny step", lambda args: {"value": 42})])
+    monkeypatch.setattr(
+        module, "render", lambda results: f"# Benchmarks\n\ntiny {results['tiny']}\n"
+    )
+    # The local stack's section (scripts/bench_local.py) is measured elsewhere: a stub here,
+    # recording where it was asked to write.
+    local = types.ModuleType("bench_local")
+    local.MEASUREMENT = tmp_path / "local-stack.json"  # type: ignore[attr-defined]
+    local.calls = []  # type: ignore[attr-defined]
+    local.run = lambda *args: local.calls.append(args) or {}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bench_local", local)
+    module.local_stub = local
+    return module
+
+
+@pytest.fixture
+def docs(bench, tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text(
+        f"# Benchmarks\n\nold numbers\n\n{bench.KEPT_MARKER}\n\n## 4. The built layer\n\nkept\n"
+    )
+    return page
+
+
+def test_by_default_results_go_to_an_untracked_file_and_the_docs_stay_as_they_were(
+    bench, docs, tmp_path, capsys
+):
+    before = docs.read_text()
+    out = tmp_path / ".bench" / "results.md"
+    assert bench.main(["--out", str(out), "--docs", str(docs)]) == 0
+    assert docs.read_text() == before
+    assert "tiny {'value': 42}" in out.read_text() and "## 4. The built layer" in out.read_text()
+    assert out.with_suffix(".json").exists()
+    err = capsys.readouterr().err
+    assert "bench: [1/1] a tiny step ..." in err and "bench: [1/1] a tiny step: done in" in err
+    assert f"results in {out}" in err and "left as it was (make bench-docs rewrites it)" in err
+    assert [call[2:] for call in bench.local_stub.calls] == [(out, None)]
+
+
+def test_write_docs_rewrites_the_page_and_keeps_the_sections_measured_elsewhere(
+    bench, docs, tmp_path, capsys
+):
+    out = tmp_path / "results.md"
+    assert bench.main(["--out", str(out), "--docs", str(docs), "--write-docs"]) == 0
+    text = docs.read_text()
+    assert "old numbers" not in text and "tiny {'value': 42}" in text
+    assert text.endswith("## 4. The built layer\n\nkept\n")
+    assert f"wrote {docs}" in capsys.readouterr().err
+
+
+def test_results_are_untracked():
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert ".bench/" in ignored
+
+
+def test_make_bench_writes_no_docs_and_bench_docs_does():
+    makefile = (ROOT / "Makefile").read_text()
+    bench_recipe = makefile.split("\nbench:", 1)[1].split("\n\n", 1)[0]
+    docs_recipe = makefile.split("\nbench-docs:", 1)[1].split("\n\n", 1)[0]
+    assert "--write-docs" not in bench_recipe and "--write-docs" in docs_recipe
