@@ -18,6 +18,10 @@ def bench(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "STEPS", [("tiny", "a tiny step", lambda args: {"value": 42})])
+    module.local_runs = []  # the local stack section: where it would have written, not a real run
+    monkeypatch.setattr(
+        module, "run_local", lambda args, into: module.local_runs.append((into, args.write_docs))
+    )
     monkeypatch.setattr(
         module, "render", lambda results: f"# Benchmarks\n\ntiny {results['tiny']}\n"
     )
@@ -45,6 +49,7 @@ def test_by_default_results_go_to_an_untracked_file_and_the_docs_stay_as_they_we
     err = capsys.readouterr().err
     assert "bench: [1/1] a tiny step ..." in err and "bench: [1/1] a tiny step: done in" in err
     assert f"results in {out}" in err and "left as it was (make bench-docs rewrites it)" in err
+    assert bench.local_runs == [(out, False)]  # its section into the untracked results
 
 
 def test_write_docs_rewrites_the_page_and_keeps_the_sections_measured_elsewhere(
@@ -56,6 +61,7 @@ def test_write_docs_rewrites_the_page_and_keeps_the_sections_measured_elsewhere(
     assert "old numbers" not in text and "tiny {'value': 42}" in text
     assert text.endswith("## 4. The built layer\n\nkept\n")
     assert f"wrote {docs}" in capsys.readouterr().err
+    assert bench.local_runs == [(docs, True)]
 
 
 def test_results_are_untracked():
