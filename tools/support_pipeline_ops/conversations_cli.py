@@ -459,9 +459,14 @@ def run(args: argparse.Namespace, tables: Tables, out: TextIO) -> int:
     if args.policy:
         from pathlib import Path
 
-        from support_pipeline.policy import parse_policy_text
+        from support_pipeline.policy import PolicyError, parse_policy_text
+        from support_pipeline_ops.cli import UsageError
 
-        policy = parse_policy_text(Path(args.policy).read_text(encoding="utf-8"), args.policy)
+        try:
+            text = Path(args.policy).read_text(encoding="utf-8")
+            policy = parse_policy_text(text, args.policy)
+        except (PolicyError, OSError) as error:  # no such file, not YAML, not a policy
+            raise UsageError(" ".join(str(error).split())) from None  # YAML's spans lines
     view = conversation_view(tables, args.account, args.conversation, policy)
     if view is None:
         raise NotFound(f"no conversation {args.account}/{args.conversation} in the table")
