@@ -41,6 +41,17 @@ def test_actions_list_shows_dry_runs_per_conversation_and_overall(pipeline, monk
     assert cli("actions", "list", "--conversation", "1")[0] == 2  # needs --account
 
 
+@pytest.mark.parametrize(("account", "conversation"), [("1", "abc"), ("x", "1")])
+def test_actions_list_with_an_id_that_is_no_chatwoot_id_says_so_in_one_line(
+    account, conversation, pipeline, monkeypatch, capsys
+):
+    monkeypatch.setenv("ACTIONS_TABLE", pipeline.stack.physical["ActionsTable"])
+    code, text = cli("actions", "list", "--account", account, "--conversation", conversation)
+    assert code == 2 and text == ""
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("support-pipeline: ") and "Traceback" not in line
+
+
 def test_policy_validate_names_the_bad_field(tmp_path, capsys):
     code, text = cli("policy", "validate")
     assert code == 0 and "valid" in text

@@ -350,8 +350,13 @@ def run_actions(args: argparse.Namespace, table: str, out: TextIO) -> int:
 
     if args.conversation and not args.account:
         raise UsageError("--conversation needs --account (conversation ids are per account)")
+    from support_pipeline.processing.errors import PermanentError
+
     dynamodb = aws.resource("dynamodb", aws.CLI_CONFIG, region_name=args.region)
-    items = ActionLedger(dynamodb, table).list(args.account, args.conversation)
+    try:
+        items = ActionLedger(dynamodb, table).list(args.account, args.conversation)
+    except PermanentError as error:  # an id that is no Chatwoot id
+        raise UsageError(getattr(error, "reason", None) or str(error)) from None
     if args.json:
         json.dump(items, out, indent=2, default=str)
         out.write("\n")
