@@ -82,3 +82,29 @@ def test_a_note_summary_skips_headers_and_references():
     assert first_meaningful_line("SLA at risk: due 12:00.") == "SLA at risk: due 12:00."
     assert first_meaningful_line("Header only:") == "Header only:"
     assert first_meaningful_line("") == ""
+
+
+def test_a_note_summary_is_what_the_pipeline_notes_say_not_their_headers():
+    from support_pipeline.drafts.base import DraftResult, Source
+    from support_pipeline.drafts.service import DraftService
+    from support_pipeline.escalation import Escalator, Reason
+    from support_pipeline_ops.conversations_cli import action_summary
+
+    def summary(content: str) -> str:
+        return action_summary({"kind": "private_note", "detail": {"content": content}})
+
+    draft = DraftResult(
+        "knowledge",
+        "Los envíos tardan 3 días.\nTe avisamos al salir.",
+        0.8,
+        "es",
+        (Source("Envíos"),),
+    )
+    note = DraftService._note("d-1", draft)
+    assert note.startswith("Draft reply d-1 · 80% confident · knowledge: Envíos")
+    assert summary(note) == "Los envíos tardan 3 días."
+    escalator = Escalator(policy_with(**{"escalation.team_id": 7}), None, None)
+    refund = escalator.note([Reason("refund", "customer asks for a refund")])
+    assert summary(refund) == "customer asks for a refund"
+    breach = escalator.note([Reason("sla_breach", "SLA breached: the first response was due")])
+    assert summary(breach) == "SLA breached: the first response was due"
