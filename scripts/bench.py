@@ -238,9 +238,10 @@ none due and with 1% due (opened two days ago, first response late). Calls count
 
 With nothing due a sweep makes the same few calls (the sweep lease, the accounts list, one
 `DueConversations` query per account, the pending-drafts query, the lease release) whatever the
-number of open conversations. Each due conversation adds its own work: the SLA state, the
-actions, and one write moving its next due moment on. Before the due index, a sweep read every
-open conversation and its timeline: 9 + 2.7 calls per open conversation on every run.
+number of open conversations. Each due conversation adds its own work: its record read again
+before acting and after (the index lags; the move is conditional on what was read), the SLA
+state, the actions, and one write moving its next due moment on. Before the due index, a sweep
+read every open conversation and its timeline: 9 + 2.7 calls per open conversation on every run.
 
 """
 
@@ -765,6 +766,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def run_local(args: argparse.Namespace, section_into: Path | None) -> dict[str, Any]:
+    """The local stack end to end (scripts/bench_local.py): its section goes between its markers
+    in ``section_into``; its raw figures next to the docs (docs/measurements/local-stack.json,
+    which scripts/cost.py reads) only with --write-docs, else to .bench/."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_local
+
+    measurement = (
+        args.docs.parent / "measurements" / "local-stack.json" if args.write_docs else None
+    )
+    return bench_local.run(args.load_events, args.load_concurrency, section_into, measurement)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=11)
@@ -803,16 +817,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.only == "local":
-        import bench_local
-
-        measured = bench_local.run(
-            args.load_events,
-            args.load_concurrency,
-            args.docs if args.write_docs else None,
-            bench_local.MEASUREMENT if args.write_docs else None,
-        )
+        measured = run_local(args, args.docs if args.write_docs else None)
         print(json.dumps(measured, indent=2))
-        print(bench_local.render(measured))
         return 0
 
     if args.only == "sweep":
@@ -840,15 +846,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: wrote {args.docs}", file=sys.stderr)
     else:
         print(f"bench: {args.docs} left as it was (make bench-docs rewrites it)", file=sys.stderr)
-    import bench_local
-
     # The local stack's section, between its markers, in the same file.
-    bench_local.run(
-        args.load_events,
-        args.load_concurrency,
-        args.docs if args.write_docs else args.out,
-        bench_local.MEASUREMENT if args.write_docs else None,
-    )
+    run_local(args, args.docs if args.write_docs else args.out)
     return 0
 
 

@@ -256,7 +256,7 @@ def render(m: dict[str, Any]) -> str:
     row += f"| {s['dead_lettered']} | {s['pipeline_events']} | {lost} |"
     verdict = "meets" if e2e >= TARGET_PER_SECOND else "DOES NOT MEET"
     return f"""{BEGIN}
-## Local stack end to end
+## 8. Local stack end to end
 
 The README's run command (`support-pipeline local`: moto server, the HTTP front with the
 ingest handler, {m["pollers"]} processor pollers, each its own process) under the load

@@ -2,7 +2,7 @@
 
 Inputs, all read, none typed in:
 
-- docs/measurements/local-stack.json (`make bench`, section "Local stack end to end"): per
+- docs/measurements/local-stack.json (`make bench-docs`, section "Local stack end to end"): per
   webhook, the AWS calls the functions made by operation, the processor's batches and their
   duration, the ingest handler's duration, the bytes both printed (CloudWatch Logs), and what the
   run left stored in DynamoDB and S3;

@@ -151,3 +151,22 @@ def test_the_page_is_self_contained_and_escapes_what_it_shows(ran):
     parser = Tags()
     parser.feed(page)
     assert {"html", "h1", "table", "style"} <= set(parser.seen)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), [("missing.yaml", None), ("bad.yaml", "timezone: [unclosed\n")]
+)
+def test_show_with_an_unusable_policy_says_why_in_one_line(
+    name, text, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("CONVERSATIONS_TABLE", "conversations")
+    monkeypatch.setenv("ACTIONS_TABLE", "actions")
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+
+    code, shown = cli("conversations", "show", "1", "1", "--policy", str(path))
+
+    assert code == 2 and shown == ""
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("support-pipeline: ") and name in line

@@ -84,6 +84,34 @@ def test_redriving_a_permanent_failure_warns_it_will_fail_again(dead, capsys):
     assert "fail again unless" in warning
 
 
+def test_redrive_all_by_move_task_warns_about_permanent_failures_before_starting_it(dead, capsys):
+    class MoveTaskSQS:  # AWS has StartMessageMoveTask; moto does not
+        def __init__(self) -> None:
+            self.warned_before: list[str] = []
+
+        def start_message_move_task(self, **kwargs: str) -> dict[str, str]:
+            self.warned_before.append(capsys.readouterr().err)
+            return {"TaskHandle": "task-123"}
+
+    def arn(url: str) -> str:
+        attributes = dead.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        return attributes["Attributes"]["QueueArn"]
+
+    mover = MoveTaskSQS()
+    queues = Queues(dead.queue_url, dead.dlq_url, arn(dead.queue_url), arn(dead.dlq_url), "")
+    dlq = DeadLetterQueue(dead.sqs, dead.dlq_url, dead.queue_url, move_task_sqs=mover)
+    args = build_parser().parse_args(["dlq", "redrive", "--all"])
+    out = io.StringIO()
+
+    assert run_dlq(args, dlq, queues, out) == 0
+
+    assert "task-123" in out.getvalue()
+    [warning] = mover.warned_before
+    assert "3 in the DLQ failed permanently (invalid_payload)" in warning
+    assert "fail again unless" in warning
+    assert len(dead.messages(dead.dlq_url)) == 3  # the peek left them for the task
+
+
 def test_the_permanent_error_types_are_the_ones_only_raised_as_permanent():
     import re
 

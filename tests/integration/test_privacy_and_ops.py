@@ -42,6 +42,13 @@ class MoveTaskSQS:
         self.tasks.append(kwargs)
         return {"TaskHandle": "task-123"}
 
+    # An empty DLQ for the peek that comes first (the permanent-failure warning).
+    def get_queue_attributes(self, **kwargs: object) -> dict[str, dict[str, str]]:
+        return {"Attributes": {}}
+
+    def receive_message(self, **kwargs: object) -> dict[str, list[object]]:
+        return {"Messages": []}
+
 
 def test_redrive_all_uses_sqs_message_move_task_where_supported():
     sqs = MoveTaskSQS()

@@ -41,6 +41,17 @@ def test_actions_list_shows_dry_runs_per_conversation_and_overall(pipeline, monk
     assert cli("actions", "list", "--conversation", "1")[0] == 2  # needs --account
 
 
+@pytest.mark.parametrize(("account", "conversation"), [("1", "abc"), ("x", "1")])
+def test_actions_list_with_an_id_that_is_no_chatwoot_id_says_so_in_one_line(
+    account, conversation, pipeline, monkeypatch, capsys
+):
+    monkeypatch.setenv("ACTIONS_TABLE", pipeline.stack.physical["ActionsTable"])
+    code, text = cli("actions", "list", "--account", account, "--conversation", conversation)
+    assert code == 2 and text == ""
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("support-pipeline: ") and "Traceback" not in line
+
+
 def test_policy_validate_names_the_bad_field(tmp_path, capsys):
     code, text = cli("policy", "validate")
     assert code == 0 and "valid" in text
@@ -71,3 +82,29 @@ def test_a_note_summary_skips_headers_and_references():
     assert first_meaningful_line("SLA at risk: due 12:00.") == "SLA at risk: due 12:00."
     assert first_meaningful_line("Header only:") == "Header only:"
     assert first_meaningful_line("") == ""
+
+
+def test_a_note_summary_is_what_the_pipeline_notes_say_not_their_headers():
+    from support_pipeline.drafts.base import DraftResult, Source
+    from support_pipeline.drafts.service import DraftService
+    from support_pipeline.escalation import Escalator, Reason
+    from support_pipeline_ops.conversations_cli import action_summary
+
+    def summary(content: str) -> str:
+        return action_summary({"kind": "private_note", "detail": {"content": content}})
+
+    draft = DraftResult(
+        "knowledge",
+        "Los envíos tardan 3 días.\nTe avisamos al salir.",
+        0.8,
+        "es",
+        (Source("Envíos"),),
+    )
+    note = DraftService._note("d-1", draft)
+    assert note.startswith("Draft reply d-1 · 80% confident · knowledge: Envíos")
+    assert summary(note) == "Los envíos tardan 3 días."
+    escalator = Escalator(policy_with(**{"escalation.team_id": 7}), None, None)
+    refund = escalator.note([Reason("refund", "customer asks for a refund")])
+    assert summary(refund) == "customer asks for a refund"
+    breach = escalator.note([Reason("sla_breach", "SLA breached: the first response was due")])
+    assert summary(breach) == "SLA breached: the first response was due"

@@ -5,8 +5,6 @@ measurements."""
 from __future__ import annotations
 
 import importlib.util
-import sys
-import types
 
 import pytest
 
@@ -14,23 +12,19 @@ from tests.support import ROOT
 
 
 @pytest.fixture
-def bench(monkeypatch, tmp_path):
+def bench(monkeypatch):
     spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "STEPS", [("tiny", "a tiny step", lambda args: {"value": 42})])
+    module.local_runs = []  # the local stack section: where it would have written, not a real run
+    monkeypatch.setattr(
+        module, "run_local", lambda args, into: module.local_runs.append((into, args.write_docs))
+    )
     monkeypatch.setattr(
         module, "render", lambda results: f"# Benchmarks\n\ntiny {results['tiny']}\n"
     )
-    # The local stack's section (scripts/bench_local.py) is measured elsewhere: a stub here,
-    # recording where it was asked to write.
-    local = types.ModuleType("bench_local")
-    local.MEASUREMENT = tmp_path / "local-stack.json"  # type: ignore[attr-defined]
-    local.calls = []  # type: ignore[attr-defined]
-    local.run = lambda *args: local.calls.append(args) or {}  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "bench_local", local)
-    module.local_stub = local
     return module
 
 
@@ -55,7 +49,7 @@ def test_by_default_results_go_to_an_untracked_file_and_the_docs_stay_as_they_we
     err = capsys.readouterr().err
     assert "bench: [1/1] a tiny step ..." in err and "bench: [1/1] a tiny step: done in" in err
     assert f"results in {out}" in err and "left as it was (make bench-docs rewrites it)" in err
-    assert [call[2:] for call in bench.local_stub.calls] == [(out, None)]
+    assert bench.local_runs == [(out, False)]  # its section into the untracked results
 
 
 def test_write_docs_rewrites_the_page_and_keeps_the_sections_measured_elsewhere(
@@ -67,6 +61,7 @@ def test_write_docs_rewrites_the_page_and_keeps_the_sections_measured_elsewhere(
     assert "old numbers" not in text and "tiny {'value': 42}" in text
     assert text.endswith("## 4. The built layer\n\nkept\n")
     assert f"wrote {docs}" in capsys.readouterr().err
+    assert bench.local_runs == [(docs, True)]
 
 
 def test_results_are_untracked():

@@ -23,6 +23,10 @@ VERBS = [
     (["signals", "gaps"], "CONVERSATIONS_TABLE"),
     (["drafts", "list"], "CONVERSATIONS_TABLE"),
     (["report", "--week", "2026-W39"], "CONVERSATIONS_TABLE"),
+    (["reconcile"], "CONVERSATIONS_TABLE and EVENTS_QUEUE_URL"),
+    (["pause", "--reason", "INC-1"], "PAUSE_PARAM"),
+    (["resume"], "PAUSE_PARAM"),
+    (["status"], "PAUSE_PARAM"),
 ]
 
 
@@ -62,6 +66,14 @@ def test_a_stack_alone_leaves_only_the_region_missing(tmp_path):
     done = run(["actions", "list"], tmp_path, SUPPORT_PIPELINE_STACK="support-pipeline")
     assert done.returncode == 2
     assert "AWS_REGION or --region" in done.stderr and "--stack" not in done.stderr
+
+
+def test_pause_with_a_region_but_no_stack_or_parameter_refuses_to_write_the_default(tmp_path):
+    done = run(["pause", "consume"], tmp_path, AWS_REGION="eu-west-1")
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert "--stack NAME or SUPPORT_PIPELINE_STACK" in line and "PAUSE_PARAM" in line
+    assert "AWS said" not in line and "AWS_REGION" not in line
 
 
 def test_verbs_without_aws_need_no_settings(tmp_path):

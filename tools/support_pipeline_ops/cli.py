@@ -150,8 +150,13 @@ def run_dlq(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out:
 def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out: TextIO) -> int:
     if not (args.all or args.id or args.event):
         raise UsageError("choose what to redrive: --all, --id ID ..., or --event NAME")
+    warned = False
     if args.all and not args.dry_run:
         waiting = _depth(dlq)
+        # The task moves what it moves out of sight: warn about what will fail again first.
+        seen = dlq.peek()
+        where = "in the DLQ" if seen.complete else f"of the {len(seen.letters)} seen in the DLQ"
+        warned = _warn_permanent(seen.letters, where)
         handle = dlq.start_move_task(queues.dlq_arn, queues.queue_arn)
         if handle is not None:
             out.write(f"Started SQS message move task {handle}; messages return to EventsQueue.\n")
@@ -174,14 +179,8 @@ def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out
     for letter in moved:
         error_type = letter.attributes.get("error_type", "unknown")
         out.write(f"  {letter.message_id}  {letter.event}  {error_type}\n")
-    permanent = [letter for letter in moved if letter.permanent]
-    if permanent:
-        print(
-            f"support-pipeline: warning: {len(permanent)} of these failed permanently "
-            f"({', '.join(sorted({str(p.attributes.get('error_type')) for p in permanent}))}): "
-            "they will fail again unless the payload, the policy or Chatwoot changed",
-            file=sys.stderr,
-        )
+    if not warned:  # the one-by-one fallback after the move task's peek warned already
+        _warn_permanent(moved)
     code = 0
     if not result.peek.complete:
         out.write(f"Looked at only part of the DLQ: {result.peek.note()}; run it again.\n")
@@ -191,6 +190,20 @@ def _redrive(args: argparse.Namespace, dlq: DeadLetterQueue, queues: Queues, out
         out.write(f"Not found in the DLQ: {', '.join(sorted(missing))}\n")
         code = 1
     return code
+
+
+def _warn_permanent(letters: list[DeadLetter], which: str = "of these") -> bool:
+    """On stderr: how many of ``letters`` failed permanently, and so will fail again; whether
+    any did."""
+    permanent = [letter for letter in letters if letter.permanent]
+    if permanent:
+        print(
+            f"support-pipeline: warning: {len(permanent)} {which} failed permanently "
+            f"({', '.join(sorted({str(p.attributes.get('error_type')) for p in permanent}))}): "
+            "they will fail again unless the payload, the policy or Chatwoot changed",
+            file=sys.stderr,
+        )
+    return bool(permanent)
 
 
 def _depth(dlq: DeadLetterQueue) -> int:
@@ -353,8 +366,13 @@ def run_actions(args: argparse.Namespace, table: str, out: TextIO) -> int:
 
     if args.conversation and not args.account:
         raise UsageError("--conversation needs --account (conversation ids are per account)")
+    from support_pipeline.processing.errors import PermanentError
+
     dynamodb = aws.resource("dynamodb", aws.CLI_CONFIG, region_name=args.region)
-    items = ActionLedger(dynamodb, table).list(args.account, args.conversation)
+    try:
+        items = ActionLedger(dynamodb, table).list(args.account, args.conversation)
+    except PermanentError as error:  # an id that is no Chatwoot id
+        raise UsageError(getattr(error, "reason", None) or str(error)) from None
     if args.json:
         json.dump(items, out, indent=2, default=str)
         out.write("\n")

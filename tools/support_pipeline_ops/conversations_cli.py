@@ -16,6 +16,7 @@ import argparse
 import html
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -179,12 +180,17 @@ def action_summary(item: dict[str, Any]) -> str:
     return json.dumps(detail, sort_keys=True, default=str)
 
 
+# A draft note's header (drafts.service.DraftService._note): "Draft reply d-1 · 80% confident ·
+# knowledge: Envíos".
+_DRAFT_HEADER = re.compile(r"^Draft reply \S+ · \d+% confident · ")
+
+
 def first_meaningful_line(text: str) -> str:
-    """The first line that says something: headers (``...:``), reference lines and list
-    bullets' markers are skipped; the header alone when nothing else is there."""
+    """The first line that says something: headers (``...:``, a draft note's), reference lines
+    and list bullets' markers are skipped; the header alone when nothing else is there."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
-        if line.endswith(":") or line.startswith("ref: "):
+        if line.endswith(":") or line.startswith("ref: ") or _DRAFT_HEADER.match(line):
             continue
         return line.removeprefix("- ").strip()
     return lines[0] if lines else ""
@@ -459,9 +465,14 @@ def run(args: argparse.Namespace, tables: Tables, out: TextIO) -> int:
     if args.policy:
         from pathlib import Path
 
-        from support_pipeline.policy import parse_policy_text
+        from support_pipeline.policy import PolicyError, parse_policy_text
+        from support_pipeline_ops.cli import UsageError
 
-        policy = parse_policy_text(Path(args.policy).read_text(encoding="utf-8"), args.policy)
+        try:
+            text = Path(args.policy).read_text(encoding="utf-8")
+            policy = parse_policy_text(text, args.policy)
+        except (PolicyError, OSError) as error:  # no such file, not YAML, not a policy
+            raise UsageError(" ".join(str(error).split())) from None  # YAML's spans lines
     view = conversation_view(tables, args.account, args.conversation, policy)
     if view is None:
         raise NotFound(f"no conversation {args.account}/{args.conversation} in the table")

@@ -18,6 +18,12 @@ PIPELINE_VARIABLES = {
     "signals": ("CONVERSATIONS_TABLE",),
     "drafts": ("CONVERSATIONS_TABLE",),
     "report": ("CONVERSATIONS_TABLE",),
+    "reconcile": ("CONVERSATIONS_TABLE", "EVENTS_QUEUE_URL"),
+    # The pause switch's parameter: without a stack or PAUSE_PARAM there is no telling which
+    # pipeline's switch to write (the template's default name may be every stack's).
+    "pause": ("PAUSE_PARAM",),
+    "resume": ("PAUSE_PARAM",),
+    "status": ("PAUSE_PARAM",),
 }
 
 

@@ -689,6 +689,7 @@ class LocalStack:
             "PAYLOAD_BUCKET": stack.physical["PayloadBucket"],
             "ACTIONS_TABLE": stack.physical["ActionsTable"],
             "CONVERSATIONS_TABLE": stack.physical["ConversationsTable"],
+            "PAUSE_PARAM": stack.parameters["PauseParamName"],
         }
 
     def stop(self) -> None:
