@@ -2,13 +2,13 @@
 
 import io
 import json
-import os
 
 import pytest
 
 from support_pipeline_ops.cli import main as cli_main
-from support_pipeline_ops.local.stack import LocalStack, free_port
-from tests.support import FIXTURES, ROOT
+from support_pipeline_ops.local.stack import free_port
+from tests.e2e.stacks import running_stack
+from tests.support import FIXTURES
 
 pytestmark = pytest.mark.e2e
 SECRET = "e2e-secret-for-the-load-command"  # invented
@@ -16,22 +16,9 @@ SECRET = "e2e-secret-for-the-load-command"  # invented
 
 @pytest.fixture(scope="module")
 def local():
-    saved = dict(os.environ)
-    stack = LocalStack(
-        template_path=ROOT / "template.yaml",
-        secret=SECRET,
-        port=0,
-        moto_port=0,
-        sweep_every=0,
-        stack_name="e2e-load",  # moto servers in one process share their state
-    )
-    stack.start()
-    try:
+    # moto servers in one process share their state: a stack name of its own
+    with running_stack(SECRET, stack_name="e2e-load") as stack:
         yield stack
-    finally:
-        stack.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def load(*args: str) -> tuple[int, str]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from support_pipeline_ops.local.stack import LocalStack
-from tests.support import NOW, ROOT, body_of, incoming, signed_headers
+from tests.e2e.stacks import running_stack
+from tests.support import NOW, body_of, incoming, signed_headers
 
 pytestmark = pytest.mark.e2e
 SECRET = "e2e-secret-for-conversations"  # invented
@@ -21,15 +21,8 @@ CLI = Path(sys.executable).parent / "support-pipeline"
 
 @pytest.fixture(scope="module")
 def local():
-    saved = dict(os.environ)
-    stack = LocalStack(template_path=ROOT / "template.yaml", secret=SECRET, port=0, moto_port=0)
-    stack.start()
-    try:
+    with running_stack(SECRET, sweep_every=None) as stack:
         yield stack
-    finally:
-        stack.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def cli(local, *argv):

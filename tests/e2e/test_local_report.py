@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import boto3
@@ -10,7 +9,8 @@ import pytest
 import requests
 
 from support_pipeline_ops.local.stack import REPORT_PATH, LocalStack
-from tests.support import CONVERSATION_STORY, ROOT, body_of, fixture, signed_headers
+from tests.e2e.stacks import running_stack
+from tests.support import CONVERSATION_STORY, body_of, fixture, signed_headers
 
 pytestmark = pytest.mark.e2e
 SECRET = "e2e-secret-for-the-local-report"  # invented
@@ -18,22 +18,9 @@ SECRET = "e2e-secret-for-the-local-report"  # invented
 
 @pytest.fixture(scope="module")
 def local():
-    saved = dict(os.environ)
-    stack = LocalStack(
-        template_path=ROOT / "template.yaml",
-        secret=SECRET,
-        port=0,
-        moto_port=0,
-        sweep_every=0,
-        stack_name="e2e-report",  # moto servers in one process share their state
-    )
-    stack.start()
-    try:
+    # moto servers in one process share their state: a stack name of its own
+    with running_stack(SECRET, stack_name="e2e-report") as stack:
         yield stack
-    finally:
-        stack.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def report_url(local: LocalStack, query: str = "") -> str:

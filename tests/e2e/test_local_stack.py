@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from support_pipeline_ops.cli import main as cli_main
-from support_pipeline_ops.local.stack import LocalStack
-from tests.support import ALL_FIXTURES, ROOT, body_of, fixture, signed_headers
+from tests.e2e.stacks import running_stack
+from tests.support import ALL_FIXTURES, body_of, fixture, signed_headers
 
 pytestmark = pytest.mark.e2e
 SECRET = "e2e-secret-for-local-stack"  # invented
@@ -19,15 +19,8 @@ SECRET = "e2e-secret-for-local-stack"  # invented
 
 @pytest.fixture(scope="module")
 def local():
-    saved = dict(os.environ)
-    stack = LocalStack(template_path=ROOT / "template.yaml", secret=SECRET, port=0, moto_port=0)
-    stack.start()
-    try:
+    with running_stack(SECRET, sweep_every=None) as stack:
         yield stack
-    finally:
-        stack.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def post(local, payload, **headers_kwargs):

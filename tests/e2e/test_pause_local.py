@@ -13,12 +13,11 @@ import time
 import boto3
 import pytest
 import requests
-import yaml
 
 from support_pipeline_ops.cli import main as cli_main
 from support_pipeline_ops.local.fake_chatwoot import FakeChatwoot
-from support_pipeline_ops.local.stack import LocalStack
-from tests.support import NOW, ROOT, SHIPPED_POLICY, body_of, incoming, signed_headers
+from tests.e2e.stacks import policy_file, running_stack
+from tests.support import NOW, body_of, incoming, signed_headers
 
 pytestmark = pytest.mark.e2e
 SECRET = "e2e-pause-secret"  # invented
@@ -26,35 +25,25 @@ SECRET = "e2e-pause-secret"  # invented
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    policy = yaml.safe_load(SHIPPED_POLICY.read_text())
-    policy["drafts"]["enabled"] = False  # no delayed draft events to wait for here
-    policy_file = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump(policy))
-    saved = dict(os.environ)
+    def no_drafts(policy):
+        policy["drafts"]["enabled"] = False  # no delayed draft events to wait for here
+
     fake = FakeChatwoot(token="e2e-pause-token").start()
     for conversation in range(1, 6):
         fake.add_conversation(1, conversation)
-    stack = LocalStack(
-        template_path=ROOT / "template.yaml",
-        secret=SECRET,
-        port=0,
-        moto_port=0,
-        chatwoot_url=fake.url,
-        chatwoot_token=fake.token,
-        sweep_every=0,
-        policy_file=policy_file,
-        stack_name="e2e-pause",  # moto servers in one process share their state
-        parameters={"PauseCacheSeconds": "0", "PausedEventDelaySeconds": "1"},
-    )
-    stack.start()
-    os.environ.update(stack.exports())
     try:
-        yield stack, fake
+        with running_stack(
+            SECRET,
+            chatwoot_url=fake.url,
+            chatwoot_token=fake.token,
+            policy_file=policy_file(tmp_path_factory, no_drafts),
+            stack_name="e2e-pause",  # moto servers in one process share their state
+            parameters={"PauseCacheSeconds": "0", "PausedEventDelaySeconds": "1"},
+        ) as stack:
+            os.environ.update(stack.exports())
+            yield stack, fake
     finally:
-        stack.stop()
         fake.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def cli(*argv):

@@ -3,7 +3,6 @@
 The local stack runs the real handlers on moto; a fake Chatwoot on loopback receives the calls.
 """
 
-import os
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -11,14 +10,11 @@ from zoneinfo import ZoneInfo
 import boto3
 import pytest
 import requests
-import yaml
 
 from support_pipeline.chatwoot.client import reference
 from support_pipeline_ops.local.fake_chatwoot import FakeChatwoot
-from support_pipeline_ops.local.stack import LocalStack
+from tests.e2e.stacks import policy_file, running_stack
 from tests.support import (
-    ROOT,
-    SHIPPED_POLICY,
     agent_message,
     body_of,
     incoming,
@@ -36,33 +32,23 @@ def bogota(*parts):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    policy = yaml.safe_load(SHIPPED_POLICY.read_text())
-    policy["escalation"]["team_id"] = 7
-    policy["drafts"]["burst_window"] = "1s"  # a real delay on the local stack's queue
-    policy["drafts"]["inboxes"] = {"1": "off"}  # the SLA story's inbox; drafts are tried on 2
-    policy_file = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump(policy))
-    saved = dict(os.environ)
+    def for_the_story(policy):
+        policy["escalation"]["team_id"] = 7
+        policy["drafts"]["burst_window"] = "1s"  # a real delay on the local stack's queue
+        policy["drafts"]["inboxes"] = {"1": "off"}  # the SLA story's inbox; drafts tried on 2
+
     fake = FakeChatwoot(token="e2e-chatwoot-token").start()
-    stack = LocalStack(
-        template_path=ROOT / "template.yaml",
-        secret=SECRET,
-        port=0,
-        moto_port=0,
-        chatwoot_url=fake.url,
-        chatwoot_token=fake.token,
-        sweep_every=0,
-        policy_file=policy_file,
-        stack_name="e2e-support",  # moto servers in one process share their state
-    )
-    stack.start()
     try:
-        yield stack, fake
+        with running_stack(
+            SECRET,
+            chatwoot_url=fake.url,
+            chatwoot_token=fake.token,
+            policy_file=policy_file(tmp_path_factory, for_the_story),
+            stack_name="e2e-support",  # moto servers in one process share their state
+        ) as stack:
+            yield stack, fake
     finally:
-        stack.stop()
         fake.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def sweep(stack, at):
