@@ -46,6 +46,7 @@ import yaml  # noqa: E402
 
 from support_pipeline.chatwoot.signature import sign  # noqa: E402
 from support_pipeline_ops.local import template as cfn  # noqa: E402
+from support_pipeline_ops.queues import queue_depth  # noqa: E402
 
 STACK_NAME = "support-pipeline-local"  # the names events/env.json was written for
 KIND_ORDER = {"api": 0, "sqs": 1, "schedule": 2, "other": 3}
@@ -271,15 +272,7 @@ def snapshot(
     shot = Snapshot(dead_letter=set(dlqs))
     for name in stack.resources("AWS::SQS::Queue"):
         url = stack.physical[name]
-        attrs = clients["sqs"].get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        shot.queues[name] = sum(int(v) for v in attrs.values())
+        shot.queues[name] = queue_depth(clients["sqs"], url).total
         if before is not None and shot.queues[name] > before.queues.get(name, 0):
             shot.taken[name] = take(clients["sqs"], url)
     for name in stack.resources("AWS::DynamoDB::Table"):

@@ -9,6 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from support_pipeline_ops.local import moto_fast
+from support_pipeline_ops.queues import queue_depth
 
 
 @pytest.fixture
@@ -80,19 +81,7 @@ def test_receive_visibility_delete_and_counts_are_unchanged(fast):
     sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=1)
 
     def counts() -> tuple[int, int, int]:
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        return (
-            int(attributes["ApproximateNumberOfMessages"]),
-            int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-            int(attributes["ApproximateNumberOfMessagesDelayed"]),
-        )
+        return tuple(queue_depth(sqs, url))
 
     assert counts() == (3, 0, 1)
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]

@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from support_pipeline import aws
 from support_pipeline.pause import ACTIONS, CONSUME, DEFAULT_PARAMETER, OFF, parse_mode
+from support_pipeline_ops.queues import queue_depth
 
 Clients = Callable[[str], Any]
 PROCESSOR = "ProcessorFunction"
@@ -180,19 +181,7 @@ def _depths(sqs: Any, stack: _Stack) -> dict[str, dict[str, int]]:
     for queue, url in urls.items():
         if not url:
             continue
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        depths[queue] = {
-            "waiting": int(attributes.get("ApproximateNumberOfMessages", 0)),
-            "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-            "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
-        }
+        depths[queue] = queue_depth(sqs, url)._asdict()
     return depths
 
 

@@ -34,6 +34,7 @@ from support_pipeline.chatwoot.payload import to_epoch
 from support_pipeline_ops.local import lambda_shim
 from support_pipeline_ops.local import template as cfn
 from support_pipeline_ops.local.poller import MetricsSplit
+from support_pipeline_ops.queues import queue_depth
 
 WEBHOOK_PATH = "/webhooks/chatwoot"
 STATUS_PATH = "/_local/status"
@@ -636,20 +637,8 @@ class LocalStack:
         stack = self._running()
 
         def depth(url: str) -> int:
-            attrs = self._sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                    "ApproximateNumberOfMessagesDelayed",
-                ],
-            )["Attributes"]
             # Delayed messages too: the pipeline's own scheduled events (drafts) are work to do.
-            return (
-                int(attrs["ApproximateNumberOfMessages"])
-                + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-                + int(attrs.get("ApproximateNumberOfMessagesDelayed", 0))
-            )
+            return queue_depth(self._sqs, url).total
 
         # The queues first, then the reports: a poller reports a batch before deleting it, so
         # whatever the queues no longer hold is counted below.
