@@ -13,22 +13,8 @@ from support_pipeline_ops.conversations_cli import (
     conversation_view,
     render_conversation_html,
 )
-from tests.support import NOW, fixture, incoming, policy_with
-
-HOUR = 3600
-POLICY = policy_with(
-    **{
-        "escalation.team_id": 7,
-        "sla.clock_starts": "created",
-        "sla.business_hours_only": {
-            "first_response": False,
-            "next_response": False,
-            "resolution": False,
-        },
-        "sla.targets.none": {"first_response": "1h", "next_response": "2h", "resolution": "1d"},
-    }
-)
-CREATED = 1790475251  # the captured conversation's created_at
+from tests.integration.test_sla import CREATED, HOUR, POLICY  # wall-clock targets
+from tests.support import NOW, fixture, incoming
 
 
 def cli(*argv):

@@ -148,6 +148,15 @@ class World:
         assert found is not None
         return found
 
+    def one_question_heard(self, conversation: int, wait: float = 300) -> None:
+        """Conversation ``conversation``: a customer's "hola" delivered and processed, then
+        ``wait`` seconds pass."""
+        self.fake.add_conversation(1, conversation)
+        self.fake.add_customer_message(1, conversation, "hola")
+        self.deliver()
+        self.process()
+        self.clock.advance(wait)
+
     def second_messages_lost(
         self, conversations: int, first: str, second: str, gap: float
     ) -> list[dict[str, Any]]:
@@ -371,11 +380,7 @@ def test_a_conversation_deleted_since_it_was_listed_is_skipped_and_the_run_goes_
 
 def test_a_token_chatwoot_refuses_fails_the_run_so_its_alarm_fires(world):
     fake, clock = world.fake, world.clock
-    fake.add_conversation(1, 1)
-    fake.add_customer_message(1, 1, "hola")
-    world.deliver()
-    world.process()
-    clock.advance(300)
+    world.one_question_heard(1)
     world.client = ChatwootClient(fake.url, lambda: "a-revoked-token")
     with pytest.raises(ReconcileError, match="account 1: chatwoot_rejected"):
         world.reconcile()
@@ -405,11 +410,7 @@ def test_more_than_25_conversations_are_read_page_by_page(world):
 
 def test_more_than_100_missed_messages_of_one_conversation_come_back_page_by_page(world):
     fake, clock = world.fake, world.clock
-    fake.add_conversation(1, 4)
-    fake.add_customer_message(1, 4, "hola")
-    world.deliver()
-    world.process()
-    clock.advance(300)
+    world.one_question_heard(4)
     world.reconcile()  # verified up to the first message
     seen_up_to = world.record(4)["reconciled_message_id"]
     lost = []
@@ -474,11 +475,7 @@ def test_an_account_with_nothing_missing_costs_the_same_few_calls_whatever_its_s
 # ---- what is not missing -------------------------------------------------------------------
 def test_changes_chatwoot_sends_no_webhook_for_are_not_replayed(world):
     fake, clock = world.fake, world.clock
-    fake.add_conversation(1, 5)
-    fake.add_customer_message(1, 5, "hola")
-    world.deliver()
-    world.process()
-    clock.advance(60)
+    world.one_question_heard(5, wait=60)
     # The pipeline's own label change: an activity message (no webhook) and conversation_updated.
     world.client.add_labels("1", "5", ["billing"])
     world.deliver()
