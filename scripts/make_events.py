@@ -188,6 +188,7 @@ def main() -> None:
             "SignalsExportFunction",
             "WeeklyReportFunction",
             "ReconcilerFunction",
+            "HealthProbeFunction",
         )
     }
     write(events / "env.json", env)

@@ -41,6 +41,10 @@ _FN_TAGS = [
 ]
 
 
+# API Gateway resources the local stack does not create (the HTTP front stands in for them).
+API_TYPES = ("AWS::Serverless::HttpApi", "AWS::ApiGatewayV2::Api", "AWS::Serverless::Api")
+
+
 class _CfnLoader(yaml.SafeLoader):
     """SafeLoader that understands CloudFormation's short-form tags."""
 
@@ -157,6 +161,10 @@ class Stack:
             return value
         if name in self.physical:
             return self.physical[name]
+        if self.template.get("Resources", {}).get(name, {}).get("Type") in API_TYPES:
+            # No API Gateway here: a stand-in id, so a URL built from it (the health probe's
+            # WEBHOOK_URL) resolves to a name that clearly is not a real API.
+            return f"{name.lower()}-local"
         raise KeyError(f"cannot resolve Ref {name} locally")
 
     def _get_att(self, name: str, attr: str) -> str:
