@@ -339,3 +339,50 @@ def test_each_function_logs_under_its_own_name_and_metrics_go_aside(practice) ->
     for line in by_service["processor"]:
         assert line.get("function_name") == "processor", line
     assert all(line.get("function_name") == "sla-sweep" for line in by_service["sla-sweep"])
+
+
+def test_a_stack_killed_with_sigkill_leaves_no_poller_behind() -> None:
+    """kill -9 runs no cleanup: the pollers notice their parent is gone and stop."""
+    stack = Running("--sweep-every", "0", "--pollers", "2")
+    try:
+        stack.wait_for(BANNER_END)
+        children = stack.children()
+        assert len(children) >= 2
+        stack.process.kill()
+        stack.process.wait(10)
+        end = time.monotonic() + 15
+        while any(alive(pid) for pid in children) and time.monotonic() < end:
+            time.sleep(0.2)
+        left = [pid for pid in children if alive(pid)]
+        assert not left, [Path(f"/proc/{pid}/cmdline").read_bytes()[:200] for pid in left]
+    finally:
+        stack.stop()
+
+
+def test_a_port_out_of_range_is_refused_by_the_parser() -> None:
+    finished, seconds = run_briefly("--port", "70000")
+    assert finished.returncode == 2 and seconds < 10
+    assert "70000 is not a port (0 to 65535)" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+def test_a_malformed_request_gets_a_400_and_the_local_pages_answer_loopback_only(
+    running: Running,
+) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", running.port), timeout=5) as conn:
+        conn.sendall(b"POST /webhooks/chatwoot HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        assert conn.recv(200).startswith(b"HTTP/1.1 400")
+    from support_pipeline_ops.local.stack import _loopback
+
+    assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("::ffff:127.0.0.1")
+    assert not _loopback("192.168.1.20") and not _loopback("10.0.0.5")
+    assert "Traceback" not in running.drain()
+
+
+def test_a_missing_template_is_one_line(tmp_path: Path) -> None:
+    finished, seconds = run_briefly("--template", str(tmp_path / "nothing.yaml"))
+    assert finished.returncode == 2 and seconds < 10
+    assert "no template at" in last_line(finished.stderr)
+    assert "Traceback" not in finished.stderr

@@ -230,6 +230,17 @@ def count_redriven(count: int, region: str | None) -> None:
         )
 
 
+def port(value: str) -> int:
+    """A TCP port for argparse: 0 (any free one) to 65535."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port (0 to 65535)")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="support-pipeline", description=__doc__)
     where = argparse.ArgumentParser(add_help=False)
@@ -302,8 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to listen on (0.0.0.0: every interface, for a Chatwoot in a container)",
     )
-    local.add_argument("--port", type=int, default=3000, help="webhook HTTP port (0: any free)")
-    local.add_argument("--moto-port", type=int, default=5005, help="moto server port (0: any free)")
+    local.add_argument("--port", type=port, default=3000, help="webhook HTTP port (0: any free)")
+    local.add_argument(
+        "--moto-port", type=port, default=5005, help="moto server port (0: any free)"
+    )
     local.add_argument(
         "--backoff-scale",
         type=float,

@@ -199,12 +199,17 @@ def run(config: dict[str, Any], reports: Connection, stop: Any) -> None:
     """The poller process: poll, invoke, report, delete, until ``stop`` is set."""
     enter_environment(config)
     import boto3
+    from botocore.config import Config
 
     from support_pipeline_ops.local import lambda_shim
     from support_pipeline_ops.local.stack import load_function
 
     region = config["region"]
-    sqs = boto3.client("sqs", region_name=region)  # the event source's own client, not metered
+    # The event source's own client, not metered; no retries of its own: the loop below polls
+    # again, and notices in time when the stack is gone (kill -9 runs no cleanup).
+    sqs = boto3.client(
+        "sqs", region_name=region, config=Config(retries={"max_attempts": 1, "mode": "standard"})
+    )
     meter = CallMeter(config["queue_url"], config["dlq_url"])
     meter.install()
     stdout = CountingStream(sys.stdout)
@@ -212,7 +217,10 @@ def run(config: dict[str, Any], reports: Connection, stop: Any) -> None:
     processor = load_function(Path(config["root"]), "processor")
     queue_url, queue_arn = config["queue_url"], config["queue_arn"]
     batch_size = max(1, min(10, int(config["batch_size"])))
+    parent = int(config.get("parent") or os.getppid())  # the stack's pid, given at spawn time
     while not stop.is_set():
+        if os.getppid() != parent:
+            break  # the stack was killed (kill -9): an orphan must not poll the next one's moto
         try:
             messages: list[dict[str, Any]] = sqs.receive_message(  # type: ignore[assignment]
                 QueueUrl=queue_url,
@@ -229,7 +237,10 @@ def run(config: dict[str, Any], reports: Connection, stop: Any) -> None:
             continue
         source = {"ReceiveMessage": 1}
         if not messages:
-            reports.send({"received": 0, "source_calls": source})
+            try:
+                reports.send({"received": 0, "source_calls": source})
+            except (BrokenPipeError, EOFError, OSError):
+                break  # the stack is gone
             continue
         logged = stdout.bytes
         started = time.perf_counter()
@@ -252,20 +263,23 @@ def run(config: dict[str, Any], reports: Connection, stop: Any) -> None:
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             source["DeleteMessageBatch"] = 1
-        reports.send(
-            {
-                "received": len(messages),
-                "failed": len(failed),
-                "done": [
-                    (m["MessageId"], kind_of(_string_attributes(m.get("MessageAttributes"))))
-                    for m in done
-                ],
-                "seconds": seconds,
-                "log_bytes": stdout.bytes - logged,
-                "source_calls": source,
-                **meter.take(),
-            }
-        )
+        try:
+            reports.send(
+                {
+                    "received": len(messages),
+                    "failed": len(failed),
+                    "done": [
+                        (m["MessageId"], kind_of(_string_attributes(m.get("MessageAttributes"))))
+                        for m in done
+                    ],
+                    "seconds": seconds,
+                    "log_bytes": stdout.bytes - logged,
+                    "source_calls": source,
+                    **meter.take(),
+                }
+            )
+        except (BrokenPipeError, EOFError, OSError):
+            break  # the stack is gone: nothing is left to report to or delete from
         if done:
             try:
                 sqs.delete_message_batch(

@@ -53,6 +53,21 @@ MOTO_PORT_OPTION = "--moto-port (make run MOTO_PORT=...)"
 POLL_WAIT_SECONDS = 1  # pollers long-poll this long (short: stopping waits for one poll)
 
 
+LOCAL_PREFIX = "/_local/"
+
+
+def _loopback(address: str) -> bool:
+    """Whether a client address is this machine (IPv4 or IPv6 loopback)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 from a dual-stack socket
+    return (mapped or ip).is_loopback
+
+
 class LocalStackError(Exception):
     """Something the person starting the stack can fix (a busy port, a bad policy file): said in
     one line, what is wrong and what to do, with no traceback."""
@@ -438,7 +453,19 @@ class LocalStack:
 
             def _serve(self) -> None:
                 url = urlsplit(self.path)
-                body = self._body()
+                try:
+                    body = self._body()
+                except ValueError:  # a length or chunk size that is not a number
+                    self.close_connection = True
+                    self._answer(400, {"status": "rejected", "reason": "malformed request body"})
+                    return
+                if url.path.startswith(LOCAL_PREFIX) and not _loopback(self.client_address[0]):
+                    # The /_local pages show every conversation and can run the sweep: they
+                    # answer this machine only, whatever --host opens the webhook to.
+                    self._answer(
+                        403, {"status": "rejected", "reason": "local pages: loopback only"}
+                    )
+                    return
                 if url.path == STATUS_PATH and self.command == "GET":
                     self._answer(200, stack.status())
                     return
@@ -529,6 +556,14 @@ class LocalStack:
         class Server(ThreadingHTTPServer):
             request_queue_size = 128  # the listen backlog: 5 resets a burst of new connections
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # One line, not socketserver's traceback: a bad client is not the stack's fault.
+                print(
+                    f"local http: a request from {client_address[0]} failed "
+                    f"({type(sys.exc_info()[1]).__name__})",
+                    file=sys.stderr,
+                )
+
         try:
             self._http = Server((self.host, self.port), Handler)
         except OSError as exc:  # taken since the check
@@ -575,6 +610,7 @@ class LocalStack:
             "timeout": int(stack.parameters.get("ProcessorTimeoutSeconds", "30")),
             "memory": int(memory),
             "wait_seconds": POLL_WAIT_SECONDS,
+            "parent": os.getpid(),  # a poller whose parent is gone (kill -9) stops
             "metrics_file": str(self.metrics_file) if self.metrics_file else "",
         }
         context = multiprocessing.get_context("spawn")
@@ -784,7 +820,10 @@ def banner(stack: LocalStack, secret: str, generated: bool) -> str:
     base = f"http://{here}:{stack.port}"
     listening = f"{stack.host}:{stack.port}"
     if here != stack.host:
-        listening += " (every interface: a Chatwoot in a container uses this machine's address)"
+        listening += (
+            " (every interface: a Chatwoot in a container uses this machine's address; the"
+            " /_local pages below still answer this machine only, and moto stays on 127.0.0.1)"
+        )
     scale = (
         "1 (retry delays as deployed)"
         if stack.backoff_scale == 1
@@ -802,7 +841,7 @@ Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS acco
 
   Listening on:    {listening}   (make run PORT=3001 HOST=0.0.0.0)
   Webhook URL:     {base}{WEBHOOK_PATH}
-  Webhook secret:  {secret}
+  Webhook secret:  {secret if generated else secret[:4] + "…" + " (yours, not repeated here)"}
                    ({secret_note})
   Status:          {base}{STATUS_PATH}
   Conversations:   {base}{CONVERSATIONS_PATH}   (one: {CONVERSATIONS_PATH}/ACCOUNT/CONVERSATION)
@@ -852,7 +891,17 @@ def run_local(args: argparse.Namespace) -> int:
 
     # Powertools warns on every invocation that published no metric: noise in a terminal.
     warnings.filterwarnings("ignore", "No application metrics to publish")
-    template = Path(args.template) if args.template else cfn.find_template()
+    try:
+        template = Path(args.template) if args.template else cfn.find_template()
+        if not template.is_file():
+            raise FileNotFoundError(f"no template at {template}")
+    except FileNotFoundError as error:
+        print(
+            f"support-pipeline local: {error}; run it from the repository (or pass --template)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     secret = args.secret or secrets.token_urlsafe(32)
     stack = LocalStack(
         template_path=template,
@@ -889,6 +938,13 @@ def run_local(args: argparse.Namespace) -> int:
     while not stopped.wait(0.5):  # a timed wait lets the signal handler run promptly
         pass
     print("\nStopping...", flush=True)
-    stack.stop()
+    try:
+        stack.stop()
+    except KeyboardInterrupt:  # asked again while stopping: stop the rest without waiting
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        print("Stopped (interrupted).", flush=True)
+        return 130
     print("Stopped.", flush=True)
     return 0
