@@ -841,7 +841,7 @@ Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS acco
 
   Listening on:    {listening}   (make run PORT=3001 HOST=0.0.0.0)
   Webhook URL:     {base}{WEBHOOK_PATH}
-  Webhook secret:  {secret if generated else secret[:4] + "…" + " (yours, not repeated here)"}
+  Webhook secret:  {secret}
                    ({secret_note})
   Status:          {base}{STATUS_PATH}
   Conversations:   {base}{CONVERSATIONS_PATH}   (one: {CONVERSATIONS_PATH}/ACCOUNT/CONVERSATION)
