@@ -598,7 +598,7 @@ def run(args: argparse.Namespace) -> int:
         )
         clients = {
             name: boto3.client(name, endpoint_url=endpoint, region_name=cfn.REGION)
-            for name in ("sqs", "dynamodb", "s3", "ssm")
+            for name in ("sqs", "dynamodb", "s3", "ssm", "sns")  # sns: topics are created
         }
         secret = secrets.token_urlsafe(24)
         stack = cfn.provision(
