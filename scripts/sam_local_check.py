@@ -379,6 +379,10 @@ def check_answer(
     counts = {k: v for k, v in answer.items() if isinstance(v, int) and not isinstance(v, bool)}
     if counts.get("failed"):
         return f"{counts['failed']} failed in {answer}"
+    if isinstance(answer, dict) and "period" in answer:  # the weekly report: announced
+        if not answer.get("keys") or not answer.get("message_id"):
+            return f"the report was not written and announced: {answer}"
+        return None
     if "conversations" in counts:  # the SLA sweep: it saw the processed conversation
         if counts["conversations"] < 1:
             return f"the sweep saw no conversation: {answer}"

@@ -280,6 +280,17 @@ def test_queue_consumer_answers(sample, answer, after, problem):
         ({"conversations": 0, "failed": 0}, shot(items=2), "saw no conversation"),
         ({"conversations": 2, "failed": 1}, shot(items=2), "1 failed"),
         ({"conversations": 1, "failed": 0}, shot(items=0), "recorded no (dry-run) action"),
+        # the weekly report: an empty week is fine once it is written and announced
+        (
+            {"period": "2026-W38", "keys": {"a": "b"}, "message_id": "m", "conversations": 0},
+            shot(),
+            None,
+        ),
+        (
+            {"period": "2026-W38", "keys": {}, "conversations": 4},
+            shot(),
+            "not written and announced",
+        ),
         ({"exported": 12}, shot(), None),  # another scheduled function: no error, nothing failed
         ({"exported": 3, "failed": 2}, shot(), "2 failed"),
         ("not an object", shot(), "not a JSON object"),
