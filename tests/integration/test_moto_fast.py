@@ -116,3 +116,59 @@ def test_receive_visibility_delete_and_counts_are_unchanged(fast):
     assert later["Body"] == "later"
     with pytest.raises(ClientError):
         sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-receipt-handle")
+
+
+def test_the_cached_module_list_and_names_are_what_moto_computes(fast):
+    import os
+
+    import moto
+    from moto import backends
+    from moto.core import responses, utils
+    from moto.sqs import models as sqs_models
+
+    root = os.path.dirname(moto.__file__)
+    listed = sorted(
+        name
+        for name in os.listdir(root)
+        if os.path.isdir(os.path.join(root, name)) and not name.startswith("__")
+    )
+    assert list(backends.list_of_moto_modules()) == listed
+    assert "dynamodb" in backends.list_of_moto_modules()  # how the server asks
+
+    original = utils.camelcase_to_underscores.__wrapped__  # moto's own function
+    names = ["GetItem", "TransactWriteItems", "ApproximateNumberOfMessagesNotVisible",
+             "KmsMasterKeyId", "RedrivePolicy", "theNewAttribute", "SSEType", "", "A"]
+    for module in (utils, responses, sqs_models):
+        assert [module.camelcase_to_underscores(n) for n in names] == [original(n) for n in names]
+    assert responses.camelcase_to_underscores("GetItem") == "get_item"
+
+
+def test_the_local_moto_server_answers_through_the_patched_dispatch(monkeypatch):
+    """Over HTTP, as the local stack's functions call it (no in-process mock active)."""
+    from support_pipeline_ops.local.moto_server import MotoServer
+
+    moto_fast.install()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    server = MotoServer(port=0).start()
+    handled = []
+    app = server._server.app  # type: ignore[union-attr]
+    server._server.app = lambda environ, start: handled.append(1) or app(environ, start)  # type: ignore[union-attr]
+    try:
+        endpoint = f"http://127.0.0.1:{server.port}"
+        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+        url = sqs.create_queue(QueueName="through-the-server")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="one")
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert [m["Body"] for m in got] == ["one"]
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attrs["ApproximateNumberOfMessages"] == "0"
+        with pytest.raises(ClientError) as missing:
+            boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint).get_item(
+                TableName="absent", Key={"pk": {"S": "x"}}
+            )
+        assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+        assert len(handled) == 6  # every call went over HTTP to the server
+    finally:
+        server.stop()

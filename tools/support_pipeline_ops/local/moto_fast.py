@@ -35,6 +35,7 @@ def install() -> None:
     _patch_transactions()
     _patch_sqs()
     _patch_responses()
+    _patch_dispatch()
     _INSTALLED = True
 
 
@@ -246,3 +247,32 @@ def _patch_responses() -> None:
 
     # Which actions a response class has: asked on every request, the same every time.
     responses.method_names_from_class = functools.cache(responses.method_names_from_class)
+
+
+# ---- dispatch ------------------------------------------------------------------------------
+def _patch_dispatch() -> None:
+    """Two things moto's server recomputed on every request, each the same every time:
+
+    - which backend a request is for, asked twice per request, listed moto's package directory
+      (a ``listdir`` and a ``stat`` per entry, about 200): over a millisecond a call on a small
+      machine. The directory is the installed package; it does not change while the process
+      runs. The list is read once.
+    - the Python name of each action and queue attribute (``GetItem`` to ``get_item``), built a
+      character at a time. A pure function of a short, bounded set of names: cached.
+    """
+    from moto import backends
+    from moto.core import responses, utils
+    from moto.sqs import models as sqs_models
+
+    if getattr(backends.list_of_moto_modules, "_fast", False):
+        return
+    snake = functools.lru_cache(maxsize=4096)(utils.camelcase_to_underscores)
+    for module in (utils, responses, sqs_models):
+        module.camelcase_to_underscores = snake  # type: ignore[attr-defined]
+    modules = tuple(backends.list_of_moto_modules())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return modules
+
+    list_of_moto_modules._fast = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules  # type: ignore[assignment]
