@@ -294,24 +294,26 @@ AWS calls the processor made (botocore, in the pollers), per accepted webhook:
 The event source (the pollers themselves): {source}. The ingest handler adds one
 `SendMessage` per webhook: about {calls_per_webhook:.1f} AWS calls per webhook in all.
 
-Where the time goes (top and py-spy on the stack during a run, 2026-11-27):
+Where the time goes (py-spy on the stack during a run, 2026-11-28):
 
-- The stack's main process, which runs moto and so serves every AWS call of every function,
-  sat at about one full core (Python's GIL), while each poller process used about a tenth of
-  one. Sampling the thread holding the GIL: moto's request handling (werkzeug and Flask
-  dispatch, moto's request parsing and response serialisation, DynamoDB expression
-  evaluation) was most of it; the ingest handler's own code about 3%.
+- In a poller, calls into botocore (with urllib3 and http.client under it) were about 80% of
+  the samples that were not waiting; the pipeline's own frames about 7%. The functions' CPU is
+  their AWS clients.
+- The stack's main process runs moto, so it serves every AWS call of every function, and the
+  HTTP front with the ingest handler: about one core (Python's GIL). Most of it is moto's
+  request handling (werkzeug and Flask dispatch, request parsing, response serialisation,
+  DynamoDB expression evaluation). moto_fast (tools/support_pipeline_ops/local/moto_fast.py)
+  takes out what grew with the data or was recomputed per request; the last of these, a listing
+  of moto's package directory on every request, cost about 0.7 ms a call.
 - Accepted webhooks are bounded by the ingest handler running one request at a time: at
   {i["ms_per_invocation"]:.1f} ms a request (mostly its `SendMessage` waiting for the busy
   moto) that is at most {1000 / max(i["ms_per_invocation"], 1e-9):.0f}/s. Processing kept up
   with what was accepted.
-- So the limit is moto's cost per call (a few milliseconds of Python) times the calls per
-  webhook, on one core. 200 webhooks/s would need about {TARGET_PER_SECOND * calls_per_webhook:.0f}
-  moto calls/s.
 - Tried and not kept: DynamoDB in a moto process of its own (`AWS_ENDPOINT_URL_DYNAMODB`).
   Back to back, 1,500 webhooks each on 2026-11-27: 26.6 and 30.0 webhooks/s with it, 26.9
   without; the cores, not one process's GIL, were already the limit.
 
+{render_floor(m.get("floor"), calls_per_webhook)}
 Reproduce (writes docs/measurements/local-stack.json and this section):
 
 ```
@@ -321,6 +323,42 @@ support-pipeline load --events 10000 --secret <the secret it printed>
 ```
 {END}
 """
+
+
+def render_floor(floor: dict[str, Any] | None, calls_per_webhook: float) -> str:
+    """The floor under the rate: what one AWS call costs in botocore and in moto
+    (scripts/bench_floor.py), times the calls a webhook makes."""
+    if not floor:
+        return "(The floor was not measured in this run: scripts/bench_floor.py.)"
+    budget = 2 * 1000 / TARGET_PER_SECOND  # ms of CPU per webhook two cores allow
+    client = floor["botocore_ms_per_call"] * calls_per_webhook
+    with_moto = (
+        floor["moto_caller_ms_per_call"] + floor["moto_server_ms_per_call"]
+    ) * calls_per_webhook
+    botocore, caller, server = (
+        f"{floor[name]:.2f}"
+        for name in ("botocore_ms_per_call", "moto_caller_ms_per_call", "moto_server_ms_per_call")
+    )
+    return f"""### The floor: what one AWS call costs
+
+Every function reaches AWS as it does in Lambda, through a boto3 client over HTTP. CPU per call,
+measured in one process (scripts/bench_floor.py; median of {floor["rounds"]} rounds of
+{floor["calls"]:,} {floor["operations"]}, the cheapest calls the pipeline makes):
+
+| what | ms of CPU per call |
+| --- | ---: |
+| botocore in the caller, against a server that does no work | {botocore} |
+| botocore in the caller, against the local stack's moto server | {caller} |
+| the moto server answering it | {server} |
+
+At {calls_per_webhook:.1f} AWS calls per webhook, two cores give {budget:.0f} ms of CPU per
+webhook at {TARGET_PER_SECOND}/s. botocore alone takes {client:.1f} ms of it
+({2000 / max(client, 1e-9):.0f} webhooks/s at most, if AWS, the pipeline's own code, the HTTP
+front and the load generator cost nothing); with moto answering, the calls take
+{with_moto:.1f} ms ({2000 / max(with_moto, 1e-9):.0f}/s at most before any pipeline code runs).
+So {TARGET_PER_SECOND}/s end to end is out of reach of boto3 against moto on this machine: it
+needs an AWS stand-in that answers in a fraction of moto's cost, which moto is not, and the
+product's local stack is moto by design (docs/architecture.md)."""
 
 
 def write_section(path: Path, section: str) -> None:
@@ -344,7 +382,10 @@ def run(
     """Measure; write the raw figures to ``measurement`` (docs/measurements/local-stack.json,
     tracked, only for the docs; .bench/local-stack.json otherwise) and the section into
     ``write``."""
+    import bench_floor
+
     measured = measure(events, concurrency)
+    measured["floor"] = bench_floor.measure()
     measurement = measurement or ROOT / ".bench" / "local-stack.json"
     measurement.parent.mkdir(parents=True, exist_ok=True)
     measurement.write_text(json.dumps(measured, indent=2) + "\n", encoding="utf-8")

@@ -136,8 +136,17 @@ def test_the_cached_module_list_and_names_are_what_moto_computes(fast):
     assert "dynamodb" in backends.list_of_moto_modules()  # how the server asks
 
     original = utils.camelcase_to_underscores.__wrapped__  # moto's own function
-    names = ["GetItem", "TransactWriteItems", "ApproximateNumberOfMessagesNotVisible",
-             "KmsMasterKeyId", "RedrivePolicy", "theNewAttribute", "SSEType", "", "A"]
+    names = [
+        "GetItem",
+        "TransactWriteItems",
+        "ApproximateNumberOfMessagesNotVisible",
+        "KmsMasterKeyId",
+        "RedrivePolicy",
+        "theNewAttribute",
+        "SSEType",
+        "",
+        "A",
+    ]
     for module in (utils, responses, sqs_models):
         assert [module.camelcase_to_underscores(n) for n in names] == [original(n) for n in names]
     assert responses.camelcase_to_underscores("GetItem") == "get_item"

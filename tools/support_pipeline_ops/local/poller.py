@@ -3,8 +3,9 @@
 Lambda runs up to ``MaximumConcurrency`` batches of an SQS event source at once, each in its own
 execution environment (its own process, module globals, clients, Powertools state). The local
 stack does the same: each poller is a process that loads functions/processor/app.py itself,
-receives batches with the template's batch size (long polling, as Lambda's pollers do), invokes
-the handler and deletes only the records it did not report as failures.
+receives batches with the template's batch size and batching window (long polling, then
+receiving until the batch is full or the window ends, as Lambda's pollers do), invokes the
+handler and deletes only the records it did not report as failures.
 
 Each batch is reported to the stack over a pipe, before its records are deleted (so the stack
 has counted them by the time the queue shows them gone): the records done, by kind (a webhook,
@@ -195,6 +196,46 @@ def run_sweeper(config: dict[str, Any], requests: Connection, stop: Any) -> None
             break
 
 
+def gather(
+    receive: Any,
+    first: list[dict[str, Any]],
+    batch_size: int,
+    window_seconds: float,
+    stop: Any,
+    clock: Any = time.monotonic,
+    idle_wait: float = 0.1,
+) -> tuple[list[dict[str, Any]], int]:
+    """The batching window, as Lambda's SQS event source applies it: after the first records
+    arrive, keep receiving until the batch is full or ``window_seconds`` have passed
+    (``MaximumBatchingWindowInSeconds``). Returns the batch and the ``ReceiveMessage`` calls it
+    took beyond the first.
+
+    ``receive(count, wait_seconds)`` returns up to ``count`` messages. With a second or more of
+    the window left it long-polls (moto answers as soon as one message is there); with less, it
+    polls without waiting and, when nothing came, waits ``idle_wait`` (or what is left of the
+    window) on ``stop`` before asking again: the batch is never held past the window by more
+    than one short poll."""
+    batch = list(first)
+    calls = 0
+    if window_seconds <= 0 or not batch:
+        return batch, calls
+    deadline = clock() + window_seconds
+    while len(batch) < batch_size and not stop.is_set():
+        left = deadline - clock()
+        if left <= 0:
+            break
+        calls += 1
+        try:
+            more = receive(batch_size - len(batch), 1 if left >= 1 else 0)
+        except Exception as exc:  # a hiccup: invoke with what came (it is received already)
+            print(f"local poller: {type(exc).__name__} while batching", file=sys.stderr)
+            break
+        batch.extend(more)
+        if not more and left < 1:
+            stop.wait(min(idle_wait, max(0.0, deadline - clock())))
+    return batch, calls
+
+
 def run(config: dict[str, Any], reports: Connection, stop: Any) -> None:
     """The poller process: poll, invoke, report, delete, until ``stop`` is set."""
     enter_environment(config)
@@ -217,25 +258,33 @@ def run(config: dict[str, Any], reports: Connection, stop: Any) -> None:
     processor = load_function(Path(config["root"]), "processor")
     queue_url, queue_arn = config["queue_url"], config["queue_arn"]
     batch_size = max(1, min(10, int(config["batch_size"])))
+    window = max(0.0, float(config.get("batching_window", 0)))
     parent = int(config.get("parent") or os.getppid())  # the stack's pid, given at spawn time
+
+    def receive(count: int, wait_seconds: int) -> list[dict[str, Any]]:
+        answer = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return list(answer.get("Messages", []))  # type: ignore[arg-type]
+
     while not stop.is_set():
         if os.getppid() != parent:
             break  # the stack was killed (kill -9): an orphan must not poll the next one's moto
+        extra = 0
         try:
-            messages: list[dict[str, Any]] = sqs.receive_message(  # type: ignore[assignment]
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=batch_size,
-                WaitTimeSeconds=int(config["wait_seconds"]),
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
+            messages = receive(batch_size, int(config["wait_seconds"]))
+            messages, extra = gather(receive, messages, batch_size, window, stop)
         except Exception as exc:  # moto going away at stop, or a hiccup: poll again
             if stop.is_set():
                 break
             print(f"local poller: {type(exc).__name__}", file=sys.stderr)
             stop.wait(1)
             continue
-        source = {"ReceiveMessage": 1}
+        source = {"ReceiveMessage": 1 + extra}
         if not messages:
             try:
                 reports.send({"received": 0, "source_calls": source})

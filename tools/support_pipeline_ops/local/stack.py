@@ -607,6 +607,7 @@ class LocalStack:
             "queue_arn": stack.attributes[("EventsQueue", "Arn")],
             "dlq_url": stack.physical["EventsDLQ"],
             "batch_size": int(source.get("BatchSize", 10)),
+            "batching_window": float(source.get("MaximumBatchingWindowInSeconds", 0)),
             "timeout": int(stack.parameters.get("ProcessorTimeoutSeconds", "30")),
             "memory": int(memory),
             "wait_seconds": POLL_WAIT_SECONDS,
