@@ -175,8 +175,15 @@ def per_webhook(inputs: Inputs) -> dict[str, float]:
     webhooks = float(m["webhooks"])
     ingest, processor = m["ingest"], m["processor"]
     calls = {op: n / webhooks for op, n in processor["calls"].items()}
-    source = {op: n / webhooks for op, n in processor["event_source_calls"].items()}
-    batches = processor["batches"] / webhooks
+    # Invocations are priced at one record each: at a quiet moment the batching window has
+    # ended before a webhook arrives, so Lambda invokes with it alone (the window begins when
+    # the previous invocation completes). The measured run gathered fuller batches under load;
+    # at 1 M webhooks a month (0.4/s) they would not be. Each invocation's records cost the
+    # measured processor time per record, and the event source a receive and a delete.
+    records = processor["records"] / webhooks
+    batches = records
+    ms_per_record = processor["ms_per_batch"] * processor["batches"] / max(1, processor["records"])
+    source_requests = 2 * batches  # ReceiveMessage + DeleteMessageBatch per invocation
 
     # DynamoDB: request units per call. Items are well under 1 KB (see stored bytes): a write
     # is 1 WRU, a strongly consistent read of up to 4 KB 1 RRU; a transactional write is 2 WRUs
@@ -207,9 +214,7 @@ def per_webhook(inputs: Inputs) -> dict[str, float]:
         t["bytes"] * (t["index_entries"] / t["items"]) for t in tables.values() if t["items"]
     )
     gb_seconds_ingest = ingest["ms_per_invocation"] / 1000 * inputs.memory_mb["ingest"] / 1024
-    gb_seconds_processor = (
-        batches * processor["ms_per_batch"] / 1000 * inputs.memory_mb["processor"] / 1024
-    )
+    gb_seconds_processor = records * ms_per_record / 1000 * inputs.memory_mb["processor"] / 1024
     return {
         "api_requests": 1.0,
         "lambda_invocations": 1.0 + batches,
@@ -217,7 +222,7 @@ def per_webhook(inputs: Inputs) -> dict[str, float]:
         "gb_seconds_processor": gb_seconds_processor,
         "sqs_requests": ingest["sqs_send_per_webhook"]
         + calls.get("sqs.SendMessage", 0.0)
-        + sum(source.values()),
+        + source_requests,
         "wru": wru,
         "rru": rru,
         "dynamodb_bytes": stored_bytes / webhooks,

@@ -160,6 +160,20 @@ def test_the_local_moto_server_answers_through_the_patched_dispatch(monkeypatch)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")
     server = MotoServer(port=0).start()
+    import os
+
+    import moto
+
+    moto_dir = os.path.dirname(moto.__file__)
+    listed = []
+    real_listdir = os.listdir
+
+    def listdir(path: str = ".") -> list[str]:
+        if os.path.abspath(path) == moto_dir:
+            listed.append(path)
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
     handled = []
     app = server._server.app  # type: ignore[union-attr]
     server._server.app = lambda environ, start: handled.append(1) or app(environ, start)  # type: ignore[union-attr]
@@ -179,5 +193,6 @@ def test_the_local_moto_server_answers_through_the_patched_dispatch(monkeypatch)
             )
         assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
         assert len(handled) == 6  # every call went over HTTP to the server
+        assert listed == []  # and none of them listed moto's package directory
     finally:
         server.stop()

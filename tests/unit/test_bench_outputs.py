@@ -74,3 +74,23 @@ def test_make_bench_writes_no_docs_and_bench_docs_does():
     bench_recipe = makefile.split("\nbench:", 1)[1].split("\n\n", 1)[0]
     docs_recipe = makefile.split("\nbench-docs:", 1)[1].split("\n\n", 1)[0]
     assert "--write-docs" not in bench_recipe and "--write-docs" in docs_recipe
+
+
+def test_the_local_stack_section_is_what_its_measurement_renders():
+    """docs/benchmarks.md's "Local stack end to end" (its floor included) is bench_local's
+    rendering of docs/measurements/local-stack.json, the file scripts/cost.py prices: the
+    rates, CPU and the floor's verdict in the doc are the measured ones."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_local
+
+    measured = json.loads(bench_local.MEASUREMENT.read_text(encoding="utf-8"))
+    page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    begin, end = page.index(bench_local.BEGIN), page.index(bench_local.END)
+    assert page[begin : end + len(bench_local.END)] == bench_local.render(measured).strip(), (
+        "docs/benchmarks.md's local stack section is out of date: "
+        "scripts/bench.py --only local --write-docs"
+    )
+    assert "The floor" in page[begin:end] and "floor" in measured

@@ -68,6 +68,10 @@ def test_units_per_webhook_come_from_the_measurement(cost):
     assert units["rru"] == pytest.approx(
         (calls.get("dynamodb.GetItem", 0) + calls.get("dynamodb.Query", 0)) / measured["webhooks"]
     )
-    assert units["lambda_invocations"] == pytest.approx(
-        1 + measured["processor"]["batches"] / measured["webhooks"]
+    # one ingest invocation, and the processor priced at one record per invocation
+    records = measured["processor"]["records"] / measured["webhooks"]
+    assert units["lambda_invocations"] == pytest.approx(1 + records)
+    seconds = measured["processor"]["ms_per_batch"] * measured["processor"]["batches"] / 1000
+    assert units["gb_seconds_processor"] == pytest.approx(
+        seconds / measured["webhooks"] * inputs.memory_mb["processor"] / 1024
     )

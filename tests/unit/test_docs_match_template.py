@@ -43,9 +43,15 @@ def test_backoff_schedule_in_the_docs_matches_the_formula():
     assert f"| {max_receives} | none: moved to the DLQ" in RETRY_POLICY
 
 
-def test_visibility_timeout_is_at_least_six_times_the_processor_timeout():
+def test_visibility_timeout_covers_six_processor_timeouts_and_the_batching_window():
+    """AWS: set the queue's visibility timeout to at least six times the function timeout plus
+    MaximumBatchingWindowInSeconds; the window's largest allowed value, not only its default."""
     visibility = int(template_value("EventsQueueVisibilityTimeoutSeconds"))
-    assert visibility >= 6 * int(template_value("ProcessorTimeoutSeconds"))
+    window = cfn.load(ROOT / "template.yaml")["Parameters"]["ProcessorBatchingWindowSeconds"]
+    assert int(window["Default"]) <= int(window["MaxValue"])
+    assert visibility >= 6 * int(template_value("ProcessorTimeoutSeconds")) + int(
+        window["MaxValue"]
+    )
 
 
 def test_backoff_cap_fits_in_the_queues_retention():

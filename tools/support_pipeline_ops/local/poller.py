@@ -3,9 +3,9 @@
 Lambda runs up to ``MaximumConcurrency`` batches of an SQS event source at once, each in its own
 execution environment (its own process, module globals, clients, Powertools state). The local
 stack does the same: each poller is a process that loads functions/processor/app.py itself,
-receives batches with the template's batch size and batching window (long polling, then
-receiving until the batch is full or the window ends, as Lambda's pollers do), invokes the
-handler and deletes only the records it did not report as failures.
+receives batches with the template's batch size and batching window (long polling; the window
+begins when the previous invocation completes, as AWS documents for SQS event sources), invokes
+the handler and deletes only the records it did not report as failures.
 
 Each batch is reported to the stack over a pipe, before its records are deleted (so the stack
 has counted them by the time the queue shows them gone): the records done, by kind (a webhook,
@@ -200,30 +200,28 @@ def gather(
     receive: Any,
     first: list[dict[str, Any]],
     batch_size: int,
-    window_seconds: float,
+    deadline: float,
     stop: Any,
     clock: Any = time.monotonic,
-    idle_wait: float = 0.1,
+    idle_wait: float = 0.2,
 ) -> tuple[list[dict[str, Any]], int]:
-    """The batching window, as Lambda's SQS event source applies it: after the first records
-    arrive, keep receiving until the batch is full or ``window_seconds`` have passed
-    (``MaximumBatchingWindowInSeconds``). Returns the batch and the ``ReceiveMessage`` calls it
-    took beyond the first.
+    """The batching window (``MaximumBatchingWindowInSeconds``) as AWS documents it for SQS event
+    sources: a window begins as soon as the previous invocation completes, and records are
+    gathered until the batch is full or the window ends. ``deadline`` is that end (on
+    ``clock``); records that come after it are invoked at once. Returns the batch and the
+    ``ReceiveMessage`` calls it took beyond the first.
 
     ``receive(count, wait_seconds)`` returns up to ``count`` messages. With a second or more of
     the window left it long-polls (moto answers as soon as one message is there); with less, it
     polls without waiting and, when nothing came, waits ``idle_wait`` (or what is left of the
-    window) on ``stop`` before asking again: the batch is never held past the window by more
-    than one short poll."""
+    window) on ``stop``; it looks once more when the window ends. A batch is held past its
+    window by one short poll at most."""
     batch = list(first)
     calls = 0
-    if window_seconds <= 0 or not batch:
+    if not batch or clock() >= deadline:
         return batch, calls
-    deadline = clock() + window_seconds
     while len(batch) < batch_size and not stop.is_set():
         left = deadline - clock()
-        if left <= 0:
-            break
         calls += 1
         try:
             more = receive(batch_size - len(batch), 1 if left >= 1 else 0)
@@ -231,6 +229,8 @@ def gather(
             print(f"local poller: {type(exc).__name__} while batching", file=sys.stderr)
             break
         batch.extend(more)
+        if left <= 0:
+            break  # that was the last look, at the window's end
         if not more and left < 1:
             stop.wait(min(idle_wait, max(0.0, deadline - clock())))
     return batch, calls
@@ -271,13 +271,14 @@ def run(config: dict[str, Any], reports: Connection, stop: Any) -> None:
         )
         return list(answer.get("Messages", []))  # type: ignore[arg-type]
 
+    window_ends = time.monotonic() + window  # the first window begins when polling does
     while not stop.is_set():
         if os.getppid() != parent:
             break  # the stack was killed (kill -9): an orphan must not poll the next one's moto
         extra = 0
         try:
             messages = receive(batch_size, int(config["wait_seconds"]))
-            messages, extra = gather(receive, messages, batch_size, window, stop)
+            messages, extra = gather(receive, messages, batch_size, window_ends, stop)
         except Exception as exc:  # moto going away at stop, or a hiccup: poll again
             if stop.is_set():
                 break
@@ -309,6 +310,7 @@ def run(config: dict[str, Any], reports: Connection, stop: Any) -> None:
             # As on Lambda: the whole batch comes back after its visibility timeout.
             failed = {m["MessageId"] for m in messages}
         seconds = time.perf_counter() - started
+        window_ends = time.monotonic() + window  # the next window begins as this one completes
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             source["DeleteMessageBatch"] = 1
