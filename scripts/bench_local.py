@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -373,7 +374,7 @@ botocore alone takes {client:.1f} ms of it ({2000 / max(client, 1e-9):.0f} webho
 with moto answering, the calls take {with_moto:.1f} ms ({2000 / max(with_moto, 1e-9):.0f}/s at
 most), before the pipeline's own code, the HTTP front or the load generator run.
 
-{verdict}"""
+{textwrap.fill(verdict, width=96)}"""
 
 
 def write_section(path: Path, section: str) -> None:
