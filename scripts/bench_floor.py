@@ -25,7 +25,15 @@ import threading
 import time
 from typing import Any
 
-_ITEM = {"pk": {"S": "CONV#1"}, "sk": {"S": "RECORD"}, "body": {"S": "x" * 400}}
+# A timeline item as the processor writes one: it sits in the ByAccountDay index, so each
+# PutItem also writes an index entry (as the pipeline's writes do).
+_ITEM = {
+    "pk": {"S": "CONV#1#1"},
+    "sk": {"S": "RECORD"},
+    "account_day": {"S": "1#2026-11-28"},
+    "occurred_key": {"S": "2026-11-28T00:00:00Z#1"},
+    "body": {"S": "x" * 400},
+}
 
 
 class InstantServer:
@@ -90,7 +98,8 @@ def _per_call(client: Any, calls: int) -> tuple[float, float]:
 
     def one(i: int) -> None:
         if i % 2:
-            client.put_item(TableName="floor", Item={**_ITEM, "sk": {"S": f"E#{i}"}})
+            item = {**_ITEM, "sk": {"S": f"EVENT#{i}"}, "occurred_key": {"S": f"{i:012d}"}}
+            client.put_item(TableName="floor", Item=item)
         else:
             client.get_item(TableName="floor", Key={"pk": _ITEM["pk"], "sk": _ITEM["sk"]})
 

@@ -305,7 +305,7 @@ Where the time goes (py-spy on the stack during a run, 2026-11-28):
   request handling (werkzeug and Flask dispatch, request parsing, response serialisation,
   DynamoDB expression evaluation). moto_fast (tools/support_pipeline_ops/local/moto_fast.py)
   takes out what grew with the data or was recomputed per request; the last of these, a listing
-  of moto's package directory on every request, cost about 0.7 ms a call.
+  of moto's package directory on every request, cost 0.3 to 1.3 ms a call (by service).
 - Accepted webhooks are bounded by the ingest handler running one request at a time: at
   {i["ms_per_invocation"]:.1f} ms a request (mostly its `SendMessage` waiting for the busy
   moto) that is at most {1000 / max(i["ms_per_invocation"], 1e-9):.0f}/s. Processing kept up

@@ -52,6 +52,8 @@ def test_visibility_timeout_covers_six_processor_timeouts_and_the_batching_windo
     assert visibility >= 6 * int(template_value("ProcessorTimeoutSeconds")) + int(
         window["MaxValue"]
     )
+    spec = cfn.load(ROOT / "template.yaml")["Parameters"]["EventsQueueVisibilityTimeoutSeconds"]
+    assert int(spec["MinValue"]) == visibility  # a deployment cannot set it below the rule
 
 
 def test_backoff_cap_fits_in_the_queues_retention():
