@@ -576,18 +576,25 @@ def handler(world, monkeypatch):
     return app
 
 
+def one_delivery_lost(world) -> dict:
+    """Conversation 1 of account 1: a first message delivered and processed, then a second
+    one whose delivery is dropped at the door. Returns the lost message."""
+    world.fake.add_conversation(1, 1)
+    world.fake.add_customer_message(1, 1, "hola")
+    world.deliver()
+    world.process()
+    lost = world.fake.add_customer_message(1, 1, "¿hola?")
+    world.deliver(lose=lambda payload: True)
+    return lost
+
+
 def test_the_handler_replays_as_of_its_schedule_and_emits_events_reconciled(world, handler, capsys):
     from support_pipeline.chatwoot import payload as cw
     from support_pipeline_ops.local.lambda_shim import LocalContext
     from tests.integration.test_alarm_metrics import emitted, series
 
-    fake, clock = world.fake, world.clock
-    fake.add_conversation(1, 1)
-    fake.add_customer_message(1, 1, "hola")
-    world.deliver()
-    world.process()
-    lost = fake.add_customer_message(1, 1, "¿hola?")
-    world.deliver(lose=lambda payload: True)
+    clock = world.clock
+    lost = one_delivery_lost(world)
     capsys.readouterr()
     scheduled = {"time": cw.iso(clock.now + 300), "source": "aws.events"}
 
@@ -610,12 +617,7 @@ def test_support_pipeline_reconcile_replays_by_hand_from_a_moment_it_is_given(wo
     from support_pipeline_ops.cli import main
 
     fake, clock = world.fake, world.clock
-    fake.add_conversation(1, 1)
-    fake.add_customer_message(1, 1, "hola")
-    world.deliver()
-    world.process()
-    lost = fake.add_customer_message(1, 1, "¿hola?")
-    world.deliver(lose=lambda payload: True)
+    lost = one_delivery_lost(world)
     clock.advance(3 * 86400)  # three days later: beyond one period, so the operator says since
     monkeypatch.setattr(reconcile_cli, "clock", clock)
     stack = world.pipeline.stack

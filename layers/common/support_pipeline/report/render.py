@@ -70,6 +70,16 @@ def value_text(value: Any, unit: str) -> str:
     return f"{int(value):,}"
 
 
+def count_row(label: str, metric: dict[str, Any]) -> list[Cell]:
+    """A row of a by-reason or by-team count table: label, this period, previous, change."""
+    return [
+        Cell(label),
+        Cell(value_text(metric["value"], "count"), number=True),
+        Cell(value_text(metric["previous"], "count"), number=True),
+        Cell(change_text(metric), number=True),
+    ]
+
+
 def change_text(metric: dict[str, Any]) -> str:
     change, unit = metric.get("change"), metric.get("unit", "count")
     if metric.get("previous") is None:
@@ -445,15 +455,7 @@ def _escalations(data: dict[str, Any], accounts: list[str]) -> Section:
     section.blocks.append(
         Table(
             ["Reason", "This period", "Previous", "Change"],
-            [
-                [
-                    Cell(r["reason"].replace("_", " ")),
-                    Cell(value_text(r["value"], "count"), number=True),
-                    Cell(value_text(r["previous"], "count"), number=True),
-                    Cell(change_text(r), number=True),
-                ]
-                for r in esc["by_reason"]
-            ],
+            [count_row(r["reason"].replace("_", " "), r) for r in esc["by_reason"]],
             "By reason",
             "No escalation in either period.",
         )
@@ -462,12 +464,7 @@ def _escalations(data: dict[str, Any], accounts: list[str]) -> Section:
         Table(
             ["Team", "This period", "Previous", "Change"],
             [
-                [
-                    Cell(team_name(t["account_id"], t["team_id"], accounts)),
-                    Cell(value_text(t["value"], "count"), number=True),
-                    Cell(value_text(t["previous"], "count"), number=True),
-                    Cell(change_text(t), number=True),
-                ]
+                count_row(team_name(t["account_id"], t["team_id"], accounts), t)
                 for t in esc["by_team"]
             ],
             "By team (the team that had the conversation when it was escalated)",
@@ -664,15 +661,7 @@ def _health(data: dict[str, Any]) -> Section:
             section.blocks.append(
                 Table(
                     ["Reason", "This period", "Previous", "Change"],
-                    [
-                        [
-                            Cell(r["reason"]),
-                            Cell(value_text(r["value"], "count"), number=True),
-                            Cell(value_text(r["previous"], "count"), number=True),
-                            Cell(change_text(r), number=True),
-                        ]
-                        for r in reasons
-                    ],
+                    [count_row(r["reason"], r) for r in reasons],
                     f"{HEALTH_LABELS[name]} by reason",
                 )
             )
