@@ -158,7 +158,9 @@ def test_customer_question_gets_a_draft_an_agent_sends_it_and_the_customer_gets_
     assert "knowledge:" in note and "/send" in note
     assert fake.public_messages(1, 4004) == []
 
-    send = agent_message("/send", 9102, time.time(), private=True, conversation_id=4004)
+    # The agent writes /send in Chatwoot: the note has Chatwoot's id, after the draft note.
+    written = fake.add_agent_message(1, 4004, "/send", private=True, user_id=3)
+    send = agent_message("/send", written["id"], time.time(), private=True, conversation_id=4004)
     send["sender"]["id"] = 3
     for delivery in ("e2e-send", "e2e-send-again"):  # Chatwoot delivers the command twice
         post_webhook(stack, send, delivery)

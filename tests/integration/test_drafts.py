@@ -79,7 +79,13 @@ def world(pipeline, chatwoot, drafter):
             pipeline.drain(self.consumer(policy))
 
         def note(self, content, message_id, at, agent_id=3, **kwargs):
+            """An agent's private note, written in Chatwoot (so it has Chatwoot's own id, after
+            every message already there), and its webhook."""
             payload = agent_message(content, message_id, at, private=True, **kwargs)
+            written = chatwoot.add_agent_message(
+                1, payload["conversation"]["id"], content, private=True, user_id=agent_id
+            )
+            payload["id"] = written["id"]
             payload["sender"]["id"] = agent_id
             return payload
 

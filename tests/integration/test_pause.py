@@ -284,8 +284,10 @@ def drafting(pipeline, chatwoot):
     return world, draft
 
 
-def send_command(draft_id: str, message_id: int, at: float) -> dict[str, Any]:
-    note = agent_message(f"/send {draft_id}", message_id, at, private=True)
+def send_command(chatwoot: Any, draft_id: str, at: float) -> dict[str, Any]:
+    """An agent's /send note, written in Chatwoot (its id is Chatwoot's), and its webhook."""
+    written = chatwoot.add_agent_message(1, 1, f"/send {draft_id}", private=True, user_id=3)
+    note = agent_message(f"/send {draft_id}", written["id"], at, private=True)
     note["sender"]["id"] = 3
     return note
 
@@ -294,7 +296,7 @@ def test_a_send_held_by_a_pause_is_sent_once_at_resume(pipeline, chatwoot, draft
     world, draft = drafting
     world.set("actions")
     pipeline.clock.now = NOW + 60
-    world.post(send_command(draft["draft_id"], 302, NOW + 60))
+    world.post(send_command(chatwoot, draft["draft_id"], NOW + 60))
     world.process(cycles=5)
     assert chatwoot.public_messages(1, 1) == []
 
@@ -311,7 +313,7 @@ def test_a_send_held_by_a_pause_is_dropped_if_an_agent_answered_meanwhile(
     world, draft = drafting
     world.set("actions")
     pipeline.clock.now = NOW + 60
-    world.post(send_command(draft["draft_id"], 302, NOW + 60))
+    world.post(send_command(chatwoot, draft["draft_id"], NOW + 60))
     world.process(cycles=2)
     # Nothing reaches the customer, so the agent answers by hand (in Chatwoot, recorded here).
     pipeline.clock.now = NOW + 120

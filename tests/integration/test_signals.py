@@ -94,6 +94,10 @@ def world(pipeline, chatwoot, drafter):
             payload = agent_message(
                 content, self._id(), pipeline.clock.now, private=True, conversation_id=conversation
             )
+            # Written in Chatwoot: the note has Chatwoot's id, after the draft note it answers.
+            payload["id"] = chatwoot.add_agent_message(
+                1, conversation, content, private=True, user_id=agent_id
+            )["id"]
             payload["sender"]["id"] = agent_id
             self.post(payload)
 

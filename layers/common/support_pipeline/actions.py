@@ -48,6 +48,8 @@ from support_pipeline.store import from_dynamo, key_id, put_if, to_dynamo
 logger = Logger(child=True)
 
 INTENT, DONE, DRY_RUN = "intent", "done", "dry_run"
+# A public reply never posted because a person answered the customer after the /send: final.
+CANCELLED = "cancelled"
 LOCK_PREFIX = "LOCK#"
 LABEL_LOCK = LOCK_PREFIX + "labels"
 # A claim outlives the invocation that holds it by this much: Lambda has killed it by then.
@@ -208,8 +210,11 @@ class ActionLedger:
         """Give the claim back after a failed attempt, so the next one need not wait."""
         self._update_owned(action, owner, "SET lease_until = :zero", {":zero": 0})
 
-    def record_done(self, action: Action, owner: str, result: dict[str, Any]) -> bool:
-        """Mark the action done; False if the claim was lost (the new holder finishes it)."""
+    def record_done(
+        self, action: Action, owner: str, result: dict[str, Any], status: str = DONE
+    ) -> bool:
+        """Mark the action done (or ``cancelled``); False if the claim was lost (the new holder
+        finishes it)."""
         try:
             self._table.update_item(
                 Key=self._key(action),
@@ -222,7 +227,7 @@ class ActionLedger:
                     "#owner": "owner",
                 },
                 ExpressionAttributeValues=to_dynamo(
-                    {":done": DONE, ":at": iso(self._clock()), ":result": result, ":me": owner}
+                    {":done": status, ":at": iso(self._clock()), ":result": result, ":me": owner}
                 ),
             )
         except ClientError as exc:
@@ -321,6 +326,8 @@ class ActionRunner:
         existing = self.ledger.get(action)
         if existing and existing.get("status") == DONE:
             return "already_done"
+        if existing and existing.get("status") == CANCELLED:
+            return CANCELLED
         if self.client is None:
             if existing is None and self.ledger.record_dry_run(action):
                 self.telemetry.count("ActionDryRun", reason=action.kind)
@@ -332,6 +339,8 @@ class ActionRunner:
             now = self.ledger.get(action)
             if now and now.get("status") == DONE:
                 return "already_done"
+            if now and now.get("status") == CANCELLED:
+                return CANCELLED
             self.telemetry.count("ActionContended", reason=action.kind)
             raise TransientError(
                 "action_in_progress", f"{action.kind} {action.action_id} is held by another worker"
@@ -351,8 +360,13 @@ class ActionRunner:
         except BaseException:
             self.ledger.release(action, claim.owner)
             raise
-        if not self.ledger.record_done(action, claim.owner, result):
+        final = CANCELLED if outcome == CANCELLED else DONE
+        if not self.ledger.record_done(action, claim.owner, result, final):
             logger.warning("action claim lost before done was recorded", extra=_fields(action))
+        if outcome == CANCELLED:
+            self.telemetry.count("ActionCancelled", action.kind)
+            logger.info("reply not sent: a person answered after /send", extra=_fields(action))
+            return outcome
         self.telemetry.count("ActionTaken" if outcome == DONE else "ActionRecovered", action.kind)
         logger.info(
             "action taken" if outcome == DONE else "action found already done in Chatwoot",
@@ -364,18 +378,14 @@ class ActionRunner:
         self, client: ChatwootClient, action: Action, claim: Claim, progress: dict[str, bool]
     ) -> tuple[str, dict[str, Any]]:
         account, conversation, detail = action.account_id, action.conversation_id, action.detail
-        if action.kind in ("private_note", "public_reply"):
+        if action.kind == "public_reply":
+            return self._reply(client, action, claim, progress)
+        if action.kind == "private_note":
             previous = claim.previous or {}
             start = previous.get("search_after")
             if start is not None:
                 # An earlier attempt got as far as posting: did Chatwoot keep it?
-                found = (
-                    client.find_note(account, conversation, action.action_id, int(start))
-                    if action.kind == "private_note"
-                    else client.find_public_reply(
-                        account, conversation, detail["content"], int(start)
-                    )
-                )
+                found = client.find_note(account, conversation, action.action_id, int(start))
                 if found is not None:
                     return "recovered", {"message_id": found.get("id"), "recovered": True}
             else:
@@ -383,14 +393,9 @@ class ActionRunner:
                 if not self.ledger.remember_search_start(action, claim.owner, start):
                     raise TransientError("action_in_progress", "message claim lost before posting")
             progress["posting"] = True
-            if action.kind == "private_note":
-                created = client.create_private_note(
-                    account, conversation, detail["content"], action.action_id
-                )
-            else:
-                created = client.create_public_reply(
-                    account, conversation, detail["content"], detail["draft_id"], self.approval_of
-                )
+            created = client.create_private_note(
+                account, conversation, detail["content"], action.action_id
+            )
             return DONE, {"message_id": created.get("id")}
         if action.kind in ("add_labels", "remove_labels"):
             return DONE, {"labels": self._change_labels(client, action)}
@@ -399,6 +404,30 @@ class ActionRunner:
             return DONE, {}
         client.set_priority(account, conversation, detail["priority"])
         return DONE, {}
+
+    def _reply(
+        self, client: ChatwootClient, action: Action, claim: Claim, progress: dict[str, bool]
+    ) -> tuple[str, dict[str, Any]]:
+        """A public reply, under its claim, decided from Chatwoot itself on every attempt: the
+        messages after the approving /send hold either this reply (an earlier attempt's answer
+        was lost: found, not sent again), or a person's own public reply (the agent answered
+        the customer: cancelled, nothing sent), or neither (sent now)."""
+        account, conversation, detail = action.account_id, action.conversation_id, action.detail
+        after = int(detail["after_message_id"])
+        ours, person = client.reply_or_answer(account, conversation, detail["content"], after)
+        if ours is not None:
+            return "recovered", {"message_id": ours.get("id"), "recovered": True}
+        if person is not None:
+            return CANCELLED, {"answered_by_message_id": person.get("id")}
+        if (claim.previous or {}).get("search_after") is None and not (
+            self.ledger.remember_search_start(action, claim.owner, after)
+        ):
+            raise TransientError("action_in_progress", "message claim lost before posting")
+        progress["posting"] = True
+        created = client.create_public_reply(
+            account, conversation, detail["content"], detail["draft_id"], self.approval_of
+        )
+        return DONE, {"message_id": created.get("id")}
 
     def _change_labels(self, client: ChatwootClient, action: Action) -> list[str]:
         """Read-merge-write under the conversation's label lock: no writer drops another's."""

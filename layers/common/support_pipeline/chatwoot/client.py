@@ -360,17 +360,28 @@ class ChatwootClient:
     ) -> dict[str, Any] | None:
         """A public message with exactly ``content`` the pipeline sent after message ``after``
         (a reply the customer sees carries no reference line: its sender and text are the key)."""
+        return self.reply_or_answer(account_id, conversation_id, content, after)[0]
+
+    def reply_or_answer(
+        self, account_id: str, conversation_id: str, content: str, after: int
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """After message ``after``: the pipeline's own public message with exactly ``content``
+        (sent by an earlier attempt), and the first public reply a person wrote (an agent
+        answered the customer themselves). Read from Chatwoot, page by page."""
         me = self.identity()
+        ours: dict[str, Any] | None = None
+        person: dict[str, Any] | None = None
         for message in self.messages_after(account_id, conversation_id, after):
+            if message.get("private") or message.get("message_type") not in (1, "outgoing"):
+                continue
             sender = message.get("sender") if isinstance(message.get("sender"), dict) else {}
-            if (
-                not message.get("private")
-                and message.get("message_type") in (1, "outgoing")
-                and message.get("content") == content
-                and str((sender or {}).get("id")) == me.id
-            ):
-                return message
-        return None
+            sender_type = str((sender or {}).get("type") or "").lower()
+            mine = sender_type == me.type and str((sender or {}).get("id")) == me.id
+            if mine and ours is None and message.get("content") == content:
+                ours = message
+            elif not mine and sender_type == "user" and person is None:
+                person = message
+        return ours, person
 
     def report_summary(self, account_id: str, since: int, until: int) -> dict[str, Any]:
         """Chatwoot's own account summary for ``since``..``until`` (unix seconds, end

@@ -28,23 +28,24 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from support_pipeline.actions import Action, ActionRunner
+from support_pipeline.actions import CANCELLED, Action, ActionRunner
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.chatwoot.client import Identity, reference_in
 from support_pipeline.drafts import commands
-from support_pipeline.drafts.base import ContextMessage, DraftContext, Drafter, DraftResult
+from support_pipeline.drafts.base import ContextMessage, DraftContext, Drafter
 from support_pipeline.drafts.store import (
     APPROVED,
     NO_DRAFT,
     OUTCOMES,
     PENDING,
+    TURN_CHARS,
     DraftStore,
     draft_id_for,
 )
 from support_pipeline.escalation import escalated_now, is_own_message
 from support_pipeline.messages import to_message_attributes
 from support_pipeline.policy import SupportPolicy
-from support_pipeline.processing.errors import PermanentError
+from support_pipeline.processing.errors import PermanentError, TransientError
 from support_pipeline.processing.router import EventContext
 from support_pipeline.store import ConversationStore
 from support_pipeline.telemetry import Telemetry
@@ -203,6 +204,9 @@ class DraftService:
         if why_not:
             return {**result, "skipped": why_not}
         message_id = cw.message_id(payload) or ""
+        # The pipeline's own event carries ids only: the customer's text (up to 150,000
+        # characters in Chatwoot) is read back from Chatwoot when the turn is drafted, so the
+        # event stays small whatever the customer wrote.
         due = {
             "event": DRAFT_DUE,
             "account": {"id": int(account)},
@@ -211,9 +215,13 @@ class DraftService:
             "message_created_at": cw.to_epoch(payload.get("created_at")),
             "inbox_id": record.get("inbox_id"),
             "language": _language(payload),
-            "labels": record.get("labels") or [],
-            "question": payload.get("content") if isinstance(payload.get("content"), str) else "",
         }
+        if self.actions.dry_run:
+            # No Chatwoot to read the turn from: the text is kept beside the drafts.
+            content = payload.get("content")
+            self.drafts.remember_turn(
+                account, conversation, message_id, content if isinstance(content, str) else ""
+            )
         self.schedule(
             due,
             f"pipeline:{DRAFT_DUE}:{account}:{conversation}:{message_id}",
@@ -264,15 +272,60 @@ class DraftService:
         why_not = self._why_not(record, self.clock())
         if why_not:
             return {"skipped": why_not}
-        inbox = record.get("inbox_id") or due.get("inbox_id")
-        drafter = self.drafter_for(str(inbox) if inbox else None)
-        if drafter is None:
-            return {"skipped": "no drafter"}
-        context = self._context(account, conversation, due)
+        draft_id = draft_id_for(account, conversation, message_id)
+        stored = self.drafts.get(account, conversation, draft_id)
+        if stored is None:
+            inbox = record.get("inbox_id") or due.get("inbox_id")
+            drafter = self.drafter_for(str(inbox) if inbox else None)
+            if drafter is None:
+                return {"skipped": "no drafter"}
+            stored = self._compose(drafter, account, conversation, message_id, due, record)
+        # From here on only the stored draft counts: a retry (the note refused, an answer
+        # lost, the pause) never asks the drafter again, so the note an agent reads is the
+        # text /send sends, whoever won the race to store it.
+        if stored.get("status") == NO_DRAFT:
+            return self._no_draft(stored)
+        if stored.get("status") != PENDING:
+            return {"skipped": f"draft {draft_id} is {stored.get('status')} already"}
+        self.store.set_record_fields(
+            account, conversation, {"pending_draft_id": draft_id, "open_gap_id": None}
+        )
+        self.actions.run(self._note_action(stored))
+        self.telemetry.count("DraftPosted", reason=str(stored.get("drafter")))
+        logger.info(
+            "draft posted",
+            extra={
+                "account_id": account,
+                "conversation_id": conversation,
+                "draft_id": draft_id,
+                "drafter": stored.get("drafter"),
+                "confidence": stored.get("confidence"),
+            },
+        )
+        return {"draft": draft_id, "confidence": stored.get("confidence")}
+
+    def _compose(
+        self,
+        drafter: Drafter,
+        account: str,
+        conversation: str,
+        message_id: str,
+        due: dict[str, Any],
+        record: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Ask the drafter once for this turn and store what it said (a draft, or no draft).
+        Two workers may both ask: the first stored answer wins and both go on with it."""
+        context = self._context(account, conversation, due, record)
         draft_id = draft_id_for(account, conversation, message_id)
         result = drafter.draft(context)
         self.telemetry.count("DraftComposed", reason=drafter.name)
-        base = {
+        inbox = record.get("inbox_id") or due.get("inbox_id")
+        confident = (
+            result.text is not None and result.confidence >= self.policy.drafts.confidence_floor
+        )
+        if not confident:
+            self.telemetry.count("DraftNotConfident", reason=result.drafter)
+        draft = {
             "draft_id": draft_id,
             "account_id": account,
             "conversation_id": conversation,
@@ -283,57 +336,52 @@ class DraftService:
             "sources": [{"title": s.title, "ref": s.ref} for s in result.sources],
             "question": context.question,
             "turn_message_id": message_id,
+            "text": result.text if confident else None,
+            "status": PENDING if confident else NO_DRAFT,
         }
-        if result.text is None or result.confidence < self.policy.drafts.confidence_floor:
-            return self._no_draft(base, result)
-        self.drafts.create({**base, "text": result.text, "status": PENDING})
-        self.actions.run(
-            Action(
-                account,
-                conversation,
-                f"draft:{account}:{conversation}:{draft_id}/note",
-                "private_note",
-                {"content": self._note(draft_id, result)},
-                reason="draft",
-            )
-        )
-        self.store.set_record_fields(
-            account, conversation, {"pending_draft_id": draft_id, "open_gap_id": None}
-        )
-        self.telemetry.count("DraftPosted", reason=result.drafter)
-        logger.info(
-            "draft posted",
-            extra={
-                "account_id": account,
-                "conversation_id": conversation,
-                "draft_id": draft_id,
-                "drafter": result.drafter,
-                "confidence": base["confidence"],
-            },
-        )
-        return {"draft": draft_id, "confidence": base["confidence"]}
+        if self.drafts.create(draft):
+            return self.drafts.get(account, conversation, draft_id) or draft
+        stored = self.drafts.get(account, conversation, draft_id)
+        if stored is None:  # stored by another worker, then gone: not for us to guess
+            raise TransientError("draft_race", f"draft {draft_id} vanished while storing it")
+        return stored
 
-    def _no_draft(self, base: dict[str, Any], result: DraftResult) -> dict[str, Any]:
-        account, conversation = base["account_id"], base["conversation_id"]
-        self.drafts.create({**base, "text": None, "status": NO_DRAFT})
+    def _note_action(self, draft: dict[str, Any]) -> Action:
+        account, conversation, draft_id = (
+            draft["account_id"],
+            draft["conversation_id"],
+            draft["draft_id"],
+        )
+        return Action(
+            account,
+            conversation,
+            f"draft:{account}:{conversation}:{draft_id}/note",
+            "private_note",
+            {"content": self._note(draft)},
+            reason="draft",
+        )
+
+    def _no_draft(self, gap: dict[str, Any]) -> dict[str, Any]:
+        account, conversation = gap["account_id"], gap["conversation_id"]
         self.actions.run(
             Action(
                 account,
                 conversation,
-                f"draft:{account}:{conversation}:{base['draft_id']}/needs-human",
+                f"draft:{account}:{conversation}:{gap['draft_id']}/needs-human",
                 "add_labels",
                 {"labels": [self.policy.drafts.needs_human_label]},
                 reason="draft_low_confidence",
             )
         )
         # The agent's own reply to this turn becomes the gap's answer (agent_replied).
-        self.store.set_record_fields(account, conversation, {"open_gap_id": base["draft_id"]})
-        self.telemetry.count("DraftNotConfident", reason=result.drafter)
-        return {"no_draft": base["draft_id"], "confidence": base["confidence"]}
+        self.store.set_record_fields(account, conversation, {"open_gap_id": gap["draft_id"]})
+        return {"no_draft": gap["draft_id"], "confidence": gap.get("confidence")}
 
-    def _context(self, account: str, conversation: str, due: dict[str, Any]) -> DraftContext:
+    def _context(
+        self, account: str, conversation: str, due: dict[str, Any], record: dict[str, Any]
+    ) -> DraftContext:
         """The turn and the last messages: from Chatwoot when it is there (the webhook carries
-        one message only), else from the event itself."""
+        one message only), else (a dry run) the turn's text kept when it was scheduled."""
         client = self.actions.client
         history: list[ContextMessage] = []
         if client is not None:
@@ -351,10 +399,13 @@ class DraftService:
                 break
             if earlier.role == "customer":
                 turn.insert(0, earlier.text)
-        question = "\n".join(turn) or str(due.get("question") or "")
+        question = "\n".join(turn)
+        if client is None:
+            question = self.drafts.turn_text(account, conversation, str(due["message_id"]))
+        question = question[:TURN_CHARS]
         if not history and question:
             history = [ContextMessage("customer", question, due.get("message_created_at"))]
-        labels = due.get("labels") if isinstance(due.get("labels"), list) else []
+        labels = record.get("labels") if isinstance(record.get("labels"), list) else []
         return DraftContext(
             account_id=account,
             conversation_id=conversation,
@@ -366,12 +417,16 @@ class DraftService:
         )
 
     @staticmethod
-    def _note(draft_id: str, result: DraftResult) -> str:
-        cited = "; ".join(s.title for s in result.sources) or "no sources"
+    def _note(draft: dict[str, Any]) -> str:
+        """The note agents read: built from the stored draft only (its text is what /send
+        sends)."""
+        sources = draft.get("sources") if isinstance(draft.get("sources"), list) else []
+        cited = "; ".join(str(s.get("title")) for s in sources if isinstance(s, dict))
+        confidence = round(float(draft.get("confidence") or 0) * 100)
         return (
-            f"Draft reply {draft_id} · {round(result.confidence * 100)}% confident · "
-            f"{result.drafter}: {cited}\n\n"
-            f"{result.text}\n\n"
+            f"Draft reply {draft['draft_id']} · {confidence}% confident · "
+            f"{draft.get('drafter')}: {cited or 'no sources'}\n\n"
+            f"{draft['text']}\n\n"
             "Reply in a private note: /send to send it to the customer as it is, "
             "/reject <why> to drop it, or write your own reply (it is compared with this draft)."
         )
@@ -382,12 +437,23 @@ class DraftService:
         command = commands.parse(content) if isinstance(content, str) else None
         if command is None:
             return {"skipped": "not a command"}
+        if context.attributes.get("signed") != "true":
+            # An unsigned post (accepted by URL token) has no integrity and can be replayed:
+            # it never carries an agent's command.
+            self.telemetry.count("DraftCommandUnsigned")
+            logger.warning(
+                "command in an unsigned post ignored",
+                extra={"account_id": account, "conversation_id": conversation},
+            )
+            return {"skipped": "commands need a signed delivery"}
         command_id = cw.message_id(context.payload) or context.dedupe_key
         sender = context.payload.get("sender") or {}
         agent = str(sender.get("id") or "") if isinstance(sender, dict) else ""
         if command.error:
             return self._answer(account, conversation, command_id, command.error)
+        typed_at = cw.to_epoch(context.payload.get("created_at"))
         drafts = self.drafts.of_conversation(account, conversation)
+        posted = [d for d in drafts if d.get("status") != NO_DRAFT]
         if command.draft_id:
             target = next((d for d in drafts if d["draft_id"] == command.draft_id), None)
             if target is None:
@@ -397,18 +463,24 @@ class DraftService:
                     command_id,
                     f"There is no draft {command.draft_id} in this conversation.",
                 )
+            if command.name != "/grade" and not self._seen_before(target, command_id, typed_at):
+                return self._answer(
+                    account,
+                    conversation,
+                    command_id,
+                    f"Draft {command.draft_id} was not in the conversation when you wrote "
+                    f"{command.name}: nothing was done. Read its note, then write the "
+                    "command again.",
+                )
+        elif command.name == "/grade":
+            target = posted[-1] if posted else None
         else:
-            # The latest draft that was posted: pending for /send and /reject (a decided one
-            # gets "already ..."), whatever its status for /grade.
-            posted = [d for d in drafts if d.get("status") != NO_DRAFT]
-            pending = [d for d in posted if d.get("status") == PENDING]
-            mine = [
-                d
-                for d in posted
-                if d.get("status") == APPROVED and d.get("command_id") == command_id
-            ]
-            chosen = mine or pending or posted
-            target = chosen[-1] if chosen else None
+            # The draft the agent saw: the latest one whose note was in the conversation before
+            # the command was written. A command delivered late (a retry, a replay, a pause)
+            # never reaches a draft posted after it; if the one it meant is decided by now,
+            # the agent is told why nothing was done.
+            seen = [d for d in posted if self._seen_before(d, command_id, typed_at)]
+            target = seen[-1] if seen else None
         if target is None:
             return self._answer(
                 account,
@@ -420,11 +492,35 @@ class DraftService:
                 + ".",
             )
         if command.name == "/send":
-            typed_at = cw.to_epoch(context.payload.get("created_at"))
             return self.send(target, agent, command_id, typed_at)
         if command.name == "/reject":
             return self.reject(target, agent, command_id, command.reason)
         return self.grade(target, agent, command_id, command)
+
+    def _seen_before(self, draft: dict[str, Any], command_id: str, typed_at: float | None) -> bool:
+        """Whether the draft's note was in the conversation before the command was written,
+        in Chatwoot's own order (message ids). A note whose posting is unconfirmed (an answer
+        lost) is looked for in Chatwoot. In a dry run no note exists: the draft must have been
+        made before the command was typed."""
+        if self.actions.dry_run:
+            made = float(draft.get("created_epoch") or 0)
+            return typed_at is None or made <= typed_at
+        if not command_id.isdigit():
+            return False  # no Chatwoot message id to order by: never guess
+        note = self._note_action(draft)
+        entry = self.actions.ledger.get(note) or {}
+        result = entry.get("result") if isinstance(entry.get("result"), dict) else {}
+        note_id = (result or {}).get("message_id")
+        if note_id is None and entry.get("search_after") is not None:
+            client = self.actions.client
+            assert client is not None  # not a dry run
+            found = client.find_note(
+                note.account_id, note.conversation_id, note.action_id, int(entry["search_after"])
+            )
+            note_id = (found or {}).get("id")
+        if isinstance(note_id, bool) or not isinstance(note_id, int | float | str):
+            return False
+        return str(note_id).isdigit() and int(note_id) < int(command_id)
 
     def send(
         self,
@@ -458,12 +554,19 @@ class DraftService:
             conversation,
             f"draft:{account}:{conversation}:{draft_id}/send",
             "public_reply",
-            {"content": approved["text"], "draft_id": draft_id},
+            {
+                "content": approved["text"],
+                "draft_id": draft_id,
+                # Chatwoot's messages after the /send decide every attempt: a person's own
+                # reply there cancels the send.
+                "after_message_id": int(command_id) if command_id.isdigit() else 0,
+            },
             reason="draft_approved",
         )
         if typed_at is not None and self._answered_before_sending(reply, typed_at):
             return self._not_sent(approved, command_id)
-        self.actions.run(reply)
+        if self.actions.run(reply) == CANCELLED:
+            return self._not_sent(approved, command_id)
         self.drafts.decide(
             approved,
             "sent_as_is",
@@ -482,9 +585,9 @@ class DraftService:
     def _answered_before_sending(self, reply: Action, typed_at: float) -> bool:
         """An agent answered the customer after typing /send, and the approved reply was never
         posted (held back while the pipeline was paused, or behind a backlog): the agent's own
-        answer stands; sending the draft as well would answer the customer twice. A reply that
-        may have been posted (its claim got as far as posting) is left to the ledger to find
-        or finish."""
+        answer stands; sending the draft as well would answer the customer twice. This reads
+        the webhooks we received; the ledger then checks Chatwoot itself before every attempt
+        to post (``ActionRunner._reply``), so an answer whose webhook was lost counts too."""
         entry = self.actions.ledger.get(reply)
         if entry is not None and (
             entry.get("status") == "done" or entry.get("search_after") is not None

@@ -38,6 +38,13 @@ from support_pipeline.store import (
 
 DRAFT_PREFIX = "DRAFT#"
 APPROVAL_PREFIX = "APPROVAL#"
+TURN_PREFIX = "TURN#"
+# A dry run's kept turn text (no Chatwoot to read it back from) lives this long: past the
+# burst window and every retry of the draft it is for.
+TURN_SECONDS = 2 * 86400
+# The longest customer turn a drafter is given and a draft keeps as its question: Chatwoot
+# takes messages of up to 150,000 characters; a turn past this is cut, never refused.
+TURN_CHARS = 4000
 PENDING_DRAFTS = "PendingDrafts"
 PENDING = "pending"
 APPROVED = "approved"  # approved by /send, the public reply on its way
@@ -235,6 +242,29 @@ class DraftStore:
                 FilterExpression=Attr("kind").eq("draft"),
             )
         ]
+
+    # ---- a dry run's turn text ------------------------------------------------------------
+    def remember_turn(
+        self, account_id: str, conversation_id: str, message_id: str, text: str
+    ) -> None:
+        """Keep a customer message's text for its draft when there is no Chatwoot to read it
+        from (a dry run). The pipeline's own ``draft_due`` event carries ids only."""
+        self._table.put_item(
+            Item={
+                **self._key(account_id, conversation_id, TURN_PREFIX + message_id),
+                "kind": "turn",
+                "text": text[:TURN_CHARS],
+                "expires_at": int(self._clock() + TURN_SECONDS),
+            }
+        )
+
+    def turn_text(self, account_id: str, conversation_id: str, message_id: str) -> str:
+        found = self._table.get_item(
+            Key=self._key(account_id, conversation_id, TURN_PREFIX + message_id),
+            ConsistentRead=True,
+        ).get("Item")
+        text = (found or {}).get("text")
+        return text if isinstance(text, str) else ""
 
     # ---- approvals -------------------------------------------------------------------------
     def record_approval(self, draft: dict[str, Any], approver_id: str, command_id: str) -> bool:
