@@ -29,6 +29,7 @@ logger = Logger(child=True)
 
 STATE = "escalation"
 MANUAL_COMMAND = "/escalate"
+MAX_REASON = 500  # characters of an agent's /escalate reason quoted in the note
 ESCALATION_EVENTS = frozenset(
     {
         "message_created",
@@ -294,9 +295,8 @@ class EscalationRules:
             raw_content = payload.get("content")
             content: str = raw_content if isinstance(raw_content, str) else ""
             if kind == "outgoing" and private and _is_agent(payload):
-                command = content.strip()
-                if command.lower().startswith(MANUAL_COMMAND):
-                    why = command[len(MANUAL_COMMAND) :].strip() or "no reason given"
+                why = manual_reason(content)
+                if why is not None:
                     return [Reason("manual", f"An agent asked for escalation: {why}")], True
                 return [], False
             if kind != "incoming" or private:
@@ -341,6 +341,26 @@ class EscalationRules:
         return reasons, False
 
 
+def manual_reason(content: str) -> str | None:
+    """The reason of an ``/escalate <why>`` note, or None when the note is no such command.
+
+    Total: any text gives an answer, never an exception (a crash would retry the event to the
+    DLQ). The command is the note's first word (``/escalated`` is not it); the reason is
+    quoted in a private note, so it is kept printable and short.
+    """
+    command = content.strip()
+    name = command[: len(MANUAL_COMMAND)]
+    after = command[len(MANUAL_COMMAND) : len(MANUAL_COMMAND) + 1]
+    if name.lower() != MANUAL_COMMAND or (after and (after.isalnum() or after == "_")):
+        return None
+    words = command[len(MANUAL_COMMAND) : len(MANUAL_COMMAND) + 4 * MAX_REASON].split()
+    printable = ("".join(c for c in word if c.isprintable()) for word in words)
+    why = " ".join(word for word in printable if word).strip(" :")
+    if len(why) > MAX_REASON:
+        why = why[: MAX_REASON - 1] + "…"
+    return why or "no reason given"
+
+
 def _is_agent(payload: cw.Payload) -> bool:
     sender = payload.get("sender")
     return isinstance(sender, dict) and str(sender.get("type") or "").lower() == "user"
@@ -377,7 +397,7 @@ def _owned(state: dict[str, Any]) -> dict[str, str]:
 
 def _episode_of_key(key: str) -> int | None:
     number = key.removeprefix("dry:").split(":", 1)[0]
-    return int(number) if number.isdigit() else None
+    return int(number) if number.isascii() and number.isdigit() else None
 
 
 def unanswered_count(marks: list[list[Any]]) -> int:
