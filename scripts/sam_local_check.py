@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import yaml  # noqa: E402
 
 from support_pipeline.chatwoot.signature import sign  # noqa: E402
+from support_pipeline.config import KNOWLEDGE_SAMPLES_ENV  # noqa: E402
 from support_pipeline_ops.local import template as cfn  # noqa: E402
 from support_pipeline_ops.queues import queue_depth  # noqa: E402
 
@@ -159,16 +160,19 @@ def env_vars_file(
 
 
 def local_template(built: Mapping[str, Any], timeout: int | None = None) -> dict[str, Any]:
-    """The built template, with AWS_ENDPOINT_URL declared for every function.
+    """The built template, with AWS_ENDPOINT_URL and KNOWLEDGE_SAMPLES declared for every
+    function.
 
     SAM passes a function only the variables its template declares, so without this the
-    env-vars file could not point boto3 at moto. Only the copy sam local runs carries it.
+    env-vars file could not point boto3 at moto, nor let drafts use the layer's sample articles
+    (events/env.json says ``allow``). Only the copy sam local runs carries them.
     ``timeout``: every function's timeout, for emulated runs (qemu makes a cold start some 50
     times slower than the deployed timeouts allow)."""
     template = json.loads(json.dumps(built))
     function = template.setdefault("Globals", {}).setdefault("Function", {})
     variables = function.setdefault("Environment", {}).setdefault("Variables", {})
     variables[ENDPOINT_VARIABLE] = ""
+    variables[KNOWLEDGE_SAMPLES_ENV] = ""  # deployed: never set (docs/drafters.md)
     if timeout is not None:
         for spec in template.get("Resources", {}).values():
             if spec.get("Type") == "AWS::Serverless::Function":

@@ -294,6 +294,9 @@ def test_the_banner_says_port_host_backoff_state_secret_page_logs_and_the_cli(pr
     assert str(metrics) in said
     assert "make cli ARGS='conversations list'" in said
     assert ".venv/bin/support-pipeline conversations list" in said
+    # the local stack drafts from the layer's sample articles, and says it is local only
+    assert "Drafts:          knowledge over the sample articles of a fictional store" in said
+    assert "KNOWLEDGE_SAMPLES=allow, set by the local stack only: deployed, drafts stay off" in said
 
 
 def test_the_conversations_page_shows_a_conversation_posted_through_the_stack(practice) -> None:

@@ -414,9 +414,13 @@ def run_policy_validate(args: argparse.Namespace, out: TextIO) -> int:
             policy = load_default_policy()
     except (PolicyError, OSError) as error:
         raise UsageError(str(error)) from None
+    from support_pipeline.drafts.registry import in_force
+
     out.write(
         f"{policy.source}: valid. Time zone {policy.timezone}; "
         f"urgent first response {policy.sla.targets['urgent'].first_response} s.\n"
+        # As deployed: the functions never may use the layer's sample articles.
+        f"Drafts when deployed: {in_force(policy.drafts, samples_allowed=False).summary()}.\n"
     )
     return 0
 

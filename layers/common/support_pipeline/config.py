@@ -18,6 +18,10 @@ class ConfigError(ValueError):
 
 
 BACKOFF_SCALE_ENV = "LOCAL_BACKOFF_SCALE"
+# ``allow``: drafts may come from the sample articles shipped in the layer (a fictional store's).
+# Only the local stack and events/env.json set it, never template.yaml: deployed, drafts stay off
+# until a knowledge source is configured (docs/drafters.md, "Configure a knowledge source").
+KNOWLEDGE_SAMPLES_ENV = "KNOWLEDGE_SAMPLES"
 
 
 def backoff_scale(env: Mapping[str, str]) -> float:
@@ -106,14 +110,19 @@ class SupportSettings:
     support_policy_param: str = ""
     chatwoot_base_url: str = ""
     chatwoot_api_token_param: str = ""
+    knowledge_samples: bool = False  # drafts may use the layer's sample articles (local only)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SupportSettings:
         env = os.environ if env is None else env
+        samples = env.get(KNOWLEDGE_SAMPLES_ENV, "").strip()
+        if samples not in ("", "allow"):
+            raise ConfigError(f"{KNOWLEDGE_SAMPLES_ENV} must be allow or unset, got {samples!r}")
         settings = cls(
             support_policy_param=env.get("SUPPORT_POLICY_PARAM", "").strip(),
             chatwoot_base_url=env.get("CHATWOOT_BASE_URL", "").strip(),
             chatwoot_api_token_param=env.get("CHATWOOT_API_TOKEN_PARAM", "").strip(),
+            knowledge_samples=samples == "allow",
         )
         if settings.chatwoot_base_url and not settings.chatwoot_api_token_param:
             raise ConfigError("CHATWOOT_API_TOKEN_PARAM is required when CHATWOOT_BASE_URL is set")

@@ -158,7 +158,9 @@ def build_support(
     drafters: Callable[[str | None], Drafter | None] | None = None,
 ) -> SupportServices:
     """The support capabilities. ``schedule`` puts the pipeline's own delayed events on its
-    queue (the processor's); ``drafters`` picks a drafter per inbox (default: the policy's)."""
+    queue (the processor's); ``drafters`` picks a drafter per inbox (default: the policy's, as
+    :func:`deployed_drafters` runs it: no drafts from the layer's sample articles unless
+    ``settings.knowledge_samples``)."""
     from support_pipeline.actions import ActionLedger, ActionRunner
     from support_pipeline.drafts.service import DraftService
     from support_pipeline.drafts.store import DraftStore
@@ -180,12 +182,15 @@ def build_support(
     def no_queue(payload: dict[str, Any], dedupe_key: str, delay: int) -> None:
         raise RuntimeError("this function has no queue to schedule events on")
 
+    draft_policy = policy
+    if drafters is None:
+        draft_policy, drafters = deployed_drafters(policy, settings)
     drafts = DraftService(
-        policy=policy,
+        policy=draft_policy,
         store=store,
         drafts=draft_store,
         actions=actions,
-        drafter_for=drafters or default_drafters(policy, settings),
+        drafter_for=drafters,
         schedule=schedule or no_queue,
         telemetry=telemetry,
         own=pipeline_identity(policy, client),
@@ -196,10 +201,39 @@ def build_support(
     )
 
 
+def deployed_drafters(
+    policy: SupportPolicy, settings: SupportSettings
+) -> tuple[SupportPolicy, Callable[[str | None], Drafter | None]]:
+    """The policy as drafting runs it, and its drafters: the knowledge drafter only over a
+    knowledge source of the team's own unless ``settings.knowledge_samples`` (the local stack)
+    allows the layer's sample articles (drafts/registry.py, :func:`~registry.in_force`). Says
+    once, in the log, what drafts are made from, or why there are none."""
+    from dataclasses import replace
+
+    from support_pipeline.drafts import registry
+
+    state = registry.in_force(policy.drafts, settings.knowledge_samples)
+    if state.off_reason:
+        logger.warning(
+            f"drafts off: {state.off_reason}",
+            extra={
+                "drafter": "knowledge",
+                "off_for": list(state.off_where),
+                "drafts": state.summary(),
+            },
+        )
+    elif state.samples:
+        logger.info("drafts use the sample articles of a fictional store (KNOWLEDGE_SAMPLES)")
+    if state.policy is not policy.drafts:
+        policy = replace(policy, drafts=state.policy)
+    return policy, default_drafters(policy, settings)
+
+
 def default_drafters(
     policy: SupportPolicy, settings: SupportSettings
 ) -> Callable[[str | None], Drafter | None]:
-    """The drafters the policy names, built on first use with real AWS clients."""
+    """The drafters the policy names, built on first use with real AWS clients (the policy as
+    :func:`deployed_drafters` gives it)."""
     from support_pipeline.drafts import registry
 
     def fetch(name: str) -> str:
@@ -210,12 +244,16 @@ def default_drafters(
     def s3() -> Any:
         return aws.client("s3", aws.PROCESSOR_CONFIG) if policy.drafts.knowledge.s3_uri else None
 
+    samples = settings.knowledge_samples
     return registry.DrafterRegistry(
         policy.drafts,
         {
             "knowledge": lambda drafts: registry.knowledge_drafter(drafts, s3=s3()),
             "bedrock": lambda drafts: registry.bedrock_drafter(
-                drafts, aws.client("bedrock-runtime", aws.BEDROCK_CONFIG), s3=s3()
+                drafts,
+                aws.client("bedrock-runtime", aws.BEDROCK_CONFIG),
+                s3=s3(),
+                samples_allowed=samples,
             ),
             "http": lambda drafts: registry.http_drafter(drafts, fetch),
         },

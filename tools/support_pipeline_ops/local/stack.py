@@ -263,6 +263,12 @@ class LocalStack:
         # A local Chatwoot (the fake one, or yours on loopback) speaks plain http; deployed
         # functions never get this, so they refuse an http:// ChatwootBaseUrl.
         os.environ["CHATWOOT_ALLOW_HTTP"] = "true"
+        # Drafts may come from the layer's sample articles (a fictional store's), so the local
+        # stack drafts out of the box; deployed functions never get this, and draft only from a
+        # knowledge source the team configures (docs/drafters.md).
+        from support_pipeline.config import KNOWLEDGE_SAMPLES_ENV
+
+        os.environ[KNOWLEDGE_SAMPLES_ENV] = "allow"
         root = self.template_path.parent
         if self.metrics_file is not None:
             Path(self.metrics_file).parent.mkdir(parents=True, exist_ok=True)
@@ -279,6 +285,23 @@ class LocalStack:
         self._start_sweep_process()
         self._start_sweeper()
         return self
+
+    def drafts(self) -> str:
+        """What the processor drafts from under the policy in force (the banner's line)."""
+        from support_pipeline.config import KNOWLEDGE_SAMPLES_ENV
+        from support_pipeline.drafts.registry import in_force
+        from support_pipeline.policy import PolicySource
+
+        policy = PolicySource(LOCAL_POLICY_PARAM if self.policy_file else "").current()
+        state = in_force(policy.drafts, samples_allowed=True)
+        if not state.samples:
+            return state.summary()
+        return (
+            f"{state.summary()}\n"
+            f"                   ({KNOWLEDGE_SAMPLES_ENV}=allow, set by the local stack only: "
+            "deployed, drafts stay off\n"
+            "                   until a knowledge source is configured, docs/drafters.md)"
+        )
 
     def sweep(self, now: float | None = None) -> dict[str, Any]:
         """Run the SLA sweep as its schedule would, as of ``now`` (default: the real time)."""
@@ -847,6 +870,7 @@ Chatwoot support pipeline running locally (moto at {stack.endpoint}, no AWS acco
   Status:          {base}{STATUS_PATH}
   Conversations:   {base}{CONVERSATIONS_PATH}   (one: {CONVERSATIONS_PATH}/ACCOUNT/CONVERSATION)
   Chatwoot:        {stack.chatwoot_url or "none: actions are dry runs (`actions list`)"}
+  Drafts:          {stack.drafts()}
   Processor:       {len(stack._pollers)} batches at once (pollers)
   Backoff scale:   {scale}   (make run BACKOFF=0.1)
   SLA sweep:       {stack.sweep_schedule()}; run one now with
