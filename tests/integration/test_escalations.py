@@ -314,3 +314,50 @@ def test_an_escalation_recorded_in_dry_run_does_not_stop_the_live_one(pipeline, 
     pipeline.drain(pipeline.consumer(policy=POLICY))  # dry run
     run(incoming("sigo queriendo mi reembolso", 1322, NOW + 60))  # live now
     assert len(notes(chatwoot)) == 1 and len(escalations(pipeline)) == 2
+
+
+OWN = "the pipeline's own user"
+
+
+def escalate_note_from(sender, message_id=1201, incoming_message=False, private=True):
+    """An ``/escalate`` note written by ``sender`` (None: no sender at all)."""
+    text = "/escalate cliente amenaza con irse"
+    if incoming_message:
+        payload = incoming(text, message_id, NOW)
+    else:
+        payload = agent_message(text, message_id, NOW, private=private)
+    if sender is None:
+        payload.pop("sender", None)
+    else:
+        payload["sender"] = sender
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("who", "sender", "options"),
+    [
+        ("a contact, as a customer message", None, {"incoming_message": True}),
+        ("a contact, on a private outgoing message", {"id": 9, "type": "contact"}, {}),
+        ("an agent bot", {"id": 1, "type": "agent_bot", "name": "Helper bot"}, {}),
+        ("an agent bot, as Chatwoot's class name", {"id": 1, "type": "AgentBot"}, {}),
+        ("nobody (no sender)", None, {}),
+        ("a sender that is not an object", "user", {}),
+        (OWN, OWN, {}),
+        ("an agent, in a public reply", {"id": 3, "type": "user"}, {"private": False}),
+    ],
+)
+def test_escalate_is_obeyed_only_from_an_agents_private_note(
+    pipeline, chatwoot, run, who, sender, options
+):
+    """Issue 15, part 7: only a person's private note escalates by hand."""
+    if sender == OWN:
+        sender = {"id": chatwoot.actor_id, "type": "user"}
+    run(escalate_note_from(sender, **options))
+    assert escalations(pipeline) == [], who
+    assert chatwoot.calls_to("POST", "/messages") == []
+    assert chatwoot.calls_to("POST", "/labels") == []
+    assert chatwoot.conversation(1, 1).labels == ["billing"]
+    # The same words in an agent's private note escalate: the refusal above was the sender's.
+    run(escalate_note_from({"id": 3, "type": "user", "name": "Agent"}, message_id=1202))
+    [recorded] = escalations(pipeline)
+    assert recorded["reasons"] == ["manual"]
