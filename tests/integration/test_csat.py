@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from support_pipeline.csat import CSAT_PREFIX
 from support_pipeline.processing.router import EventContext
 from support_pipeline.wiring import build_router
@@ -77,3 +79,37 @@ def test_a_csat_answer_through_the_processor_is_stored(pipeline):
     pipeline.drain(pipeline.consumer(policy=POLICY))
     [item] = csat_items(pipeline)
     assert item["rating"] == 4
+
+
+NOT_RATINGS = [0, 6, -1, 10, "5", "", True, False, 4.5, 5.0, None, [5], {"rating": 5}]
+
+
+@pytest.mark.parametrize("rating", NOT_RATINGS, ids=repr)
+def test_only_a_whole_number_from_1_to_5_is_a_rating(pipeline, rating):
+    """Issue 15, part 7: a rating of 0 was accepted with no test noticing (and 6, "5", True)."""
+    support = pipeline.support(policy=POLICY)
+    router = build_router(support, clock=pipeline.clock)
+    decided = {
+        "draft_id": "d-4k7q2m",
+        "account_id": "1",
+        "conversation_id": "1",
+        "status": "rejected",
+        "text": "Hola",
+    }
+    assert support.drafts.drafts.create(decided)
+    results = router.dispatch(EventContext("message_updated", survey(rating, NOW + 10), "k"))
+    assert results["results"]["csat"] == {"skipped": "not a CSAT answer"}
+    assert results["results"]["drafts"] == {"skipped": "no rating"}
+    assert csat_items(pipeline) == []
+    [draft] = support.drafts.drafts.of_conversation("1", "1")
+    assert "csat" not in draft
+    # The bounds themselves are ratings, stored and joined to the decided draft.
+    for good in (1, 5):
+        answer = survey(good, NOW + 20 + good)
+        results = router.dispatch(EventContext("message_updated", answer, f"good-{good}"))
+        assert results["results"]["csat"] == {"csat": good, "stored": True}
+        assert results["results"]["drafts"] == {"csat": good, "joined": 1}
+    [item] = csat_items(pipeline)
+    assert item["rating"] == 5
+    [draft] = support.drafts.drafts.of_conversation("1", "1")
+    assert draft["csat"] == 5
