@@ -96,6 +96,11 @@ REQUESTS: dict[str, Callable[[Any], tuple[int, dict[str, Any]]]] = {
     "missing signature and invalid token": lambda p: post(
         p, webhook_event(INCOMING, headers={}, query="token=guess"), accept_url_token=True
     ),
+    "an unsigned post cannot carry the pipeline's own events": lambda p: post(
+        p,
+        webhook_event({"event": "draft_due"}, headers={}, query=f"token={SECRET}"),
+        accept_url_token=True,
+    ),
     "malformed signature header": lambda p: post(
         p, webhook_event(INCOMING, headers=signed(INCOMING, **{"X-Chatwoot-Signature": "md5=x"}))
     ),

@@ -85,7 +85,6 @@ def test_a_note_summary_skips_headers_and_references():
 
 
 def test_a_note_summary_is_what_the_pipeline_notes_say_not_their_headers():
-    from support_pipeline.drafts.base import DraftResult, Source
     from support_pipeline.drafts.service import DraftService
     from support_pipeline.escalation import Escalator, Reason
     from support_pipeline_ops.conversations_cli import action_summary
@@ -93,14 +92,14 @@ def test_a_note_summary_is_what_the_pipeline_notes_say_not_their_headers():
     def summary(content: str) -> str:
         return action_summary({"kind": "private_note", "detail": {"content": content}})
 
-    draft = DraftResult(
-        "knowledge",
-        "Los envíos tardan 3 días.\nTe avisamos al salir.",
-        0.8,
-        "es",
-        (Source("Envíos"),),
-    )
-    note = DraftService._note("d-1", draft)
+    draft = {
+        "draft_id": "d-1",
+        "drafter": "knowledge",
+        "text": "Los envíos tardan 3 días.\nTe avisamos al salir.",
+        "confidence": 0.8,
+        "sources": [{"title": "Envíos", "ref": ""}],
+    }
+    note = DraftService._note(draft)
     assert note.startswith("Draft reply d-1 · 80% confident · knowledge: Envíos")
     assert summary(note) == "Los envíos tardan 3 días."
     escalator = Escalator(policy_with(**{"escalation.team_id": 7}), None, None)

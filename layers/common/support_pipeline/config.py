@@ -77,7 +77,7 @@ class IngestSettings:
     webhook_secret_param: str
     payload_bucket: str = ""
     signature_tolerance_seconds: int = 300
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = 2 * 1024 * 1024
     claim_check_threshold_bytes: int = 240 * 1024
     accept_url_token: bool = False
     ignored_events: frozenset[str] = field(
@@ -93,7 +93,7 @@ class IngestSettings:
             webhook_secret_param=_required(env, "WEBHOOK_SECRET_PARAM"),
             payload_bucket=env.get("PAYLOAD_BUCKET", ""),
             signature_tolerance_seconds=_int(env, "SIGNATURE_TOLERANCE_SECONDS", 300, minimum=1),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1),
             claim_check_threshold_bytes=_int(
                 env, "CLAIM_CHECK_THRESHOLD_BYTES", 240 * 1024, minimum=1024
             ),

@@ -30,7 +30,7 @@ from support_pipeline.chatwoot.signature import (
     verify,
 )
 from support_pipeline.config import IngestSettings
-from support_pipeline.messages import to_message_attributes
+from support_pipeline.messages import PIPELINE_EVENTS, to_message_attributes
 from support_pipeline.selftest import is_self_test
 from support_pipeline.telemetry import Telemetry, fault
 
@@ -190,6 +190,10 @@ class IngestService:
         if not isinstance(event, str) or not event.strip():
             return _refuse(400, "event is missing")
 
+        if not signed and cw.base_event(event) in PIPELINE_EVENTS:
+            # No integrity and replayable: an unsigned post never carries the pipeline's own
+            # events (a signed one that names one is dead-lettered by the processor).
+            return _refuse(401, "an unsigned post cannot carry the pipeline's own events")
         delivery_id = request.headers.get("x-chatwoot-delivery") or None
         if cw.base_event(event) in self.settings.ignored_events:
             self.telemetry.count("WebhookIgnored")

@@ -10,6 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+# The pipeline's own events, put on EventsQueue by its own role with ``origin=pipeline``. Chatwoot
+# never sends these names: a webhook that carries one is forged or mistaken, and never runs.
+PIPELINE_EVENTS = frozenset({"draft_due"})
+ORIGIN_ATTRIBUTE, PIPELINE_ORIGIN = "origin", "pipeline"
+
 # Attributes the DLQ copy adds; everything the ingest set is kept in ``original_attributes``.
 DLQ_ATTRIBUTES = ("error_type", "error_reason", "failed_at", "receive_count", "original_attributes")
 # Originals repeated as top-level DLQ attributes for listing and selective redrive.

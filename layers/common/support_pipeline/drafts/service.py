@@ -43,7 +43,7 @@ from support_pipeline.drafts.store import (
     draft_id_for,
 )
 from support_pipeline.escalation import escalated_now, is_own_message
-from support_pipeline.messages import to_message_attributes
+from support_pipeline.messages import ORIGIN_ATTRIBUTE, PIPELINE_ORIGIN, to_message_attributes
 from support_pipeline.policy import SupportPolicy
 from support_pipeline.processing.errors import PermanentError, TransientError
 from support_pipeline.processing.router import EventContext
@@ -77,7 +77,7 @@ def sqs_schedule(sqs: Any, queue_url: str, clock: Callable[[], float] = time.tim
             "event": str(payload["event"]),
             "dedupe_key": dedupe_key,
             "signed": "true",  # the pipeline's own: only its role may send to the queue
-            "origin": "pipeline",
+            ORIGIN_ATTRIBUTE: PIPELINE_ORIGIN,
             "received_at": cw.iso(clock()),
             "account_id": str(cw.account_id(payload) or ""),
             "conversation_id": str(cw.conversation_id(payload) or ""),
@@ -537,7 +537,10 @@ class DraftService:
             draft["conversation_id"],
             draft["draft_id"],
         )
-        mine = draft.get("status") == APPROVED and draft.get("command_id") == command_id
+        mine = draft.get("command_id") == command_id
+        if draft.get("status") == "replaced" and mine:
+            return self._tell_not_sent(draft, command_id)  # a retry: only the answer was left
+        mine = mine and draft.get("status") == APPROVED
         if draft.get("status") != PENDING and not mine:
             return self._already(draft, command_id)
         if not self.drafts.record_approval(draft, agent, command_id):
@@ -597,11 +600,7 @@ class DraftService:
         return float(record.get("last_agent_reply_at") or 0) > typed_at
 
     def _not_sent(self, approved: dict[str, Any], command_id: str) -> dict[str, Any]:
-        account, conversation, draft_id = (
-            approved["account_id"],
-            approved["conversation_id"],
-            approved["draft_id"],
-        )
+        account, conversation = approved["account_id"], approved["conversation_id"]
         decided = self.drafts.decide(
             approved,
             "replaced",
@@ -612,16 +611,20 @@ class DraftService:
         if decided is not None:
             self.telemetry.count("DraftDecided", reason="replaced")
         self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
+        return self._tell_not_sent(approved, command_id)
+
+    def _tell_not_sent(self, draft: dict[str, Any], command_id: str) -> dict[str, Any]:
+        draft_id = draft["draft_id"]
         self._answer(
-            account,
-            conversation,
+            draft["account_id"],
+            draft["conversation_id"],
             command_id,
             f"Draft {draft_id} was not sent: the customer was answered by an agent after "
             "/send, before the pipeline could send it. Nothing was sent twice.",
         )
         logger.info(
             "approved draft not sent: answered meanwhile",
-            extra={"draft_id": draft_id, "conversation_id": conversation},
+            extra={"draft_id": draft_id, "conversation_id": draft["conversation_id"]},
         )
         return {"not_sent": draft_id}
 

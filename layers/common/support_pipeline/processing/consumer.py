@@ -31,7 +31,14 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from support_pipeline import claimcheck, deadline, selftest
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.config import ProcessorSettings
-from support_pipeline.messages import DLQ_COPIED, original_attributes, to_message_attributes
+from support_pipeline.messages import (
+    DLQ_COPIED,
+    ORIGIN_ATTRIBUTE,
+    PIPELINE_EVENTS,
+    PIPELINE_ORIGIN,
+    original_attributes,
+    to_message_attributes,
+)
 from support_pipeline.pause import CONSUME, NeverPaused, Paused, PauseSwitch
 from support_pipeline.processing.backoff import visibility_timeout
 from support_pipeline.processing.errors import (
@@ -172,6 +179,15 @@ class EventConsumer:
         invalid = cw.invalid_ids(payload)
         if invalid is not None:
             raise PermanentError("invalid_payload", invalid)
+        # The pipeline's own events (``draft_due``) come only from its own role, marked so;
+        # ingest never marks a webhook so. One that claims the name otherwise never runs.
+        if (
+            cw.base_event(payload["event"]) in PIPELINE_EVENTS
+            and attributes.get(ORIGIN_ATTRIBUTE) != PIPELINE_ORIGIN
+        ):
+            raise PermanentError(
+                "forged_event", f"{payload['event'][:64]} is the pipeline's own event name"
+            )
         # Only a message ingest marked as signed is trusted as signed. An unsigned one's key is
         # kept in the unsigned namespace, whether recomputed here or set by an older ingest.
         signed = attributes.get("signed") == "true"

@@ -29,8 +29,18 @@ TRANSIENT_AWS_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+# Requests AWS will never accept as they are (a message over SQS's size limit, a value out of
+# range): retrying them only delays the DLQ.
 PERMANENT_AWS_CODES = frozenset(
-    {"NoSuchKey", "ValidationException", "ItemCollectionSizeLimitExceededException"}
+    {
+        "NoSuchKey",
+        "ValidationException",
+        "ItemCollectionSizeLimitExceededException",
+        "InvalidParameterValue",
+        "MessageTooLong",
+        "InvalidMessageContents",
+        "AWS.SimpleQueueService.InvalidParameterValue",
+    }
 )
 
 REASON_LIMIT = 1000
@@ -49,6 +59,7 @@ PERMANENT_ERROR_TYPES = frozenset(
         "drafter_bad_answer",
         "drafter_misconfigured",
         "aws_rejected",
+        "forged_event",
     }
 )
 

@@ -1,0 +1,299 @@
+"""The approval gate under faults (issue: the approval gate, proven under faults).
+
+Each test is one way the promise broke before: a customer gets only the text an agent saw in a
+draft note before writing ``/send``, approved by a signed delivery from an agent, once, and not
+after a person already answered. Everything is real but the drafter, which words its answer
+differently on every call (as a model or an edited knowledge base would): the processor, moto,
+the action ledger and the fake Chatwoot over HTTP. Agents' notes and replies are written in
+the fake first, so they carry Chatwoot's own ids and order.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from support_pipeline.chatwoot.client import ChatwootClient
+from support_pipeline.drafts.base import DraftResult, Source
+from support_pipeline.drafts.store import DraftStore
+from tests.support import SECRET, agent_message, attributes_of, incoming, policy_with
+
+POLICY = policy_with(
+    **{
+        "escalation.rules.unanswered_messages.enabled": False,
+        "escalation.rules.vip_contact.enabled": False,
+        "drafts.quiet_after_agent_reply": "10m",
+    }
+)
+
+
+class WordingDrafter:
+    """A confident answer, worded anew on every call: a second call shows as other text."""
+
+    name = "knowledge"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def draft(self, context):
+        self.calls += 1
+        return DraftResult(
+            "knowledge",
+            f"Shipping takes 2 to 4 business days (wording {self.calls}).",
+            0.9,
+            "en",
+            (Source("Shipping"),),
+        )
+
+
+@pytest.fixture
+def drafter():
+    return WordingDrafter()
+
+
+@pytest.fixture
+def world(pipeline, chatwoot, drafter):
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+
+    class World:
+        deliveries = 0
+
+        def consumer(self):
+            return pipeline.consumer(chatwoot=client, policy=POLICY, drafters=lambda i: drafter)
+
+        def deliver(self, *payloads, **kwargs):
+            for payload in payloads:
+                World.deliveries += 1
+                kwargs.setdefault("delivery_id", f"gate-{World.deliveries}")
+                kwargs.setdefault("timestamp", pipeline.clock.now)
+                status, body = pipeline.post(payload, **kwargs)
+                assert status == 202, body
+                kwargs.pop("delivery_id")
+
+        def process(self, cycles=3):
+            """Time passes: retries come back, delayed events are due, all is processed."""
+            for _ in range(cycles):
+                pipeline.clock.advance(300)
+                pipeline.make_visible()
+                pipeline.drain(self.consumer())
+
+        def customer(self, text, conversation=1):
+            """The customer writes in Chatwoot; its webhook is returned, not delivered."""
+            written = chatwoot.add_customer_message(1, conversation, text)
+            return incoming(text, written["id"], pipeline.clock.now, conversation, status="open")
+
+        def note(self, content, agent_id=3, conversation=1, sender_type="user"):
+            """An agent writes a private note in Chatwoot; its webhook is returned."""
+            written = chatwoot.add_agent_message(
+                1, conversation, content, private=True, user_id=agent_id
+            )
+            payload = agent_message(
+                content, written["id"], pipeline.clock.now, private=True, status="open"
+            )
+            payload["sender"].update(id=agent_id, type=sender_type)
+            return payload
+
+        def reply(self, content, agent_id=3, conversation=1):
+            """An agent answers the customer in Chatwoot; its webhook is returned."""
+            written = chatwoot.add_agent_message(1, conversation, content, user_id=agent_id)
+            payload = agent_message(content, written["id"], pipeline.clock.now, status="open")
+            payload["sender"]["id"] = agent_id
+            return payload
+
+        def drafts(self):
+            store = DraftStore(
+                pipeline.dynamodb, pipeline.stack.physical["ConversationsTable"], POLICY.zone
+            )
+            return store.of_conversation("1", "1")
+
+        def draft_notes(self):
+            return [n for n in chatwoot.notes(1, 1) if n.startswith("Draft reply")]
+
+        def dead_lettered(self):
+            return pipeline.messages(pipeline.dlq_url)
+
+    return World()
+
+
+def test_a_retried_turn_posts_the_stored_draft_and_never_asks_the_drafter_again(
+    world, chatwoot, drafter
+):
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process(cycles=1)
+    # The first attempt stores the draft, then Chatwoot refuses the note (429): it retries.
+    chatwoot.fail("POST", "/messages", 429)
+    world.process(cycles=4)
+    [draft] = world.drafts()
+    [note] = world.draft_notes()
+    assert drafter.calls == 1
+    assert draft["text"] == "Shipping takes 2 to 4 business days (wording 1)."
+    assert draft["text"] in note
+
+    world.deliver(world.note("/send"))
+    world.process()
+    assert chatwoot.public_messages(1, 1) == [draft["text"]]  # what the agent read, verbatim
+    assert world.dead_lettered() == []
+
+
+def test_a_late_bare_send_never_approves_a_draft_posted_after_it_was_typed(world, chatwoot):
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    [first] = world.drafts()
+    send = world.note("/send")  # typed now; its webhook is delayed (a backoff, a replay)
+    world.deliver(world.customer("and to Cali?"))  # supersedes the first draft
+    world.process()
+    assert [d["status"] for d in world.drafts()] == ["superseded", "pending"]
+
+    world.deliver(send)  # the /send finally arrives: it meant the first draft
+    world.process()
+    assert chatwoot.public_messages(1, 1) == []
+    assert [d["status"] for d in world.drafts()] == ["superseded", "pending"]
+    assert chatwoot.notes(1, 1)[-1].startswith(
+        f"Draft {first['draft_id']} was already superseded by a newer customer message"
+    )
+    assert world.dead_lettered() == []
+
+
+def test_an_explicit_send_of_a_draft_whose_note_came_after_it_is_refused(world, chatwoot):
+    from support_pipeline.drafts.store import draft_id_for
+
+    question = world.customer("how long does shipping take?")
+    # Draft ids are derived from the turn: one could be typed before its note exists.
+    draft_id = draft_id_for("1", "1", str(question["id"]))
+    early = world.note(f"/send {draft_id}")
+    world.deliver(question)
+    world.process()
+    world.deliver(early)
+    world.process()
+    assert chatwoot.public_messages(1, 1) == []
+    assert [d["status"] for d in world.drafts()] == ["pending"]
+    assert "was not in the conversation when you wrote /send" in chatwoot.notes(1, 1)[-1]
+
+
+def test_a_reply_retried_after_a_502_is_not_sent_when_an_agent_answered_meanwhile(
+    pipeline, world, chatwoot
+):
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    # The public reply's POST gets a 502 from the proxy, and nothing was created.
+    chatwoot.fail("POST", "/messages", 502)
+    world.deliver(world.note("/send"))
+    pipeline.drain(world.consumer())
+    assert chatwoot.public_messages(1, 1) == []
+    assert len(chatwoot.calls_to("POST", "/messages", ok_only=False)) == 2  # the note, the 502
+    # The agent, seeing nothing go out, answers by hand; that webhook is lost upstream.
+    world.reply("It takes about 3 days!")
+    world.process(cycles=4)
+    assert chatwoot.public_messages(1, 1) == ["It takes about 3 days!"]
+    [draft] = world.drafts()
+    assert draft["status"] == "replaced"
+    assert any("was not sent" in note for note in chatwoot.notes(1, 1))
+    assert [c.body["content"] for c in chatwoot.calls_to("POST", "/messages")][-1].startswith(
+        f"Draft {draft['draft_id']} was not sent"
+    )
+    assert world.dead_lettered() == []
+
+
+def test_a_reply_whose_answer_was_lost_is_found_and_not_sent_twice(pipeline, world, chatwoot):
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    chatwoot.fail("POST", "/messages", 502, acted=True)  # created, but the client saw a 502
+    world.deliver(world.note("/send"))
+    pipeline.drain(world.consumer())
+    world.reply("Anything else?")  # a person writes after the reply went out
+    world.process(cycles=4)
+    [draft] = world.drafts()
+    assert chatwoot.public_messages(1, 1) == [draft["text"], "Anything else?"]
+    assert draft["status"] == "sent_as_is"
+
+
+@pytest.mark.parametrize(
+    ("who", "sender_type", "agent_id"),
+    [("an agent bot", "agent_bot", 3), ("the pipeline's own user", "user", 900)],
+)
+def test_a_send_not_written_by_an_agent_user_approves_nothing(
+    world, chatwoot, who, sender_type, agent_id
+):
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    world.deliver(world.note("/send", agent_id=agent_id, sender_type=sender_type))
+    world.process()
+    assert chatwoot.public_messages(1, 1) == [], who
+    assert [d["status"] for d in world.drafts()] == ["pending"]
+
+
+def test_a_customer_typing_send_approves_nothing(world, chatwoot):
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    world.deliver(world.customer("/send"))
+    world.process()
+    assert chatwoot.public_messages(1, 1) == []
+
+
+def test_an_unsigned_post_never_carries_a_command(pipeline, world, chatwoot):
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    send = world.note("/send")
+    service = pipeline.ingest(accept_url_token=True)
+    status, _ = pipeline.post(send, service=service, headers={}, query=f"token={SECRET}")
+    assert status == 202  # accepted by URL token: recorded, but never a command
+    world.process()
+    assert chatwoot.public_messages(1, 1) == []
+    assert [d["status"] for d in world.drafts()] == ["pending"]
+    assert pipeline.telemetry.total("DraftCommandUnsigned") == 1
+
+
+def test_an_unsigned_post_of_a_pipeline_event_is_refused_and_a_signed_one_dead_lettered(
+    pipeline, world
+):
+    forged = {
+        "event": "draft_due",
+        "account": {"id": 1},
+        "conversation": {"id": 1},
+        "message_id": 5,
+    }
+    service = pipeline.ingest(accept_url_token=True)
+    status, body = pipeline.post(
+        forged, service=service, headers={}, query=f"token={SECRET}", timestamp=pipeline.clock.now
+    )
+    assert status == 401 and "pipeline's own events" in body["reason"]
+    assert pipeline.messages(pipeline.queue_url) == []
+
+    assert pipeline.post(forged)[0] == 202  # signed: taken in, never run
+    world.process(cycles=1)
+    [dead] = world.dead_lettered()
+    assert attributes_of(dead)["error_type"] == "forged_event"
+    assert world.drafts() == []
+
+
+def test_a_huge_customer_message_is_drafted_from_chatwoot_and_nothing_is_lost(
+    pipeline, world, chatwoot, drafter
+):
+    text = "😀" * 150_000  # Chatwoot takes up to 150,000 characters
+    # Chatwoot's JSON keeps UTF-8 as it is (Rails does not escape it): about 1.2 MB here.
+    body = json.dumps(world.customer(text), ensure_ascii=False).encode()
+    assert len(body) > 1_048_576
+    world.deliver(body)
+    pipeline.drain(world.consumer())
+    pipeline.end_delays()
+    [due] = pipeline.messages(pipeline.queue_url)  # the scheduled draft_due
+    assert len(due["Body"]) < 1000 and "😀" not in json.dumps(json.loads(due["Body"]))
+    world.process()
+    [draft] = world.drafts()
+    assert draft["status"] == "pending" and len(draft["question"]) == 4000
+    assert world.dead_lettered() == []
+    assert pipeline.messages(pipeline.queue_url) == []
+
+
+def test_a_request_aws_will_never_accept_is_permanent():
+    from botocore.exceptions import ClientError
+
+    from support_pipeline.processing.errors import classify
+
+    too_long = ClientError(
+        {"Error": {"Code": "InvalidParameterValue", "Message": "Message must be shorter"}},
+        "SendMessage",
+    )
+    failure = classify(too_long)
+    assert failure.permanent and failure.error_type == "aws_rejected"
