@@ -227,3 +227,26 @@ def test_one_broken_conversation_does_not_stop_the_sweep_for_the_others(
     result = world.sweep(CREATED + 1.1 * HOUR)
     assert (result["failed"], result["breached"]) == (1, 1)
     assert chatwoot.notes(1, 2) and not chatwoot.notes(1, 1)
+
+
+@pytest.mark.parametrize(("late_by", "met"), [(-1, True), (0, True), (1, False)])
+def test_a_reply_at_the_due_moment_records_the_target_met_and_a_second_later_missed(
+    pipeline, chatwoot, world, late_by, met
+):
+    """docs/support-policy.md: an answer at or before the due moment is in time."""
+    world.post(incoming("Hola", 1, CREATED + 10, status="open"))
+    due = CREATED + HOUR  # first response: 1 h of wall-clock time from creation
+    world.post(agent_message("Hola, ¿en qué te ayudo?", 2, due + late_by, status="open"))
+    [outcome] = timeline(pipeline, "sla_outcome")
+    assert (outcome["target"], outcome["met"]) == ("first_response", met)
+    assert outcome["measured_seconds"] == HOUR + late_by
+    assert pipeline.telemetry.total("SlaMet" if met else "SlaMissed") == 1
+
+
+def test_the_sweep_flags_an_unanswered_target_from_its_due_moment_on(pipeline, chatwoot, world):
+    world.post(incoming("Hola", 1, CREATED + 10, status="open"))
+    due = CREATED + HOUR
+    assert world.sweep(due - 1)["breached"] == 0
+    assert world.sweep(due)["breached"] == 1
+    [breach] = timeline(pipeline, "sla_breach")
+    assert (breach["target"], breach["met"]) == ("first_response", False)

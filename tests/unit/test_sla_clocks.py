@@ -120,3 +120,38 @@ def test_states_along_a_wall_clock_target(now_offset, state):
         "first_response"
     ]
     assert first.state(created + now_offset * 3600) == state
+
+
+def wall_clock_first_response(replied_at=None):
+    """A 1 h wall-clock first-response target started at 09:00 (replied at ``replied_at``)."""
+    policy = policy_with(
+        **{"sla.business_hours_only.first_response": False, "sla.targets.none.first_response": "1h"}
+    )
+    created = bogota(2026, 11, 25, 9, 0)
+    fields = {"created_at": created}
+    if replied_at is not None:
+        fields["first_reply_created_at"] = created + replied_at
+    clocks = compute_clocks(record(**fields), [], policy, CALENDAR)
+    first = by_target(clocks)["first_response"]
+    assert first.due_at == created + 3600
+    return first
+
+
+@pytest.mark.parametrize(
+    ("replied_after", "state"),
+    [(3599, "met"), (3600, "met"), (3600.5, "missed"), (3601, "missed")],
+)
+def test_a_reply_exactly_at_the_due_moment_is_in_time_and_a_second_later_is_late(
+    replied_after, state
+):
+    """docs/support-policy.md: met by an answer at or before the due moment (as Chatwoot)."""
+    first = wall_clock_first_response(replied_after)
+    assert first.state(first.due_at + 86400) == state  # whenever it is asked
+    assert first.in_time is (state == "met")
+
+
+@pytest.mark.parametrize(("now", "state"), [(-1, "at_risk"), (0, "breached"), (1, "breached")])
+def test_an_unanswered_target_is_breached_from_its_due_moment_on(now, state):
+    first = wall_clock_first_response()
+    assert first.in_time is None
+    assert first.state(first.due_at + now) == state

@@ -62,10 +62,19 @@ class SlaClock:
     def instance(self) -> str:
         return f"{self.target}@{int(self.started_at)}"
 
+    @property
+    def in_time(self) -> bool | None:
+        """Whether the answer came in time (None: no answer yet): at or before the due moment,
+        as Chatwoot's own SLA evaluation counts it (docs/support-policy.md). An open clock is
+        breached once its due moment has come (``state``), as Chatwoot's is no longer within."""
+        if self.met_at is None:
+            return None
+        return self.met_at <= self.due_at
+
     def state(self, now: float) -> str:
         """met | missed (closed) or breached | at_risk | running (open)."""
         if self.met_at is not None:
-            return "met" if self.met_at <= self.due_at else "missed"
+            return "met" if self.in_time else "missed"
         if now >= self.due_at:
             return "breached"
         if now >= self.at_risk_at:
@@ -487,7 +496,7 @@ class SlaService:
                 continue
             if met_at is not None and abs(clock.met_at - met_at) > 1.0:
                 continue  # met by another event, which recorded it
-            met = clock.met_at <= clock.due_at
+            met = bool(clock.in_time)
             if self._timeline(record, clock, "sla_outcome", clock.met_at, met=met):
                 recorded += 1
                 self.telemetry.count("SlaMet" if met else "SlaMissed", reason=clock.target)
