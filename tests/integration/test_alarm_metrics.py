@@ -95,3 +95,54 @@ def test_other_answers_do_not_count_as_unauthorized(ingest, capsys, kind):
     documents = emitted(capsys.readouterr().out)
     assert documents, "the handler emitted no metrics at all"
     assert series(documents, metric) == []
+
+
+# ---- EventDeadLettered: emitted by the processor, drawn by the dashboard, read by the report ----
+@pytest.fixture
+def processor(pipeline, monkeypatch):
+    """The real processor handler, configured by the template's environment, against moto."""
+    for name, value in pipeline.stack.function_environment("ProcessorFunction").items():
+        monkeypatch.setenv(name, value)
+    app = load_handler("processor")
+    monkeypatch.setattr(app, "_consumer", None)
+    return app
+
+
+def test_a_dead_lettered_event_emits_exactly_the_series_the_dashboard_and_report_read(
+    pipeline, processor, capsys
+):
+    """Issue 15, part 7: the metric could be renamed without a test failing."""
+    from support_pipeline.report.health import SERIES
+    from support_pipeline.telemetry import NAMESPACE
+    from support_pipeline_ops.local.lambda_shim import poll_once
+    from tests.support import attributes_of
+    from tests.unit.test_dashboard import METRICS
+
+    poison = fixture("conversation_updated")
+    del poison["id"]  # accepted at the door, refused by the processor: dead-lettered at once
+    assert pipeline.post(poison, delivery_id="poison")[0] == 202
+    capsys.readouterr()
+    received = poll_once(
+        pipeline.sqs,
+        pipeline.queue_url,
+        pipeline.queue_arn,
+        processor.handler,
+        context_factory=lambda: LocalContext(function_name="processor"),
+    )
+    assert received == (1, 0)  # answered as done: it is in the DLQ, not retried
+    [dead] = pipeline.messages(pipeline.dlq_url)
+    reason = attributes_of(dead)["error_type"]
+    assert reason == "invalid_payload"
+    documents = emitted(capsys.readouterr().out)
+    # The exact name, namespace and dimensions CloudWatch stores it under.
+    assert series(documents, "EventDeadLettered") == [
+        (NAMESPACE, {"reason": reason, "service": "processor"})
+    ]
+    # The dashboard's dead-lettered line searches exactly that series...
+    [drawn] = [m for m in METRICS if m["name"] == "EventDeadLettered"]
+    assert drawn["search"] and drawn["namespace"] == NAMESPACE
+    assert drawn["dimensions"].get("service") == "processor"
+    assert sorted(drawn["schema"]) == sorted([NAMESPACE, "reason", "service"])
+    # ...and the weekly report's health section reads the same name, service and reason.
+    [(_, metric, service, by_reason)] = [s for s in SERIES if s[0] == "dead_lettered"]
+    assert (metric, service, by_reason) == ("EventDeadLettered", "processor", True)
