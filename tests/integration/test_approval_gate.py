@@ -297,3 +297,19 @@ def test_a_request_aws_will_never_accept_is_permanent():
     )
     failure = classify(too_long)
     assert failure.permanent and failure.error_type == "aws_rejected"
+
+
+def test_an_unsigned_post_never_escalates_by_command(pipeline, world, chatwoot):
+    escalate = world.note("/escalate the customer threatens to leave")
+    service = pipeline.ingest(accept_url_token=True)
+    status, _ = pipeline.post(
+        escalate, service=service, headers={}, query=f"token={SECRET}", timestamp=pipeline.clock.now
+    )
+    assert status == 202
+    world.process()
+    assert [n for n in chatwoot.notes(1, 1) if n.startswith("Escalated")] == []
+    assert chatwoot.calls_to("POST", "/assignments") == []
+
+    world.deliver(escalate)  # the same note, signed: obeyed
+    world.process()
+    assert any(n.startswith("Escalated by the support pipeline") for n in chatwoot.notes(1, 1))

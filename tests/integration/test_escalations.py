@@ -229,11 +229,11 @@ def test_crash_between_the_call_and_the_ledger_write_posts_the_note_once(
     real = ActionLedger.record_done
     crashed = []
 
-    def crash_once(self, action, owner, result):
+    def crash_once(self, action, owner, result, *status):
         if action.kind == "private_note" and not crashed:
             crashed.append(action.action_id)
             raise ConnectionError("DynamoDB unreachable after the note was posted")
-        return real(self, action, owner, result)
+        return real(self, action, owner, result, *status)
 
     monkeypatch.setattr(ActionLedger, "record_done", crash_once)
     run(incoming("quiero un reembolso", 1101, NOW))

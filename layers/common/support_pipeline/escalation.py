@@ -295,6 +295,10 @@ class EscalationRules:
             raw_content = payload.get("content")
             content: str = raw_content if isinstance(raw_content, str) else ""
             if kind == "outgoing" and private and _is_agent(payload):
+                if context.attributes.get("signed") != "true":
+                    # An unsigned post (by URL token) has no integrity and can be replayed:
+                    # it never carries an agent's command.
+                    return [], False
                 why = manual_reason(content)
                 if why is not None:
                     return [Reason("manual", f"An agent asked for escalation: {why}")], True
