@@ -13,6 +13,8 @@ from support_pipeline.chatwoot.client import ChatwootClient, content_digest, ref
 from support_pipeline.drafts.base import DraftResult, Source
 from support_pipeline.drafts.store import DraftStore
 from support_pipeline.sla import SlaSweep
+from support_pipeline_ops.local import lambda_shim
+from tests.overlap import Rendezvous
 from tests.support import NOW, agent_message, incoming, policy_with
 
 POLICY = policy_with(
@@ -166,23 +168,22 @@ def test_send_delivers_exactly_one_public_reply_even_when_delivered_twice(
     assert chatwoot.notes(1, 1)[-1].startswith(f"Draft {draft['draft_id']} was already sent")
 
 
-def test_two_workers_racing_on_send_give_one_public_reply(pipeline, chatwoot, world):
+def test_two_workers_racing_on_send_give_one_public_reply(pipeline, chatwoot, world, monkeypatch):
     world.post(ask("¿Cuánto tarda el envío?", 141))
     world.burst_over()
+    [draft] = world.drafts()
     for message_id in (142, 143):  # two agents type /send at the same moment
-        assert (
-            pipeline.post(world.note("/send", message_id, NOW + 60), delivery_id=f"s{message_id}")[
-                0
-            ]
-            == 202
-        )
+        note = world.note("/send", message_id, NOW + 60)
+        assert pipeline.post(note, delivery_id=f"s{message_id}")[0] == 202
+    # Both workers have read the draft as pending and are about to claim its approval (the
+    # conditional write the race is about): neither writes until both are there.
+    inside = Rendezvous(2)
+    monkeypatch.setattr(DraftStore, "record_approval", inside.before(DraftStore.record_approval))
     start = threading.Barrier(2)
 
     def worker():
         consumer = world.consumer()
         start.wait(timeout=10)
-        from support_pipeline_ops.local import lambda_shim
-
         lambda_shim.poll_once(
             pipeline.sqs, pipeline.queue_url, pipeline.queue_arn, consumer.handle_batch, 1
         )
@@ -192,12 +193,20 @@ def test_two_workers_racing_on_send_give_one_public_reply(pipeline, chatwoot, wo
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    inside.assert_overlapped()
     for _ in range(4):
         pipeline.clock.advance(300)
         pipeline.make_visible()
         pipeline.drain(world.consumer())
-    assert len(chatwoot.public_messages(1, 1)) == 1
-    assert [d["status"] for d in world.drafts()] == ["sent_as_is"]
+    assert chatwoot.public_messages(1, 1) == [draft["text"]]
+    [sent] = world.drafts()
+    assert sent["status"] == "sent_as_is"
+    approval = pipeline.support().drafts.drafts.approval("1", "1", draft["draft_id"])
+    assert approval["command_id"] == sent["command_id"]  # one approval, the winner's
+    assert pipeline.telemetry.counts[("DraftDecided", "sent_as_is")] == 1
+    [already] = [n for n in chatwoot.notes(1, 1) if "was already" in n]  # the loser is told
+    assert already.startswith(f"Draft {draft['draft_id']} was already")
     assert pipeline.messages(pipeline.dlq_url) == []
 
 

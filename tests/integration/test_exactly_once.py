@@ -14,7 +14,10 @@ import requests
 
 from support_pipeline.actions import Action, ActionLedger, ActionRunner
 from support_pipeline.chatwoot.client import ChatwootClient, reference_in
+from support_pipeline.escalation import STATE
+from support_pipeline.store import ConversationStore
 from support_pipeline_ops.local import lambda_shim
+from tests.overlap import Rendezvous
 from tests.support import NOW, Clock, incoming, policy_with
 
 POLICY = policy_with(
@@ -106,22 +109,28 @@ def test_a_redelivery_while_the_first_attempt_still_holds_the_note_does_not_post
 
 
 @pytest.mark.parametrize("same_message", [False, True], ids=["two-messages", "one-message-twice"])
-def test_two_workers_on_one_conversation_give_one_escalation_note(pipeline, chatwoot, same_message):
+def test_two_workers_on_one_conversation_give_one_escalation_note(
+    pipeline, chatwoot, same_message, monkeypatch
+):
     first = incoming("quiero un reembolso", 201, NOW)
     second = first if same_message else incoming("¡quiero mi reembolso ya!", 202, NOW + 1)
     assert pipeline.post(first, delivery_id="a")[0] == 202
     assert pipeline.post(second, delivery_id="b")[0] == 202
+    # Both workers have read the escalation state (no reason claimed yet) and computed their
+    # claims; neither writes until both are there, so the conditional write is contested.
+    inside = Rendezvous(2)
+    update_state = ConversationStore.update_state
+
+    def contested(self, account, conversation, name, change, *args, **kwargs):
+        if name == STATE:
+            change = inside.before(change)
+        return update_state(self, account, conversation, name, change, *args, **kwargs)
+
+    monkeypatch.setattr(ConversationStore, "update_state", contested)
     start = threading.Barrier(2)
 
-    class Stagger(requests.Session):
-        """Real, small latency, so both workers are inside Chatwoot calls at once."""
-
-        def request(self, *args, **kwargs):
-            time.sleep(0.02)
-            return super().request(*args, **kwargs)
-
     def worker():
-        consumer = pipeline.consumer(chatwoot=client_for(chatwoot, Stagger()), policy=POLICY)
+        consumer = pipeline.consumer(chatwoot=client_for(chatwoot), policy=POLICY)
         start.wait(timeout=10)
         lambda_shim.poll_once(
             pipeline.sqs, pipeline.queue_url, pipeline.queue_arn, consumer.handle_batch, 1
@@ -132,6 +141,8 @@ def test_two_workers_on_one_conversation_give_one_escalation_note(pipeline, chat
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    inside.assert_overlapped()
     for _ in range(5):  # whatever lost a race backs off and comes back
         pipeline.clock.advance(300)
         pipeline.make_visible()
@@ -141,6 +152,8 @@ def test_two_workers_on_one_conversation_give_one_escalation_note(pipeline, chat
     escalations = [i for i in pipeline.store().timeline("1", "1") if i["kind"] == "escalation"]
     assert len(escalations) == 1
     assert sorted(chatwoot.conversation(1, 1).labels) == ["billing", "escalated"]
+    assert len(chatwoot.calls_to("POST", "/labels")) == 1
+    assert len(chatwoot.calls_to("POST", "/toggle_priority")) == 1
     assert pipeline.messages(pipeline.queue_url) == []
     assert pipeline.messages(pipeline.dlq_url) == []
 
