@@ -1,8 +1,19 @@
 """local/moto_fast.py changes how moto does things, never what it answers: a failed
 TransactWriteItems puts back exactly the items it named, and SQS receive, visibility, delete and
-queue counts behave as before."""
+queue counts behave as before.
 
+moto_fast patches moto for the whole process. Here it is installed for one test at a time and
+taken off again: every attribute of moto's modules and classes is as it was before the test, so
+the test files that run after these on the same worker run against moto as it is.
+"""
+
+import inspect
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
 
 import boto3
 import pytest
@@ -11,11 +22,93 @@ from botocore.exceptions import ClientError
 from support_pipeline_ops.local import moto_fast
 from support_pipeline_ops.queues import queue_depth
 
+# Bookkeeping that changes by itself, not a patch: moto's (mock_aws resets it) and Python's
+# (copy.deepcopy caches a class's slot names on it; annotations are made when first read).
+MOTO_BOOKKEEPING = frozenset({"instances_tracked", "__slotnames__", "__annotations__"})
+Place = tuple[Any, str]  # (a module or class of moto's, an attribute name)
+
+
+def patched_modules() -> None:
+    """Import what install() patches, so the snapshot taken before it covers all of it."""
+    import moto.backends
+    import moto.core.responses
+    import moto.core.utils
+    import moto.dynamodb.models
+    import moto.dynamodb.responses
+    import moto.sqs.models  # noqa: F401
+
+
+def moto_attributes() -> dict[tuple[str, str], tuple[Place, Any]]:
+    """Every attribute of every loaded moto module and of the classes each defines."""
+    found: dict[tuple[str, str], tuple[Place, Any]] = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "moto" or name.startswith("moto.")):
+            continue
+        owners: list[tuple[str, Any]] = [(name, module)]
+        owners += [
+            (f"{name}.{cls_name}", cls)
+            for cls_name, cls in list(vars(module).items())
+            if inspect.isclass(cls) and cls.__module__ == name
+        ]
+        for label, owner in owners:
+            for attribute, value in list(vars(owner).items()):
+                if attribute not in MOTO_BOOKKEEPING:
+                    found[(label, attribute)] = ((owner, attribute), value)
+    return found
+
+
+def differences(
+    before: dict[tuple[str, str], tuple[Place, Any]],
+) -> tuple[list[tuple[Place, Any]], list[Place]]:
+    """What was changed since ``before`` (each place with its old value) and what was added,
+    in the modules and classes ``before`` saw (a submodule imported meanwhile, which Python
+    binds on its package, is not an addition)."""
+    now = moto_attributes()
+    changed = [
+        (place, value)
+        for key, (place, value) in before.items()
+        if key not in now or now[key][1] is not value
+    ]
+    owners = {label for label, _ in before}
+    added = [
+        place
+        for key, (place, value) in now.items()
+        if key[0] in owners and key not in before and not isinstance(value, ModuleType)
+    ]
+    return changed, added
+
+
+def changed_since(before: dict[tuple[str, str], tuple[Place, Any]]) -> list[str]:
+    changed, added = differences(before)
+    return sorted(
+        f"{getattr(owner, '__qualname__', owner.__name__)}.{attribute}"
+        for owner, attribute in [place for place, _ in changed] + added
+    )
+
+
+@contextmanager
+def fast_moto() -> Iterator[None]:
+    """moto_fast installed for the block; afterwards moto exactly as it was before."""
+    patched_modules()
+    before = moto_attributes()
+    was_installed = moto_fast._INSTALLED
+    try:
+        moto_fast.install()  # idempotent; the local stack installs it the same way
+        yield
+    finally:
+        changed, added = differences(before)
+        for (owner, attribute), value in changed:
+            setattr(owner, attribute, value)
+        for owner, attribute in added:
+            delattr(owner, attribute)
+        moto_fast._INSTALLED = was_installed
+    assert changed_since(before) == [], "moto_fast left moto patched"
+
 
 @pytest.fixture
 def fast(aws):
-    moto_fast.install()  # idempotent; the local stack installs it the same way
-    yield
+    with fast_moto():
+        yield
 
 
 def test_a_failed_transaction_rolls_back_exactly_the_items_it_named(fast):
@@ -152,11 +245,17 @@ def test_the_cached_module_list_and_names_are_what_moto_computes(fast):
     assert responses.camelcase_to_underscores("GetItem") == "get_item"
 
 
-def test_the_local_moto_server_answers_through_the_patched_dispatch(monkeypatch):
+@pytest.fixture
+def fast_server_side():
+    """moto_fast without an in-process mock (the server answers), taken off afterwards."""
+    with fast_moto():
+        yield
+
+
+def test_the_local_moto_server_answers_through_the_patched_dispatch(monkeypatch, fast_server_side):
     """Over HTTP, as the local stack's functions call it (no in-process mock active)."""
     from support_pipeline_ops.local.moto_server import MotoServer
 
-    moto_fast.install()
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")
     server = MotoServer(port=0).start()
@@ -196,3 +295,30 @@ def test_the_local_moto_server_answers_through_the_patched_dispatch(monkeypatch)
         assert listed == []  # and none of them listed moto's package directory
     finally:
         server.stop()
+
+
+def test_moto_is_as_it_was_once_the_patches_come_off():
+    """Issue 15, part 7: install() used to stay in place for every later test on the worker."""
+    from moto import backends
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.sqs.models import Queue
+
+    def ours() -> dict[str, bool]:
+        return {
+            "transactions": getattr(DynamoDBBackend.transact_write_items, "_item_rollback", False),
+            "sqs": getattr(vars(Queue)["messages"].fget, "_fast", False),
+            "dispatch": getattr(backends.list_of_moto_modules, "_fast", False),
+        }
+
+    patched_modules()
+    before = moto_attributes()
+    was = ours()
+    with fast_moto():
+        assert ours() == {"transactions": True, "sqs": True, "dispatch": True}
+        assert changed_since(before) != [] or all(was.values())
+    assert ours() == was
+    assert changed_since(before) == []
+    if not any(was.values()):  # nobody in this process installed it for good (a local stack)
+        assert backends.list_of_moto_modules.__module__ == "moto.backends"
+        assert isinstance(vars(Queue)["messages"], property)
+        assert not moto_fast._INSTALLED

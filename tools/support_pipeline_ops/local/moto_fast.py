@@ -133,7 +133,7 @@ def _patch_sqs() -> None:
     from moto.sqs import models
     from moto.sqs.models import Queue, SQSBackend
 
-    if getattr(Queue.messages, "_fast", False):
+    if getattr(vars(Queue)["messages"].fget, "_fast", False):  # marked on the getter
         return
 
     def messages(self: Any) -> list[Any]:
