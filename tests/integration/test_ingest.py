@@ -293,16 +293,16 @@ def test_a_newly_added_secret_works_before_the_cache_expires(pipeline):
     assert status == 202
 
 
-def test_missing_secret_parameter_is_503_not_500(pipeline):
+def test_missing_secret_parameter_is_500_which_an_agent_bot_delivery_retries(pipeline):
     pipeline.clients["ssm"].delete_parameter(Name="/support-pipeline/webhook-secret")
     status, answer = pipeline.post(fixture("message_created_incoming"))
-    assert (status, answer["reason"]) == (503, "webhook secrets unavailable")
+    assert (status, answer["reason"]) == (500, "webhook secrets unavailable")
 
 
-def test_queue_that_cannot_be_written_gives_503(pipeline):
+def test_queue_that_cannot_be_written_gives_500(pipeline):
     pipeline.sqs.delete_queue(QueueUrl=pipeline.queue_url)
     status, _answer = pipeline.post(fixture("message_created_incoming"))
-    assert status == 503
+    assert status == 500
     assert pipeline.telemetry.total("EnqueueFailed") == 1
 
 

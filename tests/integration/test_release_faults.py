@@ -1,5 +1,5 @@
 """Bugs the functions handle still reach the release alarms: Lambda counts no error for ingest's
-503 or for an exception the processor turns into a retry, so the code counts ReleaseFault per
+500 or for an exception the processor turns into a retry, so the code counts ReleaseFault per
 function version (template: IngestReleaseFaultsAlarm, ProcessorReleaseFaultsAlarm)."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from support_pipeline.telemetry import PowertoolsTelemetry, fault
 from tests.support import fixture
 
 
-def test_a_bug_in_ingest_answers_503_and_counts_a_release_fault(pipeline, monkeypatch):
+def test_a_bug_in_ingest_answers_500_and_counts_a_release_fault(pipeline, monkeypatch):
     def broken(self, request):
         raise TypeError("a bug in the new release")
 
     monkeypatch.setattr(IngestService, "_handle", broken)
     status, answer = pipeline.post(fixture("message_created_incoming"))
-    assert (status, answer["reason"]) == (503, "internal error; nothing was accepted")
+    assert (status, answer["reason"]) == (500, "internal error; nothing was accepted")
     assert pipeline.telemetry.counts[("ReleaseFault", "ingest_internal_error")] == 1
     # a refusal of a bad request is not a fault of the release
     monkeypatch.undo()

@@ -1,8 +1,9 @@
 """The webhook endpoint: authenticate, validate, pick a dedupe key, enqueue, answer fast.
 
 Chatwoot gives a delivery 5 seconds and never retries an account webhook, so this answers from
-what it has: bad input gets a specific 4xx and is never enqueued, our own faults get 503, and a
-2xx means the raw body is in the queue (or, when large, in the payload bucket behind a pointer).
+what it has: bad input gets a specific 4xx and is never enqueued, our own faults get 500 (the
+one status besides 429 that Chatwoot retries, for agent-bot deliveries: lib/webhooks/trigger.rb),
+and a 2xx means the raw body is in the queue (or, when large, in the payload bucket behind a pointer).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class IngestService:
             # A bug of ours must still not look like Chatwoot's fault, nor crash into a bare 500.
             logger.exception("ingest failed unexpectedly")
             fault(self.telemetry, "ingest_internal_error")
-            response = _refuse(503, "internal error; nothing was accepted")
+            response = _refuse(500, "internal error; nothing was accepted")
         if response.status >= 400:
             reason = str(response.body.get("reason", "unknown"))
             if response.status == 401:  # one dimensionless series for WebhookUnauthorizedAlarm
@@ -158,10 +159,10 @@ class IngestService:
             secrets = self.secrets.current()
         except Exception:
             logger.exception("webhook secret parameter unreadable")
-            return _refuse(503, "webhook secrets unavailable")
+            return _refuse(500, "webhook secrets unavailable")
         if not secrets:
             logger.error("webhook secret parameter is empty")
-            return _refuse(503, "no webhook secret configured")
+            return _refuse(500, "no webhook secret configured")
 
         signature = request.headers.get("x-chatwoot-signature")
         if signature is None:
@@ -230,7 +231,7 @@ class IngestService:
                     "error": type(exc).__name__,
                 },
             )
-            return _refuse(503, "queue unavailable; nothing was accepted")
+            return _refuse(500, "queue unavailable; nothing was accepted")
         # The health probe's self-test is no Chatwoot event: kept out of the accepted count
         # (the report's volume) and counted on its own.
         self.telemetry.count("WebhookSelfTest" if is_self_test(event) else "WebhookAccepted")

@@ -35,7 +35,7 @@ RELEASE_FAULT = "ReleaseFault"
 
 
 def fault(telemetry: object, kind: str) -> None:
-    """A bug of ours that the function handled (ingest's 503, an unexpected exception the
+    """A bug of ours that the function handled (ingest's 500, an unexpected exception the
     processor retries): Lambda counts no error for it, so the release alarms would not see it.
     Counted as ``ReleaseFault`` per function version (``version`` and ``service`` dimensions),
     which the release alarms watch for the version being deployed."""
