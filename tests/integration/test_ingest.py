@@ -83,16 +83,40 @@ def test_wrong_secret_is_401(pipeline):
 
 @pytest.mark.parametrize(
     ("body", "reason"),
-    [
-        (b"{not json", "body is not JSON"),
-        (b"[1, 2]", "body is not a JSON object"),
-        (b'{"id": 1}', "event is missing"),
-        (b'{"event": ""}', "event is missing"),
-        (b"\xff\xfe{}", "body is not UTF-8"),
-    ],
+    [(b"{not json", "body is not JSON"), (b"\xff\xfe{}", "body is not UTF-8")],
 )
 def test_signed_garbage_is_400_and_not_queued(pipeline, body, reason):
     status, answer = pipeline.post(body)
+    assert (status, answer["reason"]) == (400, reason)
+    assert pipeline.messages(pipeline.queue_url) == []
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'{"id": 1}', b'{"event": ""}', b'{"event": 7}'])
+def test_signed_json_of_an_unknown_shape_is_taken_in_and_dead_lettered(pipeline, body):
+    """Chatwoot changes its payloads and never retries a refusal: signed JSON is taken in and,
+    unprocessable, dead-lettered with its reason (inspectable, redrivable after a fix)."""
+    status, answer = pipeline.post(body, delivery_id="drift-1")
+    assert status == 202, answer
+    assert pipeline.telemetry.total("WebhookDrifted") == 1
+    pipeline.drain()
+    assert pipeline.messages(pipeline.queue_url) == []
+    [dead] = pipeline.messages(pipeline.dlq_url)
+    assert dead["Body"].encode() == body
+    attributes = attributes_of(dead)
+    assert (attributes["error_type"], attributes["error_reason"]) == (
+        "invalid_payload",
+        "body is not a JSON object with an event",
+    )
+    assert attributes["delivery_id"] == "drift-1"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"[1, 2]", "body is not a JSON object"), (b'{"id": 1}', "event is missing")],
+)
+def test_unsigned_json_of_an_unknown_shape_is_400(pipeline, body, reason):
+    event = webhook_event(body, headers={}, query=f"token={SECRET}")
+    status, answer = post_raw(pipeline, event, accept_url_token=True)
     assert (status, answer["reason"]) == (400, reason)
     assert pipeline.messages(pipeline.queue_url) == []
 
@@ -113,19 +137,29 @@ HOSTILE_IDS = [
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_IDS, ids=repr)
-def test_signed_payload_with_a_hostile_conversation_id_is_400_and_not_queued(pipeline, hostile):
+def test_signed_payload_with_a_hostile_conversation_id_is_taken_in_and_dead_lettered(
+    pipeline, hostile
+):
+    """Payload drift: Chatwoot never retries a refusal, so a signed delivery that parses is
+    taken in; the processor dead-letters it with the field named, and none of its ids reaches
+    a key or a URL."""
     payload = fixture("message_created_incoming")
     payload["conversation"]["id"] = hostile
     status, answer = pipeline.post(payload)
-    assert (status, answer) == (
-        400,
-        {
-            "status": "rejected",
-            "reason": "conversation id at conversation.id is not a positive integer",
-        },
-    )
+    assert status == 202, answer
+    [queued] = pipeline.messages(pipeline.queue_url)
+    attributes = attributes_of(queued)
+    assert "conversation_id" not in attributes and "/" not in attributes["dedupe_key"]
+    assert pipeline.telemetry.total("WebhookDrifted") == 1
+    pipeline.drain()
     assert pipeline.messages(pipeline.queue_url) == []
-    assert pipeline.telemetry.total("WebhookRejected") == 1
+    [dead] = pipeline.messages(pipeline.dlq_url)
+    assert attributes_of(dead)["error_type"] == "invalid_payload"
+    assert attributes_of(dead)["error_reason"] == (
+        "conversation id at conversation.id is not a positive integer"
+    )
+    table = pipeline.dynamodb.Table(pipeline.stack.physical["ConversationsTable"])
+    assert table.scan()["Items"] == []
 
 
 @pytest.mark.parametrize(
@@ -163,12 +197,14 @@ def test_signed_payload_with_a_hostile_conversation_id_is_400_and_not_queued(pip
         ),
     ],
 )
-def test_any_malformed_id_is_400_with_the_field_named(pipeline, name, mutate, reason):
+def test_any_malformed_id_is_dead_lettered_with_the_field_named(pipeline, name, mutate, reason):
     payload = fixture(name)
     mutate(payload)
-    status, answer = pipeline.post(payload)
-    assert (status, answer["reason"]) == (400, reason)
-    assert pipeline.messages(pipeline.queue_url) == []
+    assert pipeline.post(payload)[0] == 202
+    pipeline.drain()
+    [dead] = pipeline.messages(pipeline.dlq_url)
+    assert attributes_of(dead)["error_reason"] == reason
+    assert attributes_of(dead)["receive_count"] == "1"  # permanent: not retried
 
 
 def test_an_unsigned_post_with_a_hostile_id_is_400_too(pipeline):

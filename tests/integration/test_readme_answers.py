@@ -71,9 +71,11 @@ def queue_gone(pipeline):
 
 
 def hostile_id(pipeline):
+    """An unsigned post (no integrity) with a malformed id; a signed one is taken in."""
     payload = fixture("message_created_incoming")
     payload["conversation"]["id"] = "7#2"
-    return post(pipeline, webhook_event(payload))
+    event = webhook_event(payload, headers={}, query=f"token={SECRET}")
+    return post(pipeline, event, accept_url_token=True)
 
 
 def typing(pipeline):
@@ -87,8 +89,12 @@ REQUESTS: dict[str, Callable[[Any], tuple[int, dict[str, Any]]]] = {
     "queued": lambda p: post(p, webhook_event(INCOMING)),
     "ignored": typing,
     "body is not JSON": lambda p: post(p, webhook_event(b"{not json")),
-    "body is not a JSON object": lambda p: post(p, webhook_event(b"[1, 2]")),
-    "event is missing": lambda p: post(p, webhook_event({"id": 1})),
+    "body is not a JSON object": lambda p: post(
+        p, webhook_event(b"[1, 2]", headers={}, query=f"token={SECRET}"), accept_url_token=True
+    ),
+    "event is missing": lambda p: post(
+        p, webhook_event({"id": 1}, headers={}, query=f"token={SECRET}"), accept_url_token=True
+    ),
     "body is not valid base64": not_base64,
     "body is not UTF-8": lambda p: post(p, webhook_event(b'{"event": "\xff"}')),
     "conversation id at conversation.id is not a positive integer": hostile_id,

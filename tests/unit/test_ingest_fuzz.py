@@ -51,7 +51,6 @@ EVENTS = st.sampled_from(
 )
 
 
-ID_REFUSAL = re.compile(r"(account|conversation|message) id at [a-z_.]+ is not a positive integer")
 CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
 
 
@@ -79,10 +78,7 @@ def test_odd_payloads_are_queued_with_a_key(event, fields):
     response = service.handle(
         WebhookRequest.from_api_gateway(webhook_event(json.dumps(payload).encode()))
     )
-    if response.status == 400:
-        assert ID_REFUSAL.fullmatch(response.body["reason"]), response.body
-        assert queue.sent == []
-        return
+    # Signed: taken in whatever its ids (the processor dead-letters malformed ones).
     assert response.status == 202, response.body
     [sent] = queue.sent
     attributes = {k: v["StringValue"] for k, v in sent["MessageAttributes"].items()}

@@ -1,9 +1,10 @@
 """The webhook endpoint: authenticate, validate, pick a dedupe key, enqueue, answer fast.
 
 Chatwoot gives a delivery 5 seconds and never retries an account webhook, so this answers from
-what it has: bad input gets a specific 4xx and is never enqueued, our own faults get 500 (the
-one status besides 429 that Chatwoot retries, for agent-bot deliveries: lib/webhooks/trigger.rb),
-and a 2xx means the raw body is in the queue (or, when large, in the payload bucket behind a pointer).
+what it has: what fails authentication, size or JSON parsing gets a specific 4xx and is never
+enqueued; our own faults get 500 (the one status besides 429 that Chatwoot retries, for agent-bot
+deliveries: lib/webhooks/trigger.rb); a 2xx means the raw body is in the queue (or, when large,
+in the payload bucket behind a pointer).
 """
 
 from __future__ import annotations
@@ -185,11 +186,22 @@ class IngestService:
             return _refuse(400, "body is not UTF-8")
         except ValueError:
             return _refuse(400, "body is not JSON")
-        if not isinstance(payload, dict):
-            return _refuse(400, "body is not a JSON object")
-        event = payload.get("event")
-        if not isinstance(event, str) or not event.strip():
-            return _refuse(400, "event is missing")
+        unreadable = (
+            "body is not a JSON object"
+            if not isinstance(payload, dict)
+            else "event is missing"
+            if not isinstance(payload.get("event"), str) or not payload["event"].strip()
+            else None
+        )
+        if unreadable is not None and not signed:
+            return _refuse(400, unreadable)
+        if unreadable is not None:
+            # Signed JSON that is not the shape we know: taken in (Chatwoot never retries a
+            # refusal); the processor dead-letters it with its reason, to redrive after a fix.
+            self.telemetry.count("WebhookDrifted")
+            logger.warning("signed webhook of an unknown shape taken in", extra={"why": unreadable})
+            payload = {}
+        event = payload.get("event") if isinstance(payload.get("event"), str) else ""
 
         if not signed and cw.base_event(event) in PIPELINE_EVENTS:
             # No integrity and replayable: an unsigned post never carries the pipeline's own
@@ -200,13 +212,21 @@ class IngestService:
             self.telemetry.count("WebhookIgnored")
             logger.info("webhook ignored", extra={"event": event, "delivery_id": delivery_id})
             return Response(200, {"status": "ignored", "event": event})
-        # Ids go into Chatwoot URLs and DynamoDB keys downstream, so a malformed one is refused
-        # here and never enqueued. Checked after the ignored events: those are dropped by name
-        # and nothing of theirs is ever read, so refusing one would protect nothing, and
-        # IgnoredEvents stays a pure by-name filter for the noisiest events.
+        # Ids go into Chatwoot URLs and DynamoDB keys downstream. A signed delivery with a
+        # malformed one is still taken in: Chatwoot changes its payloads between versions and
+        # never retries a refusal, so the processor dead-letters it with the field named (no id
+        # of it reaches a URL or a key), to be inspected and redriven after a fix. An unsigned
+        # post has no integrity: refused here. Checked after the ignored events, which are
+        # dropped by name with nothing of theirs read.
         invalid = cw.invalid_ids(payload)
-        if invalid is not None:
+        if invalid is not None and not signed:
             return _refuse(400, invalid)
+        if invalid is not None:
+            self.telemetry.count("WebhookDrifted")
+            logger.warning(
+                "signed webhook with a malformed id taken in; the processor dead-letters it",
+                extra={"event": event[:64], "why": invalid},
+            )
         # A secret bound to an account (``<account>:<secret>``) signs for that account only:
         # an admin who can read one account's webhook secret cannot act on another account.
         if not credential.allows(cw.account_id(payload)):

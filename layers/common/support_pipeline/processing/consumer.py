@@ -171,7 +171,11 @@ class EventConsumer:
             payload = json.loads(body)
         except ValueError:
             raise PermanentError("invalid_payload", "body is not JSON") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("event"), str)
+            or not payload["event"].strip()
+        ):
             raise PermanentError("invalid_payload", "body is not a JSON object with an event")
         # Ingest refuses malformed ids, but a message can reach the queue without it (redriven
         # from an older version, sent by hand): one check here covers every handler, before any
