@@ -8,6 +8,7 @@ import time
 import boto3
 import pytest
 import requests
+from boto3.dynamodb.conditions import Key
 
 from support_pipeline_ops.cli import main as cli_main
 from tests.e2e.stacks import running_stack
@@ -75,16 +76,37 @@ def test_signed_fixtures_in_garbage_out_and_every_accepted_event_accounted_for(l
 
 
 def test_duplicate_delivery_over_http_is_processed_once(local):
+    """Chatwoot may send one message twice with two delivery ids: the second delivery is
+    accepted, and changes nothing the first one stored (record, timeline, actions taken)."""
     payload = fixture("message_created_incoming")
     payload["id"] = 901
+    payload["content"] = "quiero un reembolso"  # escalates: actions to take (dry runs here)
     payload["conversation"]["id"] = 77
-    for delivery in ("dup-a", "dup-b"):
-        assert post(local, payload, delivery_id=delivery).status_code == 202
+    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+    conversations = dynamodb.Table(local.stack.physical["ConversationsTable"])
+    actions = dynamodb.Table(local.stack.physical["ActionsTable"])
+
+    def stored():
+        """Everything kept about conversation 77: its items, and the actions taken on it."""
+        items = conversations.query(
+            KeyConditionExpression=Key("pk").eq("CONV#1#77"), ConsistentRead=True
+        )["Items"]
+        taken = actions.query(
+            KeyConditionExpression=Key("conversation").eq("1#77"), ConsistentRead=True
+        )["Items"]
+        return items, taken
+
+    assert post(local, payload, delivery_id="dup-a").status_code == 202
     settle(local)
-    table = boto3.resource("dynamodb", region_name="us-east-1").Table(
-        local.stack.physical["ConversationsTable"]
-    )
-    items = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq("CONV#1#77"))[
-        "Items"
-    ]
-    assert len([i for i in items if i["sk"].startswith("EVENT#")]) == 1
+    items, taken = stored()
+    [event] = [i for i in items if i["sk"].startswith("EVENT#") and i["kind"] == "event"]
+    assert event["delivery_id"] == "dup-a" and event["handled"] is True
+    [escalation] = [i for i in items if i.get("kind") == "escalation"]
+    assert escalation["reasons"] == ["asks_for_human"]
+    assert {a["status"] for a in taken} == {"dry_run"} and len(taken) == 3  # labels, priority, note
+
+    assert post(local, payload, delivery_id="dup-b").status_code == 202
+    settle(local)
+    # Processed once: no second timeline item, no record write (its revision stays), no
+    # action taken or even renewed, not a byte different.
+    assert stored() == (items, taken)
