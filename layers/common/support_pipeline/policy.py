@@ -263,6 +263,18 @@ def _priority(value: Any, path: str) -> str | None:
     return str(value)
 
 
+def _escalation_priority(value: Any) -> str | None:
+    """What an escalation sets: one of Chatwoot's priorities, or null to leave it alone. "none"
+    is the SLA targets' word for no priority; Chatwoot's toggle_priority takes only its enum's
+    names and would answer "none" with a 500."""
+    if value == "none":
+        raise PolicyError(
+            "escalation.priority must be one of urgent, high, medium, low or null "
+            "(null leaves the priority as it is), got 'none'"
+        )
+    return _priority(value, "escalation.priority")
+
+
 def parse_policy(data: Any, source: str = "") -> SupportPolicy:
     """Validate a policy document (already parsed from YAML/JSON) into a :class:`SupportPolicy`."""
     root = _Reader(data, "")
@@ -360,9 +372,7 @@ def parse_policy(data: Any, source: str = "") -> SupportPolicy:
         )
     escalation = EscalationPolicy(
         labels=tuple(label.strip() for label in labels),
-        priority=_priority(
-            esc.get("priority", str, default=None, allow_none=True), "escalation.priority"
-        ),
+        priority=_escalation_priority(esc.get("priority", str, default=None, allow_none=True)),
         team_id=team_id,
         sla_breach=rules.child("sla_breach").get("enabled", bool),
         asks_for_human=PhraseRule(human.get("enabled", bool), _phrases(human, "phrases")),

@@ -502,10 +502,14 @@ class ChatwootClient:
         body = {"assignee_id": assignee_id} if assignee_id is not None else {"team_id": team_id}
         self._call("POST", account_id, conversation_id, "/assignments", body)
 
-    def set_priority(self, account_id: str, conversation_id: str, priority: str) -> None:
-        if priority not in PRIORITIES:
+    def set_priority(self, account_id: str, conversation_id: str, priority: str | None) -> None:
+        """Set the priority, or clear it (None, or the pipeline's word "none"): Chatwoot takes
+        only its enum's names or null; "none" itself would be a 500 (Conversation#
+        toggle_priority assigns it to a Rails enum)."""
+        if priority is not None and priority not in PRIORITIES:
             raise ValueError(f"unknown priority {priority!r}")
-        self._call("POST", account_id, conversation_id, "/toggle_priority", {"priority": priority})
+        wanted = None if priority in (None, "none") else priority
+        self._call("POST", account_id, conversation_id, "/toggle_priority", {"priority": wanted})
 
 
 def _chatwoot_error(response: requests.Response, content: bytes) -> bool:
