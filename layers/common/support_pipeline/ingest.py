@@ -202,6 +202,7 @@ class IngestService:
             logger.warning("signed webhook of an unknown shape taken in", extra={"why": unreadable})
             payload = {}
         event = payload.get("event") if isinstance(payload.get("event"), str) else ""
+        payload = cw.from_automation(payload)  # an automation post is keyed by its message
 
         if not signed and cw.base_event(event) in PIPELINE_EVENTS:
             # No integrity and replayable: an unsigned post never carries the pipeline's own

@@ -49,6 +49,44 @@ def base_event(name: str) -> str:
     return name[len(AUTOMATION_PREFIX) :] if name.startswith(AUTOMATION_PREFIX) else name
 
 
+def from_automation(payload: Payload) -> Payload:
+    """An automation rule's "Send webhook event" post of a message event, as a message event.
+
+    AutomationRules::ActionService#send_webhook_event posts ``conversation.webhook_data``
+    merged with ``event: "automation_event.<rule event>"``: for a ``message_created`` or
+    ``message_updated`` rule the body is the **conversation** (its top-level ``id`` is the
+    conversation's display id) and the message is ``messages[0]``, the conversation's last
+    chat message (integer ``message_type``, no private notes or activity). Read as it is, the
+    conversation id would pass for a message id and every later post of the conversation would
+    look like a repeat. This returns the message event that post stands for: the message at the
+    top, the conversation under ``conversation``; anything else is returned unchanged.
+    """
+    event = str(payload.get("event", ""))
+    if not event.startswith(AUTOMATION_PREFIX) or base_event(event) not in MESSAGE_EVENTS:
+        return payload
+    if isinstance(payload.get("conversation"), dict):
+        return payload  # already a message event's shape
+    messages = payload.get("messages")
+    message = messages[0] if isinstance(messages, list) and messages else None
+    if not isinstance(message, dict):
+        return payload  # no message to read: the processor dead-letters it by its ids
+    conversation = {k: v for k, v in payload.items() if k != "event"}
+    kind = message.get("message_type")
+    if isinstance(kind, int) and not isinstance(kind, bool):
+        kind = MESSAGE_TYPES.get(kind)
+    account = payload.get("account")
+    if not isinstance(account, dict):
+        account = {"id": payload.get("account_id", message.get("account_id"))}
+    return {
+        **{k: v for k, v in message.items() if k not in ("conversation", "conversation_id")},
+        "event": event,
+        "message_type": kind,
+        "account": account,
+        "inbox": {"id": payload.get("inbox_id")},
+        "conversation": conversation,
+    }
+
+
 def to_epoch(value: Any) -> float | None:
     """Seconds since the epoch for a Chatwoot timestamp, or None when unset or unreadable."""
     if value is None or isinstance(value, bool):

@@ -177,6 +177,7 @@ class EventConsumer:
             or not payload["event"].strip()
         ):
             raise PermanentError("invalid_payload", "body is not a JSON object with an event")
+        payload = cw.from_automation(payload)
         # Ingest refuses malformed ids, but a message can reach the queue without it (redriven
         # from an older version, sent by hand): one check here covers every handler, before any
         # Chatwoot call or DynamoDB write.
