@@ -162,9 +162,10 @@ def chatwoot_section(
         except PermanentError as refused:
             entry.update(
                 status="refused",
-                note=f"Chatwoot refused the summary ({refused.reason}): the API token's user "
-                "must be an administrator of the account (an agent is enough on newer Chatwoot), "
-                "and Chatwoot must have the v2 reports API.",
+                note=f"Chatwoot refused the summary ({refused.reason}): reading reports needs an "
+                "administrator of the account (or, on Enterprise, a custom role with "
+                "report_manage); an agent is refused with 401 even with a valid token. Chatwoot "
+                "must also have the v2 reports API.",
             )
             found.append(entry)
             continue
