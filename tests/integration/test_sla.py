@@ -250,3 +250,26 @@ def test_the_sweep_flags_an_unanswered_target_from_its_due_moment_on(pipeline, c
     assert world.sweep(due)["breached"] == 1
     [breach] = timeline(pipeline, "sla_breach")
     assert (breach["target"], breach["met"]) == ("first_response", False)
+
+
+def test_a_conversation_deleted_in_chatwoot_leaves_the_sweep_for_good_after_one_404(
+    pipeline, chatwoot, world
+):
+    """Chatwoot deletes conversations (Conversations::DeleteService): every later call on one is
+    404. The sweep confirms it once (the conversation itself, while the API answers for the
+    token) and takes it off the due index, so later due moments cost no call at all."""
+    world.post(incoming("Hola, necesito ayuda con mi pedido", 1, CREATED + 10, status="open"))
+    chatwoot.delete_conversation(1, 1)
+    before = len(chatwoot.calls)
+    result = world.sweep(CREATED + 0.85 * HOUR)  # at risk: the sweep reaches for Chatwoot
+    assert result["gone"] == 1 and result["failed"] == 0
+    calls = [(c.method, c.suffix) for c in chatwoot.calls[before:]]
+    assert ("GET", "/labels") in calls and ("GET", "") in calls
+    record = pipeline.store().get_record("1", "1")
+    assert record["status"] == "deleted" and "next_due" not in record
+    assert pipeline.telemetry.total("ConversationGone") == 1
+
+    before = len(chatwoot.calls)
+    for at in (1.1 * HOUR, 3 * HOUR, 25 * HOUR):  # the breach and later due moments
+        assert world.sweep(CREATED + at)["conversations"] == 0
+    assert chatwoot.calls[before:] == []
