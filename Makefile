@@ -19,7 +19,7 @@ export PATH := $(PY313_BIN):$(PATH)
 
 .PHONY: help setup run load cli dlq actions conversations test unit integration e2e contract \
 	browser-deps browser-test fmt lint typecheck scan build invoke layer-check sam-local bench \
-	bench-docs cost clean
+	bench-docs cost clean mutate
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -131,6 +131,10 @@ bench-docs: $(VENV)/.installed ## measure and rewrite docs/benchmarks.md and doc
 
 cost: $(VENV)/.installed ## recompute docs/cost.md from the last bench-docs measurement
 	$(PY) scripts/cost.py --write docs/cost.md
+
+# Not part of `make test` or CI: long (see docs/testing.md). make mutate TARGETS='approval ledger'
+mutate: $(VENV)/.installed ## mutation testing (cosmic-ray) of the guards; kill rates, survivors in .mutation/
+	nice $(PY) scripts/mutate.py $(TARGETS)
 
 clean:
 	rm -rf .aws-sam .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

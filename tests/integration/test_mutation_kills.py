@@ -1,0 +1,344 @@
+"""Tests that kill mutants `make mutate` found surviving in the approval path and the action
+ledger (docs/testing.md, "Mutation testing").
+
+Each test names the mutant it kills and asserts real outcomes: what the customer received in
+the fake Chatwoot, the draft and ledger items in DynamoDB. The world is test_approval_gate's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from support_pipeline.actions import Action
+from tests.integration.test_approval_gate import drafter, world  # noqa: F401 (fixtures)
+
+
+def test_a_reply_already_posted_is_finished_even_when_an_agent_writes_after_it(
+    pipeline,
+    world,  # noqa: F811 (test_approval_gate's fixture, imported above)
+    chatwoot,
+):
+    """service.py _answered_before_sending: `search_after is not None` -> `is None`.
+
+    The approved reply was posted but its answer was lost (a 502 after Chatwoot created it);
+    an agent then writes to the customer and that webhook arrives before the retry. The retry
+    must find its own reply in Chatwoot and record the draft as sent, not claim it was never
+    sent because a person answered (the customer did get it)."""
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    chatwoot.fail("POST", "/messages", 502, acted=True)  # created, but the client saw a 502
+    world.deliver(world.note("/send"))
+    pipeline.drain(world.consumer())  # the /send's retry waits, invisible
+    pipeline.clock.advance(60)
+    world.deliver(world.reply("Anything else?"))
+    pipeline.drain(world.consumer())  # only the agent's reply: the retry is not visible yet
+    world.process(cycles=4)
+
+    [draft] = world.drafts()
+    assert chatwoot.public_messages(1, 1) == [draft["text"], "Anything else?"]
+    assert draft["status"] == "sent_as_is"
+    assert not any("was not sent" in note for note in chatwoot.notes(1, 1))
+    assert world.dead_lettered() == []
+
+
+def test_an_action_cannot_be_changed_once_made():
+    """actions.py: `@dataclass(frozen=True)` on Action -> `frozen=False`.
+
+    What the ledger claims is what is posted: an Action's fields cannot be reassigned, so no
+    code path can point it at another conversation or action id between the claim and the
+    call to Chatwoot."""
+    action = Action("1", "2", "draft:1:2:d-abcdef/send", "public_reply", {"content": "hi"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        action.conversation_id = "3"  # type: ignore[misc]
+    assert action.conversation_key.endswith("#2")
+
+
+class _NoteMaybeSent:
+    """A Chatwoot whose POST of a note fails so that the note may or may not exist."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def latest_message_id(self, account_id, conversation_id):
+        return 7
+
+    def create_private_note(self, account_id, conversation_id, content, action_id):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", ["502", "no answer"])
+def test_a_note_that_may_have_been_sent_is_not_looked_for_before_120_seconds(pipeline, error):
+    """actions.py: `MAYBE_SENT_HOLD_SECONDS = 120.0` -> 121.0 / 119.0 (tests that import the
+    constant cannot see a change to it), and run's `except (NoAnswerError, ServerError)` with
+    either one replaced (the claim released, not held). The hold is the documented 120 s: a
+    retry 119.5 s after the 502 or the timeout finds the claim still held; one at 120.5 s
+    takes it over."""
+    from support_pipeline.actions import ActionLedger, ActionRunner
+    from support_pipeline.chatwoot.client import NoAnswerError, ServerError
+
+    failure = (
+        ServerError("chatwoot_5xx", "502 from the proxy")
+        if error == "502"
+        else NoAnswerError("chatwoot_timeout", "no answer")
+    )
+    ledger = ActionLedger(
+        pipeline.dynamodb, pipeline.stack.physical["ActionsTable"], clock=pipeline.clock
+    )
+    runner = ActionRunner(ledger, _NoteMaybeSent(failure), pipeline.telemetry)
+    note = Action("1", "1", "note:hold", "private_note", {"content": "Escalated."})
+    with pytest.raises(type(failure)):
+        runner.run(note)
+    assert ledger.get(note)["search_after"] == 7
+
+    pipeline.clock.advance(119.5)
+    assert ledger.claim(note) is None  # still held: the request may still be landing
+    pipeline.clock.advance(1.0)
+    taken = ledger.claim(note)
+    assert taken is not None and taken.previous["search_after"] == 7
+
+
+def test_an_action_done_by_another_worker_meanwhile_is_already_done_not_retried(pipeline):
+    """actions.py run: `if now and now.get("status") == DONE` -> `if not now and ...`.
+
+    The first read saw nothing (another worker finished just after it): the claim fails, the
+    second read finds the action done, and it is reported done. No retry, no Chatwoot call."""
+    from support_pipeline.actions import ActionLedger, ActionRunner
+
+    class StaleFirstRead(ActionLedger):
+        reads = 0
+
+        def get(self, action):
+            StaleFirstRead.reads += 1
+            return None if StaleFirstRead.reads == 1 else super().get(action)
+
+    ledger = StaleFirstRead(pipeline.dynamodb, pipeline.stack.physical["ActionsTable"])
+    note = Action("1", "1", "note:race", "private_note", {"content": "Escalated."})
+    claim = ledger.claim(note)
+    assert claim is not None and ledger.record_done(note, claim.owner, {"message_id": 9})
+
+    class NoCalls:
+        def __getattr__(self, name):
+            raise AssertionError(f"Chatwoot called: {name}")
+
+    runner = ActionRunner(ledger, NoCalls(), pipeline.telemetry)
+    assert runner.run(note) == "already_done"
+    assert ledger.get(note)["status"] == "done"
+
+
+def test_a_send_for_a_draft_note_whose_answer_was_lost_is_obeyed(
+    pipeline,
+    world,  # noqa: F811 (test_approval_gate's fixture, imported above)
+    chatwoot,
+):
+    """service.py _seen_before: `if note_id is None and search_after is not None` ->
+    `if not note_id is None and ...`.
+
+    Chatwoot created the draft note but its answer was lost (502): the ledger has no message
+    id for it yet, only where to look. The agent reads the note and writes /send before the
+    note's retry: the note is found in Chatwoot, before the /send, and the draft is sent."""
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process(cycles=1)  # the turn is taken in; its draft is due after the quiet period
+    chatwoot.fail("POST", "/messages", 502, acted=True)  # the note exists; its answer is lost
+    world.process(cycles=1)
+    [draft] = world.drafts()
+    assert draft["text"] in world.draft_notes()[0]
+
+    world.deliver(world.note("/send"))
+    pipeline.drain(world.consumer())  # the note's own retry is not visible yet
+    assert chatwoot.public_messages(1, 1) == [draft["text"]]
+    [sent] = world.drafts()
+    assert sent["status"] == "sent_as_is"
+
+
+def test_a_reply_found_in_chatwoot_is_logged_and_counted_as_recovered(
+    pipeline,
+    world,  # noqa: F811 (test_approval_gate's fixture, imported above)
+    chatwoot,
+    pipeline_logs,
+):
+    """actions.py run: `"action taken" if outcome == DONE else "action found already done in
+    Chatwoot"` -> `if not outcome == DONE` (the operator reads these: a recovered reply is
+    not a second one). The retry after a lost answer logs and counts a recovery."""
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    chatwoot.fail("POST", "/messages", 502, acted=True)  # created, but the client saw a 502
+    world.deliver(world.note("/send"))
+    world.process(cycles=4)
+    [draft] = world.drafts()
+    assert chatwoot.public_messages(1, 1) == [draft["text"]]
+    assert pipeline.telemetry.counts[("ActionRecovered", "public_reply")] == 1
+    assert pipeline.telemetry.counts[("ActionTaken", "public_reply")] == 0
+    [found] = [
+        line
+        for line in pipeline_logs.getvalue().splitlines()
+        if "action found already done in Chatwoot" in line
+    ]
+    assert "public_reply" in found  # the reply, not the draft note (which was taken)
+    # actions.py run `if not self.ledger.record_done(...)` -> `if ...`, and record_done's
+    # `return True` -> `return False`: no claim was lost, so nothing says one was
+    assert "action claim lost" not in pipeline_logs.getvalue()
+
+
+def test_an_action_cancelled_by_another_worker_meanwhile_is_cancelled_not_retried(pipeline):
+    """actions.py run: `if now and now.get("status") == CANCELLED` -> `if not now and ...`.
+
+    As above, with the other worker's outcome "cancelled" (a person answered after /send):
+    the reply is reported cancelled at once, never retried, nothing posted."""
+    from support_pipeline.actions import CANCELLED, ActionLedger, ActionRunner
+
+    class StaleFirstRead(ActionLedger):
+        reads = 0
+
+        def get(self, action):
+            StaleFirstRead.reads += 1
+            return None if StaleFirstRead.reads == 1 else super().get(action)
+
+    class NoCalls:
+        def __getattr__(self, name):
+            raise AssertionError(f"Chatwoot called: {name}")
+
+    ledger = StaleFirstRead(pipeline.dynamodb, pipeline.stack.physical["ActionsTable"])
+    reply = Action(
+        "1",
+        "1",
+        "draft:1:1:d-abcdef/send",
+        "public_reply",
+        {"content": "hi", "draft_id": "d-abcdef", "after_message_id": 5},
+    )
+    claim = ledger.claim(reply)
+    assert claim is not None
+    assert ledger.record_done(reply, claim.owner, {"answered_by_message_id": 6}, CANCELLED)
+
+    assert ActionRunner(ledger, NoCalls(), pipeline.telemetry).run(reply) == CANCELLED
+    assert ledger.get(reply)["status"] == CANCELLED
+
+
+def test_a_claim_outlives_the_invocation_that_holds_it_by_5_seconds(pipeline):
+    """actions.py: `LEASE_MARGIN_SECONDS = 5.0` -> 4.0 / 6.0 (the constant is imported by
+    nothing that could see it). A claim taken with 30 s of the invocation left is held until
+    35 s: another worker cannot take it at 34.5 s, and can at 35.5 s."""
+    from support_pipeline import deadline
+    from support_pipeline.actions import ActionLedger
+
+    clock = pipeline.clock
+    ledger = ActionLedger(pipeline.dynamodb, pipeline.stack.physical["ActionsTable"], clock=clock)
+    note = Action("1", "1", "note:lease", "private_note", {"content": "Escalated."})
+    with deadline.running_until(deadline.Deadline(clock() + 30, clock)):
+        assert ledger.claim(note) is not None
+    clock.advance(34.5)
+    assert ledger.claim(note) is None
+    clock.advance(1.0)
+    assert ledger.claim(note) is not None
+
+
+def test_in_a_dry_run_a_send_typed_the_second_its_draft_was_made_approves_it(
+    pipeline,
+    drafter,  # noqa: F811 (test_approval_gate's fixture, imported above)
+):
+    """service.py _seen_before (dry run): `made <= typed_at` -> `made < typed_at`.
+
+    Without Chatwoot there is no note to order by: a draft made by the time the /send was
+    typed (the same second included) is the one the agent meant."""
+    from support_pipeline.drafts.store import DraftStore
+    from tests.integration.test_approval_gate import POLICY
+    from tests.support import agent_message, incoming
+
+    consumer = pipeline.consumer(policy=POLICY, drafters=lambda inbox: drafter)
+    ask = incoming("how long does shipping take?", 231, pipeline.clock.now, 1, status="open")
+    assert pipeline.post(ask)[0] == 202
+    pipeline.drain(consumer)
+    pipeline.end_delays()
+    pipeline.drain(consumer)
+    store = DraftStore(
+        pipeline.dynamodb, pipeline.stack.physical["ConversationsTable"], POLICY.zone
+    )
+    [draft] = store.of_conversation("1", "1")
+    send = agent_message("/send", 232, float(draft["created_epoch"]), private=True)
+    send["sender"].update(id=3, type="user")
+    assert pipeline.post(send, delivery_id="dry-send")[0] == 202
+    pipeline.drain(consumer)
+
+    [decided] = store.of_conversation("1", "1")
+    assert decided["status"] == "sent_as_is"
+    [reply] = [a for a in pipeline.support().ledger.list("1", "1") if a["kind"] == "public_reply"]
+    assert reply["status"] == "dry_run" and reply["detail"]["content"] == draft["text"]
+
+
+class _RateLimited:
+    """A Chatwoot that answers the note's POST with 429: nothing was created."""
+
+    def latest_message_id(self, account_id, conversation_id):
+        return 7
+
+    def create_private_note(self, account_id, conversation_id, content, action_id):
+        from support_pipeline.processing.errors import TransientError
+
+        raise TransientError("chatwoot_throttled", "429")
+
+
+def test_a_claim_is_given_back_when_chatwoot_refuses_the_call(pipeline):
+    """actions.py run: `except BaseException:` (release the claim) -> an exception nothing
+    raises. A 429 created nothing: the claim is released so the retry need not wait out the
+    lease (60 s, or the rest of the invocation)."""
+    from support_pipeline.actions import ActionLedger, ActionRunner
+    from support_pipeline.processing.errors import TransientError
+
+    ledger = ActionLedger(
+        pipeline.dynamodb, pipeline.stack.physical["ActionsTable"], clock=pipeline.clock
+    )
+    note = Action("1", "1", "note:429", "private_note", {"content": "Escalated."})
+    with pytest.raises(TransientError):
+        ActionRunner(ledger, _RateLimited(), pipeline.telemetry).run(note)
+    pipeline.clock.advance(1)
+    taken = ledger.claim(note)
+    assert taken is not None and taken.previous["attempts"] == 1
+    # actions.py claim: `ADD attempts :one` with `":one": 1` -> 2: attempts count attempts
+    assert ledger.get(note)["attempts"] == 2
+
+
+def test_a_label_change_waits_out_the_whole_lock_wait_before_retrying(pipeline):
+    """actions.py _change_labels: `waited = 0.0` -> `1.0` (gave up after half the wait).
+    Another worker holds the conversation's label lock: the runner waits lock_wait_seconds
+    (2 s, in 0.1 s steps) before it gives up and the event retries."""
+    from support_pipeline.actions import LABEL_LOCK, ActionLedger, ActionRunner
+    from support_pipeline.processing.errors import TransientError
+
+    ledger = ActionLedger(pipeline.dynamodb, pipeline.stack.physical["ActionsTable"])
+    action = Action("1", "1", "a/labels", "add_labels", {"labels": ["escalated"]})
+    assert ledger.lock(action.conversation_key, LABEL_LOCK, "another worker")
+    slept: list[float] = []
+
+    class NoCalls:
+        def __getattr__(self, name):
+            raise AssertionError(f"Chatwoot called: {name}")
+
+    runner = ActionRunner(ledger, NoCalls(), pipeline.telemetry, sleep=slept.append)
+    with pytest.raises(TransientError, match="label_lock"):
+        runner.run(action)
+    assert sum(slept) == pytest.approx(2.0, abs=0.11)
+
+
+def test_a_send_with_no_draft_in_the_conversation_is_answered(world, chatwoot):  # noqa: F811
+    """service.py agent_note: `... to " + {...}[command.name] + "."` -> `- "."` (a TypeError:
+    the event retried to the DLQ). The agent is told there is nothing to send."""
+    world.deliver(world.note("/send"))
+    world.process()
+    assert chatwoot.notes(1, 1)[-1].startswith(
+        "There is no pending draft in this conversation to send."
+    )
+    assert chatwoot.public_messages(1, 1) == []
+    assert world.dead_lettered() == []
+
+
+def test_a_worker_that_lost_its_claim_cannot_record_where_to_search(pipeline):
+    """actions.py _update_owned: on ConditionalCheckFailed `return False` -> `return True`
+    (a worker whose claim was taken over would go on to post: twice in Chatwoot)."""
+    from support_pipeline.actions import ActionLedger
+
+    ledger = ActionLedger(pipeline.dynamodb, pipeline.stack.physical["ActionsTable"])
+    note = Action("1", "1", "note:owner", "private_note", {"content": "Escalated."})
+    assert ledger.claim(note) is not None
+    assert ledger.remember_search_start(note, "a worker whose claim lapsed", 5) is False
+    assert "search_after" not in ledger.get(note)
