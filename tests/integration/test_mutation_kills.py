@@ -342,3 +342,39 @@ def test_a_worker_that_lost_its_claim_cannot_record_where_to_search(pipeline):
     assert ledger.claim(note) is not None
     assert ledger.remember_search_start(note, "a worker whose claim lapsed", 5) is False
     assert "search_after" not in ledger.get(note)
+
+
+def test_an_agent_pasting_the_draft_as_their_own_reply_is_a_person_answering(
+    pipeline,
+    world,  # noqa: F811 (test_approval_gate's fixture, imported above)
+    chatwoot,
+):
+    """client.py reply_or_answer: `mine and ours is None and content == ...` -> `mine or
+    (...)` took a person's message with the draft's text for the pipeline's own reply."""
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    [draft] = world.drafts()
+    chatwoot.fail("POST", "/messages", 502)  # the public reply's POST: nothing created
+    world.deliver(world.note("/send"))
+    pipeline.drain(world.consumer())
+    world.reply(draft["text"])  # the agent pastes the draft as their own reply
+    world.process(cycles=4)
+    assert chatwoot.public_messages(1, 1) == [draft["text"]]  # once: the agent's
+    [decided] = world.drafts()
+    assert decided["status"] == "replaced"
+
+
+def test_a_grade_without_a_draft_id_grades_the_latest_draft(
+    world,  # noqa: F811 (test_approval_gate's fixture, imported above)
+):
+    """service.py agent_note: `/grade` without an id, `posted[-1]` -> `posted[0]` graded the
+    oldest draft of the conversation."""
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    world.deliver(world.customer("and to Cali?"))
+    world.process()
+    world.deliver(world.note("/grade tone=5 accuracy=4 policy=3 clear"))
+    world.process()
+    first, latest = world.drafts()
+    assert latest["grade_comment"] == "clear"
+    assert "grade_comment" not in first
