@@ -12,6 +12,7 @@ import dataclasses
 import pytest
 
 from support_pipeline.actions import Action
+from support_pipeline.policy import load_default_policy
 from tests.integration.test_approval_gate import drafter, world  # noqa: F401 (fixtures)
 
 
@@ -378,3 +379,31 @@ def test_a_grade_without_a_draft_id_grades_the_latest_draft(
     first, latest = world.drafts()
     assert latest["grade_comment"] == "clear"
     assert "grade_comment" not in first
+
+
+POLICY_ZONE = load_default_policy().zone
+
+
+def test_every_read_the_approval_rule_rests_on_is_strongly_consistent(pipeline, monkeypatch):
+    """moto's reads are always consistent, so only the request shows it: the approval, the
+    draft and the ledger entry are read with ConsistentRead (an eventually consistent read
+    could miss an approval just written and refuse the reply, or miss a done entry)."""
+    from support_pipeline.actions import ActionLedger
+    from support_pipeline.drafts.store import DraftStore
+
+    settings = pipeline.processor_settings()
+    drafts = DraftStore(pipeline.dynamodb, settings.conversations_table, POLICY_ZONE)
+    ledger = ActionLedger(pipeline.dynamodb, settings.actions_table)
+    seen = []
+    for table in (drafts._table, ledger._table):
+        real = table.get_item
+
+        def spy(_real=real, **kwargs):
+            seen.append(kwargs.get("ConsistentRead"))
+            return _real(**kwargs)
+
+        monkeypatch.setattr(table, "get_item", spy)
+    drafts.approval("1", "1", "d-234567")
+    drafts.get("1", "1", "d-234567")
+    ledger.get(Action("1", "1", "a-1", "private_note"))
+    assert seen == [True, True, True]
