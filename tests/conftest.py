@@ -40,10 +40,12 @@ def pipeline(aws: None):
 
 @pytest.fixture
 def chatwoot():
-    """A fake Chatwoot on loopback with conversation 1 of account 1, labelled by a person."""
+    """A fake Chatwoot on loopback with conversation 1 of account 1, labelled by a person, and
+    team 7 (the escalation team of the tests' policies; agents 1 and 3 are its members)."""
     from support_pipeline_ops.local.fake_chatwoot import FakeChatwoot
 
     with FakeChatwoot() as fake:
+        fake.add_team(1, 7, "Escalations", members=(1, 3))
         fake.add_conversation(1, 1, labels=["billing"])
         yield fake
 

@@ -38,6 +38,7 @@ def setup(tmp_path_factory):
         policy["drafts"]["inboxes"] = {"1": "off"}  # the SLA story's inbox; drafts tried on 2
 
     fake = FakeChatwoot(token="e2e-chatwoot-token").start()
+    fake.add_team(1, 7, "Escalations", members=(1, 3))  # the policy's escalation team
     try:
         with running_stack(
             SECRET,

@@ -9,7 +9,7 @@ import requests
 
 from support_pipeline.chatwoot.client import ChatwootClient
 from support_pipeline.policy import PolicyError
-from tests.support import NOW, SECRET, attributes_of, fixture, policy_with
+from tests.support import NOW, SECRET, attributes_of, fixture, incoming, policy_with
 
 
 def test_toggle_priority_takes_only_chatwoots_enum_and_null(chatwoot):
@@ -113,3 +113,103 @@ def test_an_automation_post_without_a_message_is_dead_lettered_with_its_reason(p
     pipeline.drain()
     [dead] = pipeline.messages(pipeline.dlq_url)
     assert attributes_of(dead)["error_type"] == "invalid_payload"
+
+
+# ---- teams ---------------------------------------------------------------------------------
+def test_assignments_behave_as_chatwoots_controller(chatwoot):
+    """AssignmentsController#set_team: find_by, so an unknown team clears the team and answers
+    null; an assignee outside the new team is removed; neither key answers null."""
+    url = f"{chatwoot.url}/api/v1/accounts/1/conversations/1/assignments"
+    headers = {"api_access_token": chatwoot.token}
+    conversation = chatwoot.conversation(1, 1)
+    conversation.assignee_id = 4  # not in team 7 (members 1 and 3)
+    answer = requests.post(url, json={"team_id": 7}, headers=headers, timeout=5)
+    assert answer.status_code == 200 and answer.json()["id"] == 7
+    assert (conversation.team_id, conversation.assignee_id) == (7, None)
+    answer = requests.post(url, json={"team_id": 99}, headers=headers, timeout=5)
+    assert (answer.status_code, answer.json()) == (200, None)
+    assert conversation.team_id is None  # cleared: what a wrong team id does in Chatwoot
+    answer = requests.post(url, json={}, headers=headers, timeout=5)
+    assert (answer.status_code, answer.json()) == (200, None)
+
+
+def escalating(message_id, assignee=None):
+    """A refund demand (escalates), the conversation held by ``assignee`` (a user id) or not."""
+    payload = incoming("Quiero un reembolso ya", message_id, NOW, status="open")
+    meta = payload["conversation"]["meta"]
+    if assignee is None:
+        meta.update(assignee=None, assignee_type=None)
+    else:
+        meta.update(
+            assignee={"id": assignee, "name": "Agent", "type": "user"}, assignee_type="User"
+        )
+    return payload
+
+
+def escalate(pipeline, chatwoot, payload, team_id=7, consumer=None):
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+    policy = policy_with(**{"escalation.team_id": team_id})
+    assert (
+        pipeline.post(payload, delivery_id=f"team-{payload['id']}", timestamp=pipeline.clock.now)[0]
+        == 202
+    )
+    pipeline.drain(consumer or pipeline.consumer(chatwoot=client, policy=policy))
+    return [n for n in chatwoot.notes(1, 1) if n.startswith("Escalated")]
+
+
+def test_a_team_chatwoot_does_not_have_is_never_sent_and_the_note_says_so(pipeline, chatwoot):
+    chatwoot.conversation(1, 1).team_id = 5
+    [note] = escalate(pipeline, chatwoot, escalating(401), team_id=99)
+    assert chatwoot.calls_to("POST", "/assignments") == []
+    assert chatwoot.conversation(1, 1).team_id == 5  # never cleared
+    assert "not assigned: Chatwoot has no team 99" in note
+    assert pipeline.telemetry.total("EscalationTeamSkipped") == 1
+    assert pipeline.messages(pipeline.dlq_url) == []
+
+
+def test_a_conversation_an_agent_holds_stays_with_them(pipeline, chatwoot):
+    chatwoot.conversation(1, 1).assignee_id = 4  # agent 4 is not in team 7
+    [note] = escalate(pipeline, chatwoot, escalating(402, assignee=4))
+    assert chatwoot.calls_to("POST", "/assignments") == []
+    assert chatwoot.conversation(1, 1).assignee_id == 4
+    assert "team 7 not assigned: the agent who holds the conversation is not in it" in note
+    assert "escalated" in chatwoot.conversation(1, 1).labels  # the team still sees it
+
+
+def test_an_agent_in_the_team_keeps_the_conversation_and_it_joins_the_team(pipeline, chatwoot):
+    chatwoot.conversation(1, 1).assignee_id = 3  # a member of team 7
+    [note] = escalate(pipeline, chatwoot, escalating(403, assignee=3))
+    assert [c.body for c in chatwoot.calls_to("POST", "/assignments")] == [{"team_id": 7}]
+    assert (chatwoot.conversation(1, 1).team_id, chatwoot.conversation(1, 1).assignee_id) == (7, 3)
+    assert "assigned to team 7 (its agent, a member, keeps it)" in note
+
+
+def test_a_team_deleted_after_the_check_is_reported(pipeline, chatwoot, monkeypatch):
+    from support_pipeline.escalation import Escalator
+
+    real = Escalator.team_plan
+
+    def then_deleted(self, *args):
+        plan = real(self, *args)
+        chatwoot.delete_team(1, 7)  # an administrator deletes it right after the check
+        return plan
+
+    monkeypatch.setattr(Escalator, "team_plan", then_deleted)
+    escalate(pipeline, chatwoot, escalating(404))
+    assert pipeline.telemetry.total("EscalationTeamMissing") == 1
+    assert pipeline.messages(pipeline.dlq_url) == []
+
+
+def test_the_team_list_is_read_once_per_five_minutes(pipeline, chatwoot):
+    """One process (a warm Lambda) reads the account's teams once per 300 s."""
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+    consumer = pipeline.consumer(chatwoot=client, policy=policy_with(**{"escalation.team_id": 7}))
+    teams = ("GET", "/api/v1/accounts/1/teams")
+    escalate(pipeline, chatwoot, escalating(405), consumer=consumer)
+    for conversation, message, later in ((2, 406, 299), (3, 407, 301)):
+        chatwoot.add_conversation(1, conversation)
+        payload = escalating(message)
+        payload["conversation"]["id"] = conversation
+        pipeline.clock.advance(later)
+        escalate(pipeline, chatwoot, payload, consumer=consumer)
+        assert len(chatwoot.calls_to(*teams)) == (1 if later < 300 else 2)

@@ -400,8 +400,16 @@ class ActionRunner:
         if action.kind in ("add_labels", "remove_labels"):
             return DONE, {"labels": self._change_labels(client, action)}
         if action.kind == "assign_team":
-            client.assign(account, conversation, team_id=int(detail["team_id"]))
-            return DONE, {}
+            team = client.assign(account, conversation, team_id=int(detail["team_id"]))
+            if not isinstance(team, dict):
+                # AssignmentsController#set_team answers null when the account has no such team
+                # (deleted since it was checked): Chatwoot has set the team to nil by then.
+                self.telemetry.count("EscalationTeamMissing")
+                logger.warning(
+                    "team not found at assignment; Chatwoot cleared the team", extra=_fields(action)
+                )
+                return DONE, {"team_id": None}
+            return DONE, {"team_id": team.get("id")}
         client.set_priority(account, conversation, detail["priority"])
         return DONE, {}
 

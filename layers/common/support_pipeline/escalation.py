@@ -106,6 +106,17 @@ def matched_phrases(text: str, rule: PhraseRule) -> list[str]:
     return found
 
 
+# How long an account's team list (and a team's members) is trusted before it is read again.
+TEAMS_CACHE_SECONDS = 300.0
+
+
+def person_holding(record: dict[str, Any]) -> str | None:
+    """The user id of the person a conversation is assigned to (not an agent bot), if any."""
+    assignee = record.get("assignee_id")
+    kind = str(record.get("assignee_type") or "").lower()
+    return str(assignee) if assignee and kind in ("user", "") else None
+
+
 class Escalator:
     """Applies an escalation in Chatwoot, once per escalation id, and records it."""
 
@@ -120,6 +131,59 @@ class Escalator:
         self.store = store
         self.actions = actions
         self.clock = clock
+        # Per account: when the team list was read, and the team ids then (TEAMS_CACHE_SECONDS).
+        self._teams: dict[str, tuple[float, set[str]]] = {}
+        self._members: dict[tuple[str, int], tuple[float, set[str]]] = {}
+
+    def _cached(self, cache: dict[Any, tuple[float, set[str]]], key: Any, read: Any) -> set[str]:
+        now = self.clock()
+        found = cache.get(key)
+        if found is None or now - found[0] >= TEAMS_CACHE_SECONDS:
+            found = (now, read())
+            cache[key] = found
+        return found[1]
+
+    def team_plan(self, account_id: str, team_id: int, holder: str | None) -> tuple[bool, str]:
+        """Whether to assign the escalation team, and what the note says about it.
+
+        Chatwoot's AssignmentsController#set_team finds the team with ``find_by``: an unknown
+        id sets the conversation's team to nil (and answers 200 ``null``), so the id is checked
+        against the account's teams first and an unknown one is never sent. Setting a team
+        also removes an assignee who is not one of its members
+        (Conversation#ensure_assignee_is_from_team): a conversation a person already holds is
+        left with them unless they are in the team; the note says so, and the labels, the
+        priority and the note still call the team's attention.
+        """
+        client = self.actions.client
+        if client is None:  # a dry run: recorded as it would be done
+            return True, f"assigned to team {team_id}"
+        teams = self._cached(
+            self._teams,
+            account_id,
+            lambda: {str(t.get("id")) for t in client.list_teams(account_id)},
+        )
+        if str(team_id) not in teams:
+            logger.warning(
+                "escalation team not found in Chatwoot; not assigned",
+                extra={"account_id": account_id, "team_id": team_id},
+            )
+            return False, (
+                f"not assigned: Chatwoot has no team {team_id} in this account "
+                "(fix escalation.team_id in the support policy)"
+            )
+        if holder is None:
+            return True, f"assigned to team {team_id}"
+        members = self._cached(
+            self._members,
+            (account_id, team_id),
+            lambda: client.team_member_ids(account_id, team_id),
+        )
+        if holder in members:
+            return True, f"assigned to team {team_id} (its agent, a member, keeps it)"
+        return False, (
+            f"team {team_id} not assigned: the agent who holds the conversation is not in it, "
+            "and Chatwoot would unassign them"
+        )
 
     def escalate(
         self,
@@ -130,9 +194,11 @@ class Escalator:
         extra_labels: tuple[str, ...] = (),
         occurred_at: float | None = None,
         episode: int | None = None,
+        holder: str | None = None,
     ) -> None:
         """Take the escalation's actions once each and record it; ``episode`` (the record's)
-        marks the record as escalated in that episode, which drafting reads."""
+        marks the record as escalated in that episode, which drafting reads. ``holder``: the
+        user id of the person the conversation is assigned to, if any."""
         policy = self.policy.escalation
         labels = tuple(dict.fromkeys(policy.labels + extra_labels))
         planned: list[Action] = []
@@ -153,9 +219,14 @@ class Escalator:
             action("add_labels", labels=list(labels))
         if policy.priority:
             action("set_priority", priority=policy.priority)
+        team_words = None
         if policy.team_id is not None:
-            action("assign_team", team_id=policy.team_id)
-        action("private_note", content=self.note(reasons))
+            assign, team_words = self.team_plan(account_id, policy.team_id, holder)
+            if assign:
+                action("assign_team", team_id=policy.team_id)
+            else:
+                self.actions.telemetry.count("EscalationTeamSkipped")
+        action("private_note", content=self.note(reasons, team_words))
         for planned_action in planned:
             self.actions.run(planned_action)
         when = occurred_at or self.clock()
@@ -191,7 +262,7 @@ class Escalator:
             },
         )
 
-    def note(self, reasons: list[Reason]) -> str:
+    def note(self, reasons: list[Reason], team_words: str | None = None) -> str:
         policy = self.policy.escalation
         lines = ["Escalated by the support pipeline:"]
         lines += [f"- {reason.text}" for reason in reasons]
@@ -199,7 +270,7 @@ class Escalator:
         if policy.priority:
             done.append(f"priority set to {policy.priority}")
         if policy.team_id is not None:
-            done.append(f"assigned to team {policy.team_id}")
+            done.append(team_words or f"assigned to team {policy.team_id}")
         if policy.labels:
             done.append("labelled " + ", ".join(policy.labels))
         if done:
@@ -244,6 +315,7 @@ class EscalationRules:
             occurred_at=cw.to_epoch(payload.get("created_at"))
             or cw.to_epoch(payload.get("updated_at")),
             episode=episode_of(record),
+            holder=person_holding(record),
         )
         # The handlers after this one read the shared record: it is escalated now.
         record["escalated_episode"] = claim_key(

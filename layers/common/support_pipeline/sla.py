@@ -28,7 +28,7 @@ from support_pipeline.business_time import BusinessCalendar, WallClock
 from support_pipeline.chatwoot import payload as cw
 from support_pipeline.chatwoot.client import NotFoundError
 from support_pipeline.conversations import CUSTOMER, REPLY, add_mark
-from support_pipeline.escalation import Escalator, Reason
+from support_pipeline.escalation import Escalator, Reason, person_holding
 from support_pipeline.pause import OFF, NeverPaused, Paused, PauseSwitch
 from support_pipeline.policy import TARGETS, SupportPolicy
 from support_pipeline.processing.errors import PermanentError, TransientError, classify
@@ -328,6 +328,7 @@ class SlaService:
                 extra_labels=(self.policy.sla.breached_label,),
                 occurred_at=clock.due_at,
                 episode=int(record.get("reopened_count") or 0),
+                holder=person_holding(record),
             )
         else:
             self._label_and_note(

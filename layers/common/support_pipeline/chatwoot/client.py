@@ -398,6 +398,32 @@ class ChatwootClient:
         )
         return found if isinstance(found, dict) else {}
 
+    def list_teams(self, account_id: str) -> list[dict[str, Any]]:
+        """The account's teams (``GET /api/v1/accounts/{id}/teams``: every team, members or
+        not). Team ids are checked against this before assigning: Chatwoot's
+        AssignmentsController#set_team uses ``find_by`` and sets an unknown team to nil."""
+        account = canonical_id(account_id)
+        if account is None:
+            raise PermanentError("invalid_id", "account id is not a positive integer")
+        found = self._request(
+            "GET", f"{self.base_url}/api/v1/accounts/{account}/teams", "GET teams"
+        )
+        payload = found.get("payload") if isinstance(found, dict) else found
+        return [t for t in payload or [] if isinstance(t, dict)]
+
+    def team_member_ids(self, account_id: str, team_id: int) -> set[str]:
+        """The user ids of a team's members (``GET .../teams/{id}/team_members``)."""
+        account = canonical_id(account_id)
+        if account is None:
+            raise PermanentError("invalid_id", "account id is not a positive integer")
+        found = self._request(
+            "GET",
+            f"{self.base_url}/api/v1/accounts/{account}/teams/{int(team_id)}/team_members",
+            "GET team_members",
+        )
+        payload = found.get("payload") if isinstance(found, dict) else found
+        return {str(m.get("id")) for m in payload or [] if isinstance(m, dict)}
+
     def get_labels(self, account_id: str, conversation_id: str) -> list[str]:
         found = self._call("GET", account_id, conversation_id, "/labels")
         payload = found.get("payload") if isinstance(found, dict) else found
@@ -496,11 +522,14 @@ class ChatwootClient:
         conversation_id: str,
         team_id: int | None = None,
         assignee_id: int | None = None,
-    ) -> None:
+    ) -> Any:
+        """Assign an agent, or a team. For a team Chatwoot answers the team, or ``null`` when
+        it has no team of that id (and then sets the conversation's team to nil): that
+        answer is returned, so the caller can tell."""
         if team_id is None and assignee_id is None:
             raise ValueError("assign needs a team_id or an assignee_id")
         body = {"assignee_id": assignee_id} if assignee_id is not None else {"team_id": team_id}
-        self._call("POST", account_id, conversation_id, "/assignments", body)
+        return self._call("POST", account_id, conversation_id, "/assignments", body)
 
     def set_priority(self, account_id: str, conversation_id: str, priority: str | None) -> None:
         """Set the priority, or clear it (None, or the pipeline's word "none"): Chatwoot takes
