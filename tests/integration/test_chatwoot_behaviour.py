@@ -213,3 +213,27 @@ def test_the_team_list_is_read_once_per_five_minutes(pipeline, chatwoot):
         pipeline.clock.advance(later)
         escalate(pipeline, chatwoot, payload, consumer=consumer)
         assert len(chatwoot.calls_to(*teams)) == (1 if later < 300 else 2)
+
+
+@pytest.mark.parametrize(
+    ("team", "code", "words"), [(7, 0, "is 'Escalations'"), (99, 1, "does not exist")]
+)
+def test_policy_validate_checks_every_team_id_in_chatwoot(
+    chatwoot, tmp_path, monkeypatch, team, code, words
+):
+    import io
+
+    import yaml
+
+    from support_pipeline_ops.cli import main
+    from tests.support import SHIPPED_POLICY
+
+    data = yaml.safe_load(SHIPPED_POLICY.read_text())
+    data["escalation"]["team_id"] = team
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("CHATWOOT_API_TOKEN", chatwoot.token)
+    out = io.StringIO()
+    assert main(["policy", "validate", str(path), "--chatwoot-url", chatwoot.url], out=out) == code
+    [line] = [x for x in out.getvalue().splitlines() if x.startswith("Teams:")]
+    assert line.startswith(f"Teams: account 1: escalation.team_id {team} ") and words in line

@@ -298,6 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     validate = policy_commands.add_parser("validate", help="check a policy file before using it")
     validate.add_argument("file", nargs="?", help="YAML policy (default: the shipped one)")
+    validate.add_argument(
+        "--chatwoot-url",
+        default=os.environ.get("CHATWOOT_BASE_URL", ""),
+        help="also check the team ids the policy names in this Chatwoot (token: "
+        "$CHATWOOT_API_TOKEN; default: $CHATWOOT_BASE_URL)",
+    )
+    validate.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        help="an account id to check (repeat; default: every account of the token's user)",
+    )
 
     from support_pipeline_ops import report_cli
 
@@ -422,7 +434,48 @@ def run_policy_validate(args: argparse.Namespace, out: TextIO) -> int:
         # As deployed: the functions never may use the layer's sample articles.
         f"Drafts when deployed: {in_force(policy.drafts, samples_allowed=False).summary()}.\n"
     )
+    if args.chatwoot_url:
+        return check_policy_teams(policy, args.chatwoot_url, args.account, out)
     return 0
+
+
+def check_policy_teams(policy: Any, url: str, accounts: list[str], out: TextIO) -> int:
+    """Every team id the policy names exists in each account (exit 1 if one does not): a
+    wrong id is never sent (the escalation says so in its note), but the team is then never
+    assigned."""
+    from support_pipeline.chatwoot.client import ChatwootClient
+    from support_pipeline.processing.errors import PipelineError
+
+    token = os.environ.get("CHATWOOT_API_TOKEN", "")
+    if not token:
+        raise UsageError("--chatwoot-url needs the API token in $CHATWOOT_API_TOKEN")
+    team_ids = {"escalation.team_id": policy.escalation.team_id}
+    named = {where: team for where, team in team_ids.items() if team is not None}
+    if not named:
+        out.write("Teams: the policy names no team.\n")
+        return 0
+    client = ChatwootClient(url, lambda: token)
+    try:
+        if not accounts:
+            profile = client.profile()
+            accounts = [str(a.get("id")) for a in profile.get("accounts") or [] if a.get("id")]
+        missing = 0
+        for account in accounts:
+            teams = {str(t.get("id")): t.get("name") for t in client.list_teams(account)}
+            for where, team in named.items():
+                if str(team) in teams:
+                    out.write(
+                        f"Teams: account {account}: {where} {team} is {teams[str(team)]!r}.\n"
+                    )
+                else:
+                    missing += 1
+                    out.write(
+                        f"Teams: account {account}: {where} {team} does not exist "
+                        f"(teams: {', '.join(sorted(teams, key=int)) or 'none'}).\n"
+                    )
+    except PipelineError as error:
+        raise UsageError(f"Chatwoot at {url}: {error.reason}") from None
+    return 1 if missing else 0
 
 
 def stack_table(

@@ -273,6 +273,11 @@ class ChatwootClient:
             self._identity = Identity("user", str(user_id))
         return self._identity
 
+    def profile(self) -> dict[str, Any]:
+        """The token's own user (``GET /api/v1/profile``), with the accounts it belongs to."""
+        found = self._request("GET", f"{self.base_url}/api/v1/profile", "GET profile")
+        return found if isinstance(found, dict) else {}
+
     # ---- reading ---------------------------------------------------------------------------
     def get_conversation(self, account_id: str, conversation_id: str) -> dict[str, Any]:
         found = self._call("GET", account_id, conversation_id)
