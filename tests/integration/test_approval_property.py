@@ -1,0 +1,277 @@
+"""Nothing reaches a customer without the approval it needs, whatever happens (issue 15).
+
+A model-based test (Hypothesis ``RuleBasedStateMachine``) over the real consumer, moto and the
+fake Chatwoot (tests/integration/approval_world.py says what is modelled and states the five
+rules). Steps: a customer writes (any language, any length); the drafter answers (a different
+wording per call); an agent writes ``/send``, ``/send <id>``, ``/reject``, ``/grade``, an
+edited reply or a reply of their own; forged approvals (a contact's, an agent bot's, the
+pipeline user's own ``/send``, unsigned ``?token=`` posts); Chatwoot faults on any call (429,
+5xx before or after acting, a lost answer after the message was created); any webhook
+delivered now, late, twice (same or new delivery id) or lost, and the reconciler replaying what
+was lost; two workers on one record; the pause switch; the draft expiry sweep. After every
+step the five rules are checked against the fake's messages.
+
+CI runs a bounded, derandomised number of examples. ``make fuzz`` runs a long random search
+(``FUZZ_EXAMPLES``, ``FUZZ_STEPS``) and prints the shrunk counterexample.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, event, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from tests.integration.approval_world import AGENTS, World
+
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 0)
+FUZZ_STEPS = int(os.environ.get("FUZZ_STEPS") or 0)
+
+# Any language, any length: short questions, scripts other than Latin, emoji, control
+# characters SQS refuses (ingest parks those bodies in S3), and the occasional long message.
+QUESTIONS = st.sampled_from(
+    [
+        "¿Cuánto tarda el envío a Medellín?",
+        "Where is my order? I still have no tracking number",
+        "配送にはどのくらいかかりますか？",  # noqa: RUF001 - a Japanese question mark
+        "متى يصل طلبي؟",
+        "hola",
+        "/send",
+    ]
+)
+# A long message is a short text repeated: a few thousand drawn characters would use up the
+# example's budget and end it after a handful of steps.
+LONG_TEXT = st.builds(
+    lambda text, times: text * times, st.text(min_size=1, max_size=12), st.integers(40, 400)
+)
+CUSTOMER_TEXT = st.one_of(QUESTIONS, st.text(min_size=1, max_size=60), LONG_TEXT)
+AGENT_TEXT = st.one_of(
+    st.sampled_from(["Te lo envío hoy mismo.", "Looking into it now.", "👍"]),
+    st.text(min_size=1, max_size=60).filter(lambda t: t.strip()),
+)
+AGENT = st.sampled_from(AGENTS)
+# What happens to the webhooks of what a person wrote: mostly Chatwoot delivers them and the
+# pipeline does its work at once ("settle"), or after its retries ("later"); or they stay in
+# flight for a later step to deliver or lose, or arrive "late", after what the next steps do.
+THEN = st.sampled_from(["settle", "settle", "later", "in flight", "late"])
+PICK = st.integers(min_value=0, max_value=50)
+
+
+class ApprovalMachine(RuleBasedStateMachine):
+    """People act in Chatwoot; deliveries, faults, time and workers do what they may."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = World()
+
+    def teardown(self) -> None:
+        # What the example reached, for --hypothesis-show-statistics.
+        try:
+            for line in self.world.reached():
+                event(line)
+        finally:
+            self.world.close()
+
+    # ---- a conversation with a draft awaiting approval -------------------------------------
+    @initialize(text=CUSTOMER_TEXT)
+    def a_customer_asks_and_a_draft_is_posted(self, text: str) -> None:
+        self.world.customer_writes(text)
+        self.world.settle()
+
+    # ---- people in Chatwoot ----------------------------------------------------------------
+    def _then(self, then: str) -> None:
+        if then == "settle":
+            self.world.settle()
+        elif then == "later":
+            self.world.settle(retries=True)
+        elif then == "late":
+            self.world.delay(self.world.last_taken)
+
+    @rule(text=CUSTOMER_TEXT, then=THEN)
+    def customer_writes(self, text: str, then: str) -> None:
+        self.world.customer_writes(text)
+        self._then(then)
+
+    @rule(agent=AGENT, then=THEN)
+    def agent_sends(self, agent: int, then: str) -> None:
+        self.world.agent_writes("/send", agent, private=True)
+        self._then(then)
+
+    @rule(agent=AGENT, then=THEN)
+    def agent_sends_again(self, agent: int, then: str) -> None:
+        self.world.agent_writes("/send", agent, private=True)
+        self._then(then)
+
+    @rule(agent=AGENT, pick=PICK, known=st.booleans(), then=THEN)
+    def agent_sends_a_named_draft(self, agent: int, pick: int, known: bool, then: str) -> None:
+        shown = self.world.shown_drafts()
+        draft_id = shown[pick % len(shown)][0] if shown and known else "d-zzzzzz"
+        self.world.agent_writes(f"/send {draft_id}", agent, private=True)
+        self._then(then)
+
+    @rule(agent=AGENT, pick=PICK, named=st.booleans(), then=THEN)
+    def agent_rejects(self, agent: int, pick: int, named: bool, then: str) -> None:
+        shown = self.world.shown_drafts()
+        target = f" {shown[pick % len(shown)][0]}" if shown and named else ""
+        self.world.agent_writes(f"/reject{target} no es lo que preguntó", agent, private=True)
+        self._then(then)
+
+    @rule(agent=AGENT, then=THEN)
+    def agent_grades(self, agent: int, then: str) -> None:
+        self.world.agent_writes("/grade tone=4 accuracy=3 policy=5 ok", agent, private=True)
+        self._then(then)
+
+    @rule(agent=AGENT, pick=PICK, then=THEN)
+    def agent_sends_an_edited_draft(self, agent: int, pick: int, then: str) -> None:
+        shown = self.world.shown_drafts()
+        if not shown:
+            return
+        note_text = shown[pick % len(shown)][1]
+        body = note_text.split("\n\n", 1)[-1].split("\n\nReply in a private note:")[0]
+        self.world.agent_writes(body.replace("días", "semanas", 1) + " Saludos.", agent, False)
+        self._then(then)
+
+    @rule(agent=AGENT, text=AGENT_TEXT, private=st.booleans(), then=THEN)
+    def agent_writes_in_their_own_words(
+        self, agent: int, text: str, private: bool, then: str
+    ) -> None:
+        """A reply to the customer, or a note between agents."""
+        self.world.agent_writes(text, agent, private=private)
+        self._then(then)
+
+    # ---- forged approvals ------------------------------------------------------------------
+    @rule(
+        who=st.sampled_from(["agent bot", "pipeline user", "unsigned", "unsigned copy"]),
+        pick=PICK,
+        then=THEN,
+    )
+    def someone_who_may_not_approve_writes_send(self, who: str, pick: int, then: str) -> None:
+        """An agent bot's /send note, the pipeline user's own, or an unsigned ``?token=``
+        post: a made-up /send note, or a replay of a real /send note's body. (A contact's
+        "/send" is among the customer's texts.)"""
+        if who == "agent bot":
+            self.world.bot_writes("/send", private=True)
+        elif who == "pipeline user":
+            self.world.agent_writes("/send", self.world.fake.actor_id, private=True)
+        else:
+            real = [
+                d
+                for d in self.world.delivered + self.world.in_flight + self.world.lost
+                if d.payload.get("event") == "message_created"
+                and str(d.payload.get("content") or "").startswith("/send")
+            ]
+            if who == "unsigned copy" and real:
+                payload = real[pick % len(real)].payload
+            else:
+                shown = self.world.shown_drafts()
+                named = shown and pick % 2
+                content = f"/send {shown[pick % len(shown)][0]}" if named else "/send"
+                payload = self.world.forged_send(content, None)
+            self.world.post_unsigned(payload)
+        self._then(then)
+
+    # ---- deliveries ------------------------------------------------------------------------
+    @rule(pick=PICK)
+    def a_webhook_arrives(self, pick: int) -> None:
+        """Any webhook in flight (not necessarily the oldest: late ones arrive out of order)."""
+        self.world.deliver(pick)
+
+    @rule()
+    def every_webhook_in_flight_arrives(self) -> None:
+        self.world.deliver_all()
+
+    @rule(then=THEN)
+    def the_late_webhooks_arrive(self, then: str) -> None:
+        self.world.deliver_late()
+        self._then(then)
+
+    @rule(pick=PICK, same_id=st.booleans())
+    def a_past_webhook_arrives_again(self, pick: int, same_id: bool) -> None:
+        self.world.redeliver(pick, same_id)
+
+    @rule(pick=PICK)
+    def a_webhook_is_lost(self, pick: int) -> None:
+        self.world.lose(pick)
+
+    @rule()
+    def the_reconciler_runs(self) -> None:
+        self.world.reconcile()
+
+    # ---- the pipeline's side ---------------------------------------------------------------
+    @rule()
+    def the_queue_is_processed(self) -> None:
+        self.world.process()
+
+    @rule(seconds=st.sampled_from([1, 11, 121, 301, 25 * 3600]))
+    def time_passes(self, seconds: int) -> None:
+        self.world.time_passes(seconds)
+
+    @rule(retries=st.booleans())
+    def everything_settles(self, retries: bool) -> None:
+        self.world.settle(retries)
+
+    @rule()
+    def two_workers_take_the_same_record(self) -> None:
+        self.world.two_workers()
+
+    @rule(mode=st.sampled_from(["off", "off", "actions", "consume"]))
+    def the_pause_switch_flips(self, mode: str) -> None:
+        self.world.pause(mode)
+
+    @rule()
+    def the_sweep_runs(self) -> None:
+        self.world.sweep()
+
+    # ---- Chatwoot's faults -----------------------------------------------------------------
+    @rule(
+        fault=st.sampled_from(
+            [
+                "429 on a POST",
+                "500 on a POST",
+                "502 on a POST",
+                "502 after the POST acted",
+                "504 after the POST acted",
+                "answer lost after the POST acted",
+                "429 on a read",
+                "502 on a read",
+                "proxy 502 on every call",
+            ]
+        ),
+        after=st.integers(0, 3),
+        times=st.integers(1, 2),
+    )
+    def chatwoot_fails(self, fault: str, after: int, times: int) -> None:
+        """The next ``times`` such calls after ``after`` good ones fail."""
+        fake = self.world.fake
+        status = int(fault.split()[0]) if fault[0].isdigit() else 0
+        if fault.startswith("proxy"):
+            fake.proxy_error(502, times=times + after)
+        elif fault.endswith("read"):
+            fake.fail("GET", "/messages", status, times=times, after=after)
+        elif fault.startswith("answer lost"):
+            fake.lose_answer("POST", "/messages", times=times, after=after)
+        else:
+            fake.fail("POST", "/messages", status, times, after, acted="acted" in fault)
+
+    # ---- the five rules --------------------------------------------------------------------
+    @invariant()
+    def every_public_message_had_the_approval_it_needed(self) -> None:
+        self.world.steps += 1
+        found = self.world.violations()
+        if found:
+            note("Chatwoot's conversation:\n" + self.world.transcript())
+            note("What reached the pipeline:\n  " + "\n  ".join(self.world.log[-60:]))
+        assert not found, "\n".join(found)
+
+
+ApprovalMachine.TestCase.settings = settings(
+    max_examples=FUZZ_EXAMPLES or 30,
+    stateful_step_count=FUZZ_STEPS or 30,
+    derandomize=not FUZZ_EXAMPLES,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestApproval = ApprovalMachine.TestCase
