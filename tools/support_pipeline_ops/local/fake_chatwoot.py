@@ -74,6 +74,8 @@ REPORT_EVENTS = {
     "reply_time": "reply_time",
 }
 LIST_ROUTE = re.compile(r"^/api/v1/accounts/(\d+)/conversations$")
+TEAMS_ROUTE = re.compile(r"^/api/v1/accounts/(\d+)/teams$")
+TEAM_MEMBERS_ROUTE = re.compile(r"^/api/v1/accounts/(\d+)/teams/(\d+)/team_members$")
 CONVERSATIONS_PAGE = 25  # CONVERSATION_RESULTS_PER_PAGE's default
 STATUSES = ("open", "resolved", "pending", "snoozed")
 # ConversationFinder's sort options that order by a time (the others fall back to the default).
@@ -89,6 +91,8 @@ KEPT_CONTENT_ATTRIBUTES = ("in_reply_to", "items", "automation_rule_id")
 MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
 LATEST_PAGE, BEFORE_PAGE, AFTER_PAGE, BETWEEN_PAGE = 20, 20, 100, 1000
 NOT_FOUND = {"error": "Resource could not be found"}
+# ``render json: nil`` is the body ``null`` (``head :ok``, an answer of None here, has none).
+JSON_NULL_BODY = "null"
 
 
 @dataclass
@@ -122,9 +126,21 @@ class Conversation:
 
 
 @dataclass
+class Team:
+    """A team of an account: its members' user ids; ``allow_auto_assign`` as in Chatwoot."""
+
+    name: str
+    members: set[int] = field(default_factory=set)
+    allow_auto_assign: bool = False
+
+
+@dataclass
 class _Page:
     html: str
     content_type: str = "text/html"
+
+
+JSON_NULL = _Page(JSON_NULL_BODY, "application/json; charset=utf-8")
 
 
 @dataclass
@@ -168,6 +184,7 @@ class FakeChatwoot:
         self._server: ThreadingHTTPServer | None = None
         self.reports: dict[str, ReportData] = {}
         self.reports_allowed = True  # False: the token's user may not read reports (401)
+        self.teams: dict[tuple[str, int], Team] = {}
 
     # ---- test controls ---------------------------------------------------------------------
     def add_conversation(
@@ -184,6 +201,31 @@ class FakeChatwoot:
                 "conversation_created", self._push_data(account_id, conversation_id, conversation)
             )
             return conversation
+
+    def add_team(
+        self, account_id: str | int, team_id: int, name: str = "", members: tuple[int, ...] = ()
+    ) -> Team:
+        """A team of the account, as an administrator creates it (Settings -> Teams)."""
+        with self._lock:
+            team = Team(name or f"Team {team_id}", set(members))
+            self.teams[(str(account_id), int(team_id))] = team
+            return team
+
+    def delete_team(self, account_id: str | int, team_id: int) -> None:
+        """An administrator deletes the team: later assignments to it find no team."""
+        with self._lock:
+            del self.teams[(str(account_id), int(team_id))]
+
+    def _team_json(self, account_id: str, team_id: int, team: Team) -> dict[str, Any]:
+        # app/views/api/v1/models/_team.json.jbuilder
+        return {
+            "id": team_id,
+            "name": team.name,
+            "description": "",
+            "allow_auto_assign": team.allow_auto_assign,
+            "account_id": int(account_id),
+            "is_member": self.actor_id in team.members,
+        }
 
     def delete_conversation(self, account_id: str | int, conversation_id: str | int) -> None:
         """As an agent deleting it in Chatwoot: every later call on it is 404."""
@@ -500,6 +542,33 @@ class FakeChatwoot:
         listing = LIST_ROUTE.match(path)
         if listing is not None and method == "GET":
             return 200, self._list(listing.group(1), query), True
+        teams = TEAMS_ROUTE.match(path)
+        if teams is not None and method == "GET":
+            # TeamsController#index: every team of Current.account, members or not.
+            account = teams.group(1)
+            return (
+                200,
+                [
+                    self._team_json(a, i, t)
+                    for (a, i), t in sorted(self.teams.items())
+                    if a == account
+                ],
+                True,
+            )
+        members = TEAM_MEMBERS_ROUTE.match(path)
+        if members is not None and method == "GET":
+            # TeamMembersController#index (fetch_team: teams.find -> 404 when there is none).
+            team = self.teams.get((members.group(1), int(members.group(2))))
+            if team is None:
+                return 404, NOT_FOUND, False
+            return (
+                200,
+                [
+                    {"id": uid, "name": f"Agent {uid}", "role": "agent"}
+                    for uid in sorted(team.members)
+                ],
+                True,
+            )
         if match is None:
             return 404, NOT_FOUND, False
         conversation = self.conversations.get((match.group(1), match.group(2)))
@@ -622,15 +691,35 @@ class FakeChatwoot:
                 self._change(
                     account_id, conversation_id, conversation, assignee_id=body["assignee_id"]
                 )
-            elif "team_id" in body:
-                self._change(account_id, conversation_id, conversation, team_id=body["team_id"])
-            else:
-                return 422, {"error": "assignee_id or team_id required"}
-            return 200, {"id": conversation.assignee_id}
+                return 200, {"id": conversation.assignee_id}
+            if "team_id" in body:
+                # AssignmentsController#set_team: ``Current.account.teams.find_by(id:)``, so an
+                # unknown id is nil: the conversation's team is set to nil and the answer is
+                # ``null``. Conversation#ensure_assignee_is_from_team (AssignmentHandler) then
+                # removes an assignee who is not a member of the new team.
+                wanted = body.get("team_id")
+                key = (str(account_id), int(wanted)) if str(wanted).isdigit() else None
+                team = self.teams.get(key) if key else None
+                changes: dict[str, Any] = {"team_id": key[1] if team and key else None}
+                if team is not None and conversation.assignee_id not in (None, *team.members):
+                    changes["assignee_id"] = None
+                self._change(account_id, conversation_id, conversation, **changes)
+                if team is None or key is None:
+                    return 200, JSON_NULL
+                return 200, self._team_json(str(account_id), key[1], team)
+            return 200, JSON_NULL  # neither key: ``render json: nil``
         if (method, suffix) == ("POST", "/toggle_priority"):
-            if body.get("priority") not in ("urgent", "high", "medium", "low", "none"):
-                return 422, {"error": "invalid priority"}
-            priority = None if body["priority"] == "none" else body["priority"]
+            # ConversationsController#toggle_priority -> Conversation#toggle_priority:
+            # ``self.priority = priority.presence``: null or "" clears it; anything but the
+            # enum's names (low, medium, high, urgent), "none" included, raises ArgumentError
+            # in Rails' enum, which Chatwoot answers 500.
+            wanted = body.get("priority")
+            if wanted in (None, ""):
+                priority = None
+            elif wanted in ("urgent", "high", "medium", "low"):
+                priority = wanted
+            else:
+                return 500, {"error": f"'{wanted}' is not a valid priority"}
             self._change(account_id, conversation_id, conversation, priority=priority)
             return 200, None
         if (method, suffix) == ("POST", "/toggle_status"):
