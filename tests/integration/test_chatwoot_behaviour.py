@@ -237,3 +237,65 @@ def test_policy_validate_checks_every_team_id_in_chatwoot(
     assert main(["policy", "validate", str(path), "--chatwoot-url", chatwoot.url], out=out) == code
     [line] = [x for x in out.getvalue().splitlines() if x.startswith("Teams:")]
     assert line.startswith(f"Teams: account 1: escalation.team_id {team} ") and words in line
+
+
+# ---- smaller facts the fake models -----------------------------------------------------------
+def test_a_new_message_moves_the_conversations_updated_at_without_a_webhook(chatwoot):
+    """Message#refresh_conversation_activity!: an update_all of last_activity_at and
+    updated_at (no conversation_updated webhook)."""
+    conversation = chatwoot.conversation(1, 1)
+    chatwoot.take_webhooks()
+    before = conversation.updated_at
+    note = chatwoot.add_agent_message(1, 1, "nota interna", private=True)  # changes no state
+    assert conversation.updated_at == conversation.last_activity_at > before
+    assert [w["event"] for w in chatwoot.take_webhooks()] == ["message_created"]
+    assert note["created_at"] == int(conversation.updated_at)
+
+
+def test_a_conversation_webhook_embeds_the_last_chat_message_only(chatwoot):
+    """Conversations::EventDataPresenter#push_data: messages.chat.last (no private note, no
+    activity)."""
+    customer = chatwoot.add_customer_message(1, 1, "¿hay envío?")
+    chatwoot.add_agent_message(1, 1, "nota interna", private=True)
+    chatwoot.take_webhooks()
+    chatwoot.set_status(1, 1, "pending")
+    changed = [w for w in chatwoot.take_webhooks() if w["event"] != "message_created"]
+    assert changed and all(
+        [m["id"] for m in webhook["messages"]] == [customer["id"]] for webhook in changed
+    )
+
+
+@pytest.mark.parametrize(
+    ("muted", "bot", "status"),
+    [(False, False, "open"), (False, True, "pending"), (True, False, "resolved")],
+)
+def test_a_customer_message_reopens_as_chatwoot_does(pipeline, chatwoot, muted, bot, status):
+    """Message#reopen_conversation: a muted conversation stays resolved; a resolved one opens,
+    or becomes pending when its inbox has an active bot. The pipeline records what it is told."""
+    conversation = chatwoot.conversation(1, 1)
+    conversation.muted, conversation.bot_inbox = muted, bot
+    chatwoot.set_status(1, 1, "resolved")
+    chatwoot.take_webhooks()
+    chatwoot.add_customer_message(1, 1, "sigue sin llegar")
+    assert conversation.status == status
+    for i, webhook in enumerate(chatwoot.take_webhooks()):
+        assert pipeline.post(webhook, delivery_id=f"reopen-{i}")[0] == 202
+    pipeline.drain()
+    record = pipeline.store().get_record("1", "1")
+    assert record["status"] == status
+    assert int(record.get("reopened_count") or 0) == (0 if muted else 1)
+
+
+def test_more_than_200_messages_a_minute_is_refused_and_dead_lettered_not_retried(chatwoot):
+    """Message#prevent_message_flood: the 201st message within a minute is a 422."""
+    from support_pipeline.processing.errors import PermanentError
+
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+    clock = [1_800_000_000.0]
+    chatwoot._time_source = lambda: clock[0]  # Chatwoot's clock stands still: one minute
+    for i in range(200):
+        chatwoot.add_agent_message(1, 1, f"m{i}")
+    with pytest.raises(PermanentError, match="returned 422"):
+        client.create_private_note("1", "1", "one too many", "flood-1")
+    clock[0] += 61
+    assert client.create_private_note("1", "1", "a minute later", "flood-2")["id"]

@@ -153,6 +153,10 @@ def test_add_labels_reads_merges_and_writes_without_dropping_a_persons_label(fak
 
 
 def test_assignment_and_priority(fake, client):
+    fake.add_team(1, 3, "Billing")
+    assert client.assign("1", "5", team_id=3)["id"] == 3  # Chatwoot answers the team
+    assert client.assign("1", "5", team_id=4) is None  # no such team: null, and no team left
+    assert fake.conversation(1, 5).team_id is None
     client.assign("1", "5", team_id=3)
     client.set_priority("1", "5", "urgent")
     conversation = fake.conversation(1, 5)

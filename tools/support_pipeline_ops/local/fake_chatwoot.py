@@ -90,6 +90,7 @@ PROFILE = "/api/v1/profile"
 KEPT_CONTENT_ATTRIBUTES = ("in_reply_to", "items", "automation_rule_id")
 MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
 LATEST_PAGE, BEFORE_PAGE, AFTER_PAGE, BETWEEN_PAGE = 20, 20, 100, 1000
+MESSAGES_PER_MINUTE = 200  # Limits.conversation_message_per_minute_limit
 NOT_FOUND = {"error": "Resource could not be found"}
 # ``render json: nil`` is the body ``null`` (``head :ok``, an answer of None here, has none).
 JSON_NULL_BODY = "null"
@@ -123,6 +124,8 @@ class Conversation:
     waiting_since: float | None = None
     first_reply_created_at: float | None = None
     snoozed_until: float | None = None
+    muted: bool = False  # Conversation#mute!: a customer's message no longer reopens it
+    bot_inbox: bool = False  # its inbox has an active agent bot (Inbox#active_bot?)
 
 
 @dataclass
@@ -662,6 +665,14 @@ class FakeChatwoot:
                 return 422, {"error": "Incoming messages are only allowed in Api inboxes"}
             if not isinstance(body.get("content"), str) or not body["content"]:
                 return 422, {"error": "content is required"}
+            # Message#prevent_message_flood: a conversation's 201st message within a minute
+            # (Limits.conversation_message_per_minute_limit) fails validation: 422. (Checked on
+            # the API only; the test controls set up what Chatwoot already holds.)
+            since = self._moment() - 60
+            if sum(1 for m in conversation.messages if m["created_at"] >= since) >= (
+                MESSAGES_PER_MINUTE
+            ):
+                return 422, {"error": "Validation failed: Too many messages"}
             attributes = body.get("content_attributes")
             kept = {
                 key: attributes[key]
@@ -814,14 +825,22 @@ class FakeChatwoot:
         }
         self._exact[message["id"]] = created
         conversation.messages.append(message)
-        # Message#set_conversation_activity: update_columns, so updated_at stays.
+        # Message#refresh_conversation_activity! (set_conversation_activity): an update_all of
+        # last_activity_at and updated_at, with no webhook of its own.
         conversation.last_activity_at = created
+        conversation.updated_at = created
         if kind == "activity" or account_id is None:
             return dict(message)
         self._webhook("message_created", self._message_webhook(account_id, conversation, message))
-        if kind == "incoming" and not private:
-            if conversation.status in ("resolved", "snoozed"):  # Message#reopen_conversation
+        if kind == "incoming" and not private and not conversation.muted:
+            # Message#reopen_conversation: a muted conversation never reopens; a snoozed one
+            # opens; a resolved one opens, or becomes pending when its inbox has an active bot
+            # (reopen_resolved_conversation, for the bot to take it back).
+            if conversation.status == "snoozed":
                 self._change(account_id, conversation_id, conversation, status="open")
+            elif conversation.status == "resolved":
+                reopened = "pending" if conversation.bot_inbox else "open"
+                self._change(account_id, conversation_id, conversation, status=reopened)
             if conversation.waiting_since is None:
                 self._change(account_id, conversation_id, conversation, waiting_since=created)
         human = kind == "outgoing" and not private and (sender or {}).get("type") == "user"
@@ -965,7 +984,10 @@ class FakeChatwoot:
         self, account_id: str | int, conversation_id: str | int, conversation: Conversation
     ) -> dict[str, Any]:
         """Conversation#webhook_data (push_event_data), as a webhook carries it."""
-        last = conversation.messages[-1] if conversation.messages else None
+        # Conversations::EventDataPresenter#push_data: ``messages.chat.last``, the last message
+        # that is neither activity nor private.
+        chat = [m for m in conversation.messages if m["message_type"] != 2 and not m.get("private")]
+        last = chat[-1] if chat else None
         return {
             "additional_attributes": {},
             "can_reply": True,
