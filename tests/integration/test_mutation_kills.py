@@ -407,3 +407,101 @@ def test_every_read_the_approval_rule_rests_on_is_strongly_consistent(pipeline, 
     drafts.get("1", "1", "d-234567")
     ledger.get(Action("1", "1", "a-1", "private_note"))
     assert seen == [True, True, True]
+
+
+def test_in_a_dry_run_a_send_typed_before_its_draft_was_made_approves_nothing(
+    pipeline,
+    drafter,  # noqa: F811
+):
+    """service.py _seen_before (dry run): `created_epoch or 0` -> `and 0` (every draft made
+    "at 0", so any /send would reach it)."""
+    from support_pipeline.drafts.store import DraftStore
+    from tests.integration.test_approval_gate import POLICY
+    from tests.support import agent_message, incoming
+
+    consumer = pipeline.consumer(policy=POLICY, drafters=lambda inbox: drafter)
+    ask = incoming("how long does shipping take?", 241, pipeline.clock.now, 1, status="open")
+    assert pipeline.post(ask)[0] == 202
+    pipeline.drain(consumer)
+    pipeline.end_delays()
+    pipeline.drain(consumer)
+    store = DraftStore(
+        pipeline.dynamodb, pipeline.stack.physical["ConversationsTable"], POLICY.zone
+    )
+    [draft] = store.of_conversation("1", "1")
+    send = agent_message("/send", 242, float(draft["created_epoch"]) - 10, private=True)
+    send["sender"].update(id=3, type="user")
+    assert pipeline.post(send, delivery_id="dry-send-early")[0] == 202
+    pipeline.drain(consumer)
+    [still] = store.of_conversation("1", "1")
+    assert still["status"] == "pending"
+
+
+def test_a_command_without_a_chatwoot_message_id_reaches_no_draft(
+    pipeline,
+    world,  # noqa: F811
+    chatwoot,
+):
+    """service.py _seen_before: `if not command_id.isdigit(): return False` -> True. A command
+    with no message id of Chatwoot's cannot be ordered against the notes: never guessed. (The
+    processor dead-letters a message event without an id before any handler runs, so this
+    guard is the second wall; it is asked directly.)"""
+    from support_pipeline.chatwoot.client import ChatwootClient
+    from tests.integration.test_approval_gate import POLICY
+
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    [draft] = world.drafts()
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+    service = pipeline.support(client, POLICY).drafts
+    later = str(int(chatwoot.conversation(1, 1).messages[-1]["id"]) + 1)
+    assert service._seen_before(draft, later, None) is True  # the control: a later message
+    assert service._seen_before(draft, "delivery:gate-9", None) is False
+
+
+def test_a_send_reads_chatwoot_once_when_its_note_is_known(world, chatwoot):  # noqa: F811
+    """service.py _seen_before: `note_id is None and search_after` -> `or` (the note would be
+    looked for in Chatwoot although the ledger knows its id): one read of the messages after
+    the /send, no more."""
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    send = world.note("/send")
+    before = len(chatwoot.calls)
+    world.deliver(send)
+    world.process(cycles=1)
+    reads = [c for c in chatwoot.calls[before:] if (c.method, c.suffix) == ("GET", "/messages")]
+    assert [c.query for c in reads] == [{"after": str(send["id"])}]
+    assert len(chatwoot.public_messages(1, 1)) == 1
+
+
+def test_ledger_entries_expire_exactly_after_their_retention(pipeline):
+    """actions.py: `retention_days * 86400` -> 86401 / 86399."""
+    from support_pipeline.actions import ActionLedger
+
+    ledger = ActionLedger(
+        pipeline.dynamodb,
+        pipeline.stack.physical["ActionsTable"],
+        clock=pipeline.clock,
+        retention_days=90,
+    )
+    action = Action("1", "1", "a-expiry", "private_note", {"content": "x"})
+    assert ledger.record_dry_run(action)
+    assert int(ledger.get(action)["expires_at"]) == int(pipeline.clock.now + 90 * 86400)
+
+
+def test_a_worker_whose_claim_was_taken_over_learns_it_when_recording_done(pipeline):
+    """actions.py record_done: the lost-claim `return False` -> True (the runner would not know
+    another worker now holds the action, and would log it as its own)."""
+    from support_pipeline.actions import ActionLedger
+
+    ledger = ActionLedger(
+        pipeline.dynamodb, pipeline.stack.physical["ActionsTable"], clock=pipeline.clock
+    )
+    action = Action("1", "1", "a-taken", "private_note", {"content": "x"})
+    first = ledger.claim(action)
+    assert first is not None
+    pipeline.clock.advance(3600)  # the first worker's lease lapsed
+    second = ledger.claim(action)
+    assert second is not None and second.owner != first.owner
+    assert ledger.record_done(action, first.owner, {"message_id": 1}) is False
+    assert ledger.record_done(action, second.owner, {"message_id": 1}) is True
