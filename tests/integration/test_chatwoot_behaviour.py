@@ -299,3 +299,33 @@ def test_more_than_200_messages_a_minute_is_refused_and_dead_lettered_not_retrie
         client.create_private_note("1", "1", "one too many", "flood-1")
     clock[0] += 61
     assert client.create_private_note("1", "1", "a minute later", "flood-2")["id"]
+
+
+# ---- agent-bot retries -------------------------------------------------------------------------
+def test_an_agent_bot_retry_after_our_500_is_taken_once(pipeline, monkeypatch):
+    """AgentBots::WebhookJob retries a 500 with the same X-Chatwoot-Delivery: ingest's 500 for
+    its own fault is what makes that retry happen, and the retry is one event, however many
+    of the tries reached the queue."""
+    payload = incoming("Hola, ¿cuánto tarda el envío?", 501, NOW, status="open")
+    real_send = pipeline.sqs.send_message
+    tries = []
+
+    def queue_down_once(**kwargs):
+        tries.append(kwargs)
+        if len(tries) == 1:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "InternalError"}}, "SendMessage")
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(pipeline.sqs, "send_message", queue_down_once)
+    service = pipeline.ingest()
+    assert pipeline.post(payload, service=service, delivery_id="bot-1")[0] == 500
+    assert pipeline.post(payload, service=service, delivery_id="bot-1")[0] == 202  # 3 s later
+    # A third try whose first answer was lost after it was queued (a timeout): queued twice.
+    assert pipeline.post(payload, service=service, delivery_id="bot-1")[0] == 202
+    pipeline.drain()
+    timeline = [i for i in pipeline.store().timeline("1", "1") if i.get("message_id") == "501"]
+    assert len(timeline) == 1
+    assert pipeline.telemetry.total("EventDuplicate") == 1
+    assert pipeline.messages(pipeline.dlq_url) == []
