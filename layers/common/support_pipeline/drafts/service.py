@@ -420,7 +420,8 @@ class DraftService:
     def _note(draft: dict[str, Any]) -> str:
         """The note agents read: built from the stored draft only (its text is what /send
         sends)."""
-        sources = draft.get("sources") if isinstance(draft.get("sources"), list) else []
+        found = draft.get("sources")
+        sources: list[Any] = found if isinstance(found, list) else []
         cited = "; ".join(str(s.get("title")) for s in sources if isinstance(s, dict))
         confidence = round(float(draft.get("confidence") or 0) * 100)
         return (
