@@ -313,3 +313,141 @@ def test_an_unsigned_post_never_escalates_by_command(pipeline, world, chatwoot):
     world.deliver(escalate)  # the same note, signed: obeyed
     world.process()
     assert any(n.startswith("Escalated by the support pipeline") for n in chatwoot.notes(1, 1))
+
+
+# ---- found by review: what only Chatwoot can confirm ---------------------------------------
+@pytest.mark.parametrize(
+    ("forge", "why"),
+    [
+        ("missing", "no such message"),  # a signed delivery naming a message Chatwoot lacks
+        ("other agent", "written by someone else"),  # the payload names another user
+        ("deleted", "deleted"),  # the agent deleted the /send before it was done
+        ("public", "not an agent's private note"),  # Chatwoot holds a public reply there
+    ],
+)
+def test_a_send_is_obeyed_only_as_chatwoot_holds_it(world, chatwoot, forge, why):
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    if forge == "public":
+        written = chatwoot.add_agent_message(1, 1, "/send", user_id=3)
+        send = world.note("/send")
+        chatwoot.conversation(1, 1).messages.remove(
+            next(m for m in chatwoot.conversation(1, 1).messages if m["id"] == send["id"])
+        )
+        send["id"] = written["id"]
+    else:
+        send = world.note("/send")
+    if forge == "missing":
+        send["id"] = 10**9
+    elif forge == "other agent":
+        send["sender"]["id"] = 424242
+    elif forge == "deleted":
+        chatwoot.delete_message(1, 1, send["id"])
+    world.deliver(send)
+    world.process()
+    assert chatwoot.public_messages(1, 1) == ([] if forge != "public" else ["/send"])
+    assert [d["status"] for d in world.drafts()] == ["pending"]
+    assert f"({why}): nothing was done" in chatwoot.notes(1, 1)[-1]
+
+
+def test_a_customer_writing_while_the_drafter_works_supersedes_the_draft_before_its_note(
+    pipeline, world, chatwoot, drafter
+):
+    """The drafter takes seconds (a model): a follow-up recorded meanwhile makes the draft for
+    the old turn stale; its note is never posted, and the follow-up's draft covers the turn."""
+    real = drafter.draft
+
+    def slow(context):
+        answer = real(context)
+        if drafter.calls == 1:  # while the first draft is being written
+            world.deliver(world.customer("and to Cali?"))
+            pipeline.drain(world.consumer())
+        return answer
+
+    drafter.draft = slow
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    first, second = world.drafts()
+    assert (first["status"], second["status"]) == ("superseded", "pending")
+    [note] = world.draft_notes()
+    assert second["draft_id"] in note and first["draft_id"] not in note
+    world.deliver(world.note("/send"))
+    world.process()
+    assert chatwoot.public_messages(1, 1) == [second["text"]]
+
+
+def test_the_configured_actor_is_the_pipeline_when_the_token_has_no_profile(
+    pipeline, chatwoot, drafter
+):
+    """An agent bot's token has no profile (GET /api/v1/profile is 401): the policy's actor
+    says who the pipeline is, and the reply path uses it too."""
+    from tests.support import policy_with
+
+    policy = policy_with(
+        **{
+            "escalation.rules.unanswered_messages.enabled": False,
+            "escalation.rules.vip_contact.enabled": False,
+            "actor.id": chatwoot.actor_id,
+            "actor.type": "user",
+        }
+    )
+    chatwoot.fail("GET", "/api/v1/profile", 401, times=1000)
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+
+    def run():
+        pipeline.clock.advance(300)
+        pipeline.make_visible()
+        pipeline.drain(
+            pipeline.consumer(chatwoot=client, policy=policy, drafters=lambda i: drafter)
+        )
+
+    written = chatwoot.add_customer_message(1, 1, "how long does shipping take?")
+    question = incoming(
+        "how long does shipping take?", written["id"], pipeline.clock.now, 1, status="open"
+    )
+    assert pipeline.post(question, timestamp=pipeline.clock.now)[0] == 202
+    run()
+    run()
+    [draft] = DraftStore(
+        pipeline.dynamodb, pipeline.stack.physical["ConversationsTable"], policy.zone
+    ).of_conversation("1", "1")
+    note = chatwoot.add_agent_message(1, 1, "/send", private=True, user_id=3)
+    send = agent_message("/send", note["id"], pipeline.clock.now, private=True, status="open")
+    send["sender"]["id"] = 3
+    assert pipeline.post(send, delivery_id="actor-send", timestamp=pipeline.clock.now)[0] == 202
+    run()
+    assert chatwoot.public_messages(1, 1) == [draft["text"]]
+    assert pipeline.messages(pipeline.dlq_url) == []
+
+
+def test_a_canned_reply_another_approval_posted_is_not_taken_for_this_one(pipeline, chatwoot):
+    """Two approvals of the same text: after this /send, the pipeline's message with that text
+    that the ledger records as *another* reply's is not this reply's; this one is posted."""
+    from support_pipeline.actions import Action
+    from support_pipeline.chatwoot.client import content_digest
+
+    text = "Shipping takes 2 to 4 business days."
+    command = chatwoot.add_agent_message(1, 1, "/send d-bbbbbb", private=True, user_id=3)
+    other = chatwoot.add_agent_message(1, 1, text, user_id=chatwoot.actor_id)  # d-aaaaaa's
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+    support = pipeline.support(client)
+    runner = support.actions
+    runner.approval_of = lambda a, c, d: {"digest": content_digest(text)}
+    first = Action(
+        "1",
+        "1",
+        "draft:1:1:d-aaaaaa/send",
+        "public_reply",
+        {"content": text, "draft_id": "d-aaaaaa", "after_message_id": 1},
+    )
+    claim = runner.ledger.claim(first)
+    runner.ledger.record_done(first, claim.owner, {"message_id": other["id"]})
+    mine = Action(
+        "1",
+        "1",
+        "draft:1:1:d-bbbbbb/send",
+        "public_reply",
+        {"content": text, "draft_id": "d-bbbbbb", "after_message_id": command["id"]},
+    )
+    assert runner.run(mine) == "done"
+    assert chatwoot.public_messages(1, 1) == [text, text]

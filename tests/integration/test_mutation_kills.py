@@ -461,8 +461,8 @@ def test_a_command_without_a_chatwoot_message_id_reaches_no_draft(
 
 def test_a_send_reads_chatwoot_once_when_its_note_is_known(world, chatwoot):  # noqa: F811
     """service.py _seen_before: `note_id is None and search_after` -> `or` (the note would be
-    looked for in Chatwoot although the ledger knows its id): one read of the messages after
-    the /send, no more."""
+    looked for in Chatwoot although the ledger knows its id): the command read back, and one
+    read of the messages after the /send, no more."""
     world.deliver(world.customer("how long does shipping take?"))
     world.process()
     send = world.note("/send")
@@ -470,7 +470,10 @@ def test_a_send_reads_chatwoot_once_when_its_note_is_known(world, chatwoot):  # 
     world.deliver(send)
     world.process(cycles=1)
     reads = [c for c in chatwoot.calls[before:] if (c.method, c.suffix) == ("GET", "/messages")]
-    assert [c.query for c in reads] == [{"after": str(send["id"])}]
+    assert [c.query for c in reads] == [
+        {"after": str(send["id"] - 1)},  # the command, as Chatwoot holds it
+        {"after": str(send["id"])},  # a person's answer, or this reply, after it
+    ]
     assert len(chatwoot.public_messages(1, 1)) == 1
 
 

@@ -315,16 +315,18 @@ def test_a_send_held_by_a_pause_is_dropped_if_an_agent_answered_meanwhile(
     pipeline.clock.now = NOW + 60
     world.post(send_command(chatwoot, draft["draft_id"], NOW + 60))
     world.process(cycles=2)
-    # Nothing reaches the customer, so the agent answers by hand (in Chatwoot, recorded here).
+    # Nothing reaches the customer, so the agent answers by hand in Chatwoot.
     pipeline.clock.now = NOW + 120
-    reply = agent_message("Tarda unos 3 días, ¡saludos!", 303, NOW + 120)
+    written = chatwoot.add_agent_message(1, 1, "Tarda unos 3 días, ¡saludos!", user_id=3)
+    reply = agent_message("Tarda unos 3 días, ¡saludos!", written["id"], NOW + 120)
     reply["sender"]["id"] = 3
     world.post(reply)
     world.process(cycles=2)
 
     world.set("off")
     world.process(cycles=2)
-    assert chatwoot.public_messages(1, 1) == []  # the customer is not answered twice
+    # The customer is not answered twice: only the agent's own reply is there.
+    assert chatwoot.public_messages(1, 1) == ["Tarda unos 3 días, ¡saludos!"]
     [decided] = world.support.drafts.drafts.of_conversation("1", "1")
     assert decided["status"] == "replaced"
     assert any("was not sent" in note for note in chatwoot.notes(1, 1))

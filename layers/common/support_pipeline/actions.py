@@ -38,6 +38,7 @@ from support_pipeline import deadline
 from support_pipeline.chatwoot.client import (
     ApprovalLookup,
     ChatwootClient,
+    Identity,
     NoAnswerError,
     ServerError,
 )
@@ -303,11 +304,14 @@ class ActionRunner:
         sleep: Callable[[float], None] = time.sleep,
         lock_wait_seconds: float = 2.0,
         approval_of: ApprovalLookup | None = None,
+        identity: Callable[[], Identity | None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.client = client
         self.telemetry = telemetry
         self.approval_of: ApprovalLookup = approval_of or (lambda account, conv, draft: None)
+        # Who the pipeline is in Chatwoot (the policy's actor, else the token's own user).
+        self.identity: Callable[[], Identity | None] = identity or (lambda: None)
         self._sleep = sleep
         self._lock_wait = lock_wait_seconds
 
@@ -422,9 +426,20 @@ class ActionRunner:
         the customer: cancelled, nothing sent), or neither (sent now)."""
         account, conversation, detail = action.account_id, action.conversation_id, action.detail
         after = int(detail["after_message_id"])
-        ours, person = client.reply_or_answer(account, conversation, detail["content"], after)
-        if ours is not None:
-            return "recovered", {"message_id": ours.get("id"), "recovered": True}
+        found, person = client.reply_or_answer(
+            account, conversation, detail["content"], after, me=self.identity()
+        )
+        if found:
+            # The same text may be another approval's reply (two turns, one canned answer):
+            # only a message no other reply of this conversation recorded as its own is ours.
+            taken = {
+                str((entry.get("result") or {}).get("message_id"))
+                for entry in self.ledger.list(account, conversation)
+                if entry.get("kind") == "public_reply" and entry["action_id"] != action.action_id
+            }
+            ours = next((m for m in found if str(m.get("id")) not in taken), None)
+            if ours is not None:
+                return "recovered", {"message_id": ours.get("id"), "recovered": True}
         if person is not None:
             return CANCELLED, {"answered_by_message_id": person.get("id")}
         if (claim.previous or {}).get("search_after") is None and not (

@@ -175,7 +175,10 @@ def build_support(
         dynamodb, conversations_table, policy.zone, clock, timeline_retention_days
     )
     ledger = ActionLedger(dynamodb, actions_table, clock=clock)
-    actions = ActionRunner(ledger, client, telemetry, approval_of=draft_store.approval)
+    own = pipeline_identity(policy, client)  # asked of Chatwoot once per process
+    actions = ActionRunner(
+        ledger, client, telemetry, approval_of=draft_store.approval, identity=own
+    )
     escalator = Escalator(policy, store, actions, clock=clock)
     sla = SlaService(policy, store, actions, escalator, telemetry)
 
@@ -193,7 +196,7 @@ def build_support(
         drafter_for=drafters,
         schedule=schedule or no_queue,
         telemetry=telemetry,
-        own=pipeline_identity(policy, client),
+        own=own,
         clock=clock,
     )
     return SupportServices(

@@ -279,6 +279,23 @@ class FakeChatwoot:
         data = self.reports.setdefault(str(account_id), ReportData())
         data.messages += [(MESSAGE_TYPES[message_type], created_at)] * count
 
+    def delete_message(
+        self, account_id: str | int, conversation_id: str | int, message_id: int
+    ) -> None:
+        """An agent deletes a message in the dashboard. MessagesController#destroy keeps the
+        message, emptied: ``content`` becomes "This message was deleted" and
+        ``content_attributes`` ``{"deleted": true}``."""
+        with self._lock:
+            for message in self.conversation(account_id, conversation_id).messages:
+                if message["id"] == message_id:
+                    message.update(
+                        content="This message was deleted",
+                        content_type="text",
+                        content_attributes={"deleted": True},
+                    )
+                    return
+            raise KeyError(message_id)
+
     def add_agent_message(
         self,
         account_id: str | int,

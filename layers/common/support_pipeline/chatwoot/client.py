@@ -365,16 +365,23 @@ class ChatwootClient:
     ) -> dict[str, Any] | None:
         """A public message with exactly ``content`` the pipeline sent after message ``after``
         (a reply the customer sees carries no reference line: its sender and text are the key)."""
-        return self.reply_or_answer(account_id, conversation_id, content, after)[0]
+        ours, _ = self.reply_or_answer(account_id, conversation_id, content, after)
+        return ours[0] if ours else None
 
     def reply_or_answer(
-        self, account_id: str, conversation_id: str, content: str, after: int
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """After message ``after``: the pipeline's own public message with exactly ``content``
-        (sent by an earlier attempt), and the first public reply a person wrote (an agent
-        answered the customer themselves). Read from Chatwoot, page by page."""
-        me = self.identity()
-        ours: dict[str, Any] | None = None
+        self,
+        account_id: str,
+        conversation_id: str,
+        content: str,
+        after: int,
+        me: Identity | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """After message ``after``: the pipeline's own public messages with exactly ``content``
+        (one may be an earlier attempt's, oldest first), and the first public reply a person
+        wrote (an agent answered the customer themselves). Read from Chatwoot, page by page.
+        ``me``: who the pipeline is (default: the token's own user)."""
+        me = me or self.identity()
+        ours: list[dict[str, Any]] = []
         person: dict[str, Any] | None = None
         for message in self.messages_after(account_id, conversation_id, after):
             if message.get("private") or message.get("message_type") not in (1, "outgoing"):
@@ -382,8 +389,8 @@ class ChatwootClient:
             sender = message.get("sender") if isinstance(message.get("sender"), dict) else {}
             sender_type = str((sender or {}).get("type") or "").lower()
             mine = sender_type == me.type and str((sender or {}).get("id")) == me.id
-            if mine and ours is None and message.get("content") == content:
-                ours = message
+            if mine and message.get("content") == content:
+                ours.append(message)
             elif not mine and sender_type == "user" and person is None:
                 person = message
         return ours, person

@@ -178,6 +178,10 @@ class DraftService:
         if kind == "outgoing" and by_agent and payload.get("private"):
             return self.agent_note(context, account, conversation)
         if kind == "outgoing" and by_agent:
+            if context.attributes.get("signed") != "true":
+                # Anyone holding the URL token can post any body: an unsigned "agent reply"
+                # never decides a draft (nor cancels an approved one).
+                return {"skipped": "an unsigned post decides no draft"}
             return self.agent_replied(
                 payload, account, conversation, self._record(context, account, conversation)
             )
@@ -290,6 +294,15 @@ class DraftService:
         self.store.set_record_fields(
             account, conversation, {"pending_draft_id": draft_id, "open_gap_id": None}
         )
+        # The customer may have written again while the drafter worked (seconds, for a model):
+        # that message's own draft_due drafts the whole turn. Read after pending_draft_id is
+        # set, so a message recorded later supersedes this draft itself (customer_wrote).
+        now = self.store.get_record(account, conversation) or {}
+        if float(now.get("last_incoming_at") or 0) > written + 0.001:
+            if self.drafts.decide(stored, "superseded"):
+                self.telemetry.count("DraftDecided", reason="superseded")
+            self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
+            return {"skipped": "a newer customer message came while drafting", "draft": draft_id}
         self.actions.run(self._note_action(stored))
         self.telemetry.count("DraftPosted", reason=str(stored.get("drafter")))
         logger.info(
@@ -452,6 +465,20 @@ class DraftService:
         agent = str(sender.get("id") or "") if isinstance(sender, dict) else ""
         if command.error:
             return self._answer(account, conversation, command_id, command.error)
+        refused = self._not_in_chatwoot(context.payload, command, command_id, agent)
+        if refused is not None:
+            logger.warning(
+                "command not confirmed by Chatwoot; nothing done",
+                extra={"account_id": account, "conversation_id": conversation, "why": refused},
+            )
+            self.telemetry.count("DraftCommandUnconfirmed")
+            return self._answer(
+                account,
+                conversation,
+                command_id,
+                f"This {command.name} is not in the conversation as an agent's note in Chatwoot "
+                f"({refused}): nothing was done.",
+            )
         typed_at = cw.to_epoch(context.payload.get("created_at"))
         drafts = self.drafts.of_conversation(account, conversation)
         posted = [d for d in drafts if d.get("status") != NO_DRAFT]
@@ -497,6 +524,50 @@ class DraftService:
         if command.name == "/reject":
             return self.reject(target, agent, command_id, command.reason)
         return self.grade(target, agent, command_id, command)
+
+    def _not_in_chatwoot(
+        self, payload: cw.Payload, command: commands.Command, command_id: str, agent: str
+    ) -> str | None:
+        """Why Chatwoot does not confirm the command, or None when it does. The webhook is
+        signed, but only Chatwoot knows the message: it must be there, in this conversation, a
+        private note by that user (not the pipeline's own), not deleted, and the same command.
+        A forged or replayed delivery, a command from another account's user, or one the
+        agent deleted before it was done is refused. (A dry run has no Chatwoot: not checked.)"""
+        client = self.actions.client
+        if client is None:
+            return None
+        if not command_id.isdigit():
+            return "it has no message id"
+        account, conversation = cw.account_id(payload) or "", cw.conversation_id(payload) or ""
+        found = next(
+            (
+                m
+                for m in client.list_messages(account, conversation, after=int(command_id) - 1)
+                if str(m.get("id")) == command_id
+            ),
+            None,
+        )
+        if found is None:
+            return "no such message"
+        sender = found.get("sender") if isinstance(found.get("sender"), dict) else {}
+        attributes = found.get("content_attributes")
+        me = self.own()
+        content = found.get("content")
+        if (
+            not found.get("private")
+            or found.get("message_type") not in (1, "outgoing")
+            or str((sender or {}).get("type") or "").lower() != "user"
+        ):
+            return "not an agent's private note"
+        if str((sender or {}).get("id")) != agent or (
+            me is not None and me.type == "user" and me.id == agent
+        ):
+            return "written by someone else"
+        if isinstance(attributes, dict) and attributes.get("deleted"):
+            return "deleted"
+        if not isinstance(content, str) or commands.parse(content) != command:
+            return "its text is not this command"
+        return None
 
     def _seen_before(self, draft: dict[str, Any], command_id: str, typed_at: float | None) -> bool:
         """Whether the draft's note was in the conversation before the command was written,
@@ -592,10 +663,13 @@ class DraftService:
         answer stands; sending the draft as well would answer the customer twice. This reads
         the webhooks we received; the ledger then checks Chatwoot itself before every attempt
         to post (``ActionRunner._reply``), so an answer whose webhook was lost counts too."""
+        if not self.actions.dry_run:
+            # Live, Chatwoot itself decides, under the reply's claim (ActionRunner._reply): its
+            # messages tell a person's answer from the pipeline's own reply, which the record's
+            # ``last_agent_reply_at`` (any public message by a user) cannot.
+            return False
         entry = self.actions.ledger.get(reply)
-        if entry is not None and (
-            entry.get("status") == "done" or entry.get("search_after") is not None
-        ):
+        if entry is not None and entry.get("status") == "done":
             return False
         record = self.store.get_record(reply.account_id, reply.conversation_id) or {}
         return float(record.get("last_agent_reply_at") or 0) > typed_at
