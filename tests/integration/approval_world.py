@@ -346,6 +346,14 @@ class World:
         payload["account"] = {"id": ACCOUNT, "name": "Example Store"}
         return payload
 
+    def lose_all(self, deliveries: list[Delivery]) -> None:
+        """These webhooks never arrive (only the reconciler can bring them back)."""
+        for delivery in deliveries:
+            if delivery in self.in_flight:
+                self.in_flight.remove(delivery)
+                self.lost.append(delivery)
+                self.log.append(f"lost {delivery.describe()}")
+
     def deliver(self, index: int) -> None:
         if self.in_flight:
             delivery = self.in_flight.pop(index % len(self.in_flight))
