@@ -329,3 +329,19 @@ def test_an_agent_bot_retry_after_our_500_is_taken_once(pipeline, monkeypatch):
     assert len(timeline) == 1
     assert pipeline.telemetry.total("EventDuplicate") == 1
     assert pipeline.messages(pipeline.dlq_url) == []
+
+
+def test_setting_a_team_auto_assigns_an_online_member_as_chatwoot_does(pipeline, chatwoot):
+    """AssignmentHandler#ensure_assignee_is_from_team: ``self.assignee ||=
+    find_assignee_from_team`` when the team allows auto-assignment; Chatwoot then sends the
+    change as a conversation_updated (which the pipeline records like any other)."""
+    chatwoot.teams[("1", 7)].online = {3}
+    chatwoot.take_webhooks()
+    escalate(pipeline, chatwoot, escalating(410))
+    assert (chatwoot.conversation(1, 1).team_id, chatwoot.conversation(1, 1).assignee_id) == (7, 3)
+    [changed] = [
+        w
+        for w in chatwoot.take_webhooks()
+        if w["event"] == "conversation_updated" and w["meta"].get("team")
+    ]
+    assert changed["meta"]["assignee"]["id"] == 3 and changed["meta"]["team"]["id"] == 7

@@ -130,11 +130,13 @@ class Conversation:
 
 @dataclass
 class Team:
-    """A team of an account: its members' user ids; ``allow_auto_assign`` as in Chatwoot."""
+    """A team of an account: its members' user ids; ``allow_auto_assign`` as in Chatwoot (the
+    column defaults to true); ``online``: the members available for auto-assignment now."""
 
     name: str
     members: set[int] = field(default_factory=set)
-    allow_auto_assign: bool = False
+    allow_auto_assign: bool = True
+    online: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -188,6 +190,8 @@ class FakeChatwoot:
         self.reports: dict[str, ReportData] = {}
         self.reports_allowed = True  # False: the token's user may not read reports (401)
         self.teams: dict[tuple[str, int], Team] = {}
+        # The accounts the token's user belongs to (every account given a conversation).
+        self.accounts: set[str] = set()
 
     # ---- test controls ---------------------------------------------------------------------
     def add_conversation(
@@ -195,6 +199,7 @@ class FakeChatwoot:
     ) -> Conversation:
         with self._lock:
             conversation = Conversation(**state)
+            self.accounts.add(str(account_id))
             now = self._moment()
             for name in ("created_at", "updated_at", "last_activity_at"):
                 if not getattr(conversation, name):
@@ -591,9 +596,20 @@ class FakeChatwoot:
             )
         if match is None:
             return 404, NOT_FOUND, False
+        if match.group(1) not in self.accounts:
+            # Api::V1::Accounts::BaseController#ensure_current_account: not the user's account.
+            return 401, {"error": "You are not authorized to access this account"}, False
         conversation = self.conversations.get((match.group(1), match.group(2)))
         if conversation is None:
             return 404, NOT_FOUND, False
+        if (
+            self.visible_inboxes is not None
+            and conversation.inbox_id not in self.visible_inboxes
+            and conversation.assignee_id != self.actor_id
+        ):
+            # ConversationPolicy#show? (authorize @conversation, :show?): an agent sees the
+            # conversations of their inboxes (or assigned to them); Pundit's refusal is a 401.
+            return 401, {"error": "You are not authorized to do this action"}, False
         status, answer = self._conversation_route(
             method, suffix, match.group(1), int(match.group(2)), conversation, query, body
         )
@@ -731,6 +747,12 @@ class FakeChatwoot:
                 changes: dict[str, Any] = {"team_id": key[1] if team and key else None}
                 if team is not None and conversation.assignee_id not in (None, *team.members):
                     changes["assignee_id"] = None
+                # ... and ``self.assignee ||= find_assignee_from_team``: with auto-assignment
+                # on, an unassigned conversation goes to an online member of the team.
+                unassigned = changes.get("assignee_id", conversation.assignee_id) is None
+                available = sorted(team.online & team.members) if team is not None else []
+                if team is not None and team.allow_auto_assign and unassigned and available:
+                    changes["assignee_id"] = available[0]
                 self._change(account_id, conversation_id, conversation, **changes)
                 if team is None or key is None:
                     return 200, JSON_NULL
@@ -1035,7 +1057,9 @@ class FakeChatwoot:
     ) -> dict[str, Any]:
         """Message#webhook_data: created_at to the millisecond, message_type as a word."""
         conversation_data = self._push_data(account_id, message["conversation_id"], conversation)
-        conversation_data["messages"] = [self._message_push(account_id, conversation, message)]
+        # The conversation embeds its last *chat* message (push_data's messages.chat.last): for
+        # a chat message that is this one; for a private note it is the one before (the 4.17.1
+        # capture: note 4, conversation.messages[0] is message 3).
         return {
             "account": {"id": int(account_id), "name": "Example Store"},
             "additional_attributes": {},
