@@ -451,3 +451,21 @@ def test_a_canned_reply_another_approval_posted_is_not_taken_for_this_one(pipeli
     )
     assert runner.run(mine) == "done"
     assert chatwoot.public_messages(1, 1) == [text, text]
+
+
+def test_a_send_written_after_the_draft_expired_is_refused_before_the_sweep_marks_it(
+    pipeline, world, chatwoot
+):
+    """Found by the property test: drafts expire after drafts.expire_after, but the sweep marks
+    them only when it runs; a /send written in between must not reach the customer."""
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    [draft] = world.drafts()
+    pipeline.clock.advance(POLICY.drafts.expire_after + 1)
+    send = world.note("/send")
+    send["created_at"] = float(draft["created_epoch"]) + POLICY.drafts.expire_after + 1
+    world.deliver(send)
+    world.process(cycles=1)
+    assert chatwoot.public_messages(1, 1) == []
+    assert [d["status"] for d in world.drafts()] == ["expired"]
+    assert chatwoot.notes(1, 1)[-1].startswith(f"Draft {draft['draft_id']} was already expired")

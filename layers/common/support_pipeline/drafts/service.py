@@ -615,6 +615,19 @@ class DraftService:
         mine = mine and draft.get("status") == APPROVED
         if draft.get("status") != PENDING and not mine:
             return self._already(draft, command_id)
+        made = float(draft.get("created_epoch") or 0)
+        if (
+            not mine
+            and typed_at is not None
+            and made
+            and typed_at - made > self.policy.drafts.expire_after
+        ):
+            # Expired when the /send was written, whether or not the sweep has marked it yet.
+            expired = self.drafts.decide(draft, "expired")
+            if expired is not None:
+                self.telemetry.count("DraftDecided", reason="expired")
+                self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
+            return self._already(expired or {**draft, "status": "expired"}, command_id)
         if not self.drafts.record_approval(draft, agent, command_id):
             return self._already({**draft, "status": APPROVED}, command_id)
         approved = self.drafts.decide(
