@@ -508,3 +508,33 @@ def test_a_worker_whose_claim_was_taken_over_learns_it_when_recording_done(pipel
     assert second is not None and second.owner != first.owner
     assert ledger.record_done(action, first.owner, {"message_id": 1}) is False
     assert ledger.record_done(action, second.owner, {"message_id": 1}) is True
+
+
+@pytest.mark.parametrize("approval", [None, {"digest": "not-this-text"}])
+def test_the_client_sends_nothing_public_without_a_matching_stored_approval(chatwoot, approval):
+    """client.py create_public_reply: `approval is None or digest != ...` -> `and` (no stored
+    approval at all would be sent)."""
+    from support_pipeline.chatwoot.client import ChatwootClient
+    from support_pipeline.processing.errors import PermanentError
+
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+    with pytest.raises(PermanentError, match="no stored approval matches"):
+        client.create_public_reply("1", "1", "Hola", "d-234567", lambda a, c, d: approval)
+    assert chatwoot.calls_to("POST", "/messages", ok_only=False) == []
+    assert chatwoot.public_messages(1, 1) == []
+
+
+def test_a_note_by_the_pipeline_or_a_bot_reply_after_the_send_is_no_persons_answer(chatwoot):
+    """client.py reply_or_answer: `private or not outgoing` -> `and`, and `not mine and user`
+    -> `or`: a private note, or an agent bot's public message, after the /send is not a person
+    answering the customer."""
+    from support_pipeline.chatwoot.client import ChatwootClient
+
+    client = ChatwootClient(chatwoot.url, lambda: chatwoot.token)
+    command = chatwoot.add_agent_message(1, 1, "/send", private=True, user_id=3)
+    chatwoot.add_agent_message(1, 1, "nota de otra agente", private=True, user_id=4)
+    chatwoot.add_bot_message(1, 1, "Un momento, por favor")
+    ours, person = client.reply_or_answer("1", "1", "Hola", command["id"])
+    assert (ours, person) == ([], None)
+    answer = chatwoot.add_agent_message(1, 1, "Te respondo yo", user_id=4)
+    assert client.reply_or_answer("1", "1", "Hola", command["id"])[1]["id"] == answer["id"]
