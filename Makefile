@@ -19,7 +19,7 @@ export PATH := $(PY313_BIN):$(PATH)
 
 .PHONY: help setup run load cli dlq actions conversations test unit integration e2e contract \
 	browser-deps browser-test fmt lint typecheck scan build invoke layer-check sam-local bench \
-	bench-docs cost clean mutate
+	bench-docs cost clean mutate fuzz
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -135,6 +135,14 @@ cost: $(VENV)/.installed ## recompute docs/cost.md from the last bench-docs meas
 # Not part of `make test` or CI: long (see docs/testing.md). make mutate TARGETS='approval ledger'
 mutate: $(VENV)/.installed ## mutation testing (cosmic-ray) of the guards; kill rates, survivors in .mutation/
 	nice $(PY) scripts/mutate.py $(TARGETS)
+
+# The approval invariant's state machine as a long random search (CI runs it derandomised and
+# short): make fuzz FUZZ_EXAMPLES=2000 FUZZ_STEPS=40. A failure prints the shrunk steps.
+FUZZ_EXAMPLES ?= 500
+FUZZ_STEPS ?= 40
+fuzz: $(VENV)/.installed ## long random search of the approval invariant; prints the shrunk counterexample
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STEPS=$(FUZZ_STEPS) $(PY) -m pytest -x -q -n 0 \
+		-p no:cacheprovider --hypothesis-show-statistics tests/integration/test_approval_property.py
 
 clean:
 	rm -rf .aws-sam .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
