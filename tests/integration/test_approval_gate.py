@@ -469,3 +469,36 @@ def test_a_send_written_after_the_draft_expired_is_refused_before_the_sweep_mark
     assert chatwoot.public_messages(1, 1) == []
     assert [d["status"] for d in world.drafts()] == ["expired"]
     assert chatwoot.notes(1, 1)[-1].startswith(f"Draft {draft['draft_id']} was already expired")
+
+
+def test_a_slow_draft_superseded_late_leaves_the_newer_drafts_mark(
+    pipeline, world, chatwoot, drafter
+):
+    """Found by review: the first turn's model is slow; the follow-up's draft is posted
+    meanwhile. Superseding the slow draft must not clear the newer draft's pending mark, or
+    the newer draft would never be superseded and a later /send would send it stale."""
+    real = drafter.draft
+
+    def slow(context):
+        answer = real(context)
+        if drafter.calls == 1:
+            world.deliver(world.customer("and to Cali?"))
+            pipeline.drain(world.consumer())
+            pipeline.clock.advance(30)
+            pipeline.end_delays()
+            pipeline.drain(world.consumer())  # the follow-up's draft: note posted
+        return answer
+
+    drafter.draft = slow
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process(cycles=3)
+    first, second = world.drafts()
+    assert (first["status"], second["status"]) == ("superseded", "pending")
+    assert pipeline.store().get_record("1", "1")["pending_draft_id"] == second["draft_id"]
+    world.deliver(world.customer("actually, cancel my order"))  # supersedes the second
+    send = world.note("/send")  # typed before the third draft's note
+    world.process(cycles=1)
+    world.deliver(send)
+    world.process()
+    assert [d["status"] for d in world.drafts()][:2] == ["superseded", "superseded"]
+    assert chatwoot.public_messages(1, 1) == []

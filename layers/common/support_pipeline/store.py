@@ -269,6 +269,24 @@ class ConversationStore:
                 return new
         raise TransientError("write_conflict", f"{name} state kept changing under us")
 
+    def release_pending_draft(self, account_id: str, conversation_id: str, draft_id: str) -> bool:
+        """Clear the record's ``pending_draft_id`` if it still names ``draft_id``: a draft
+        decided late never clears a newer draft's mark (which superseding and an agent's own
+        reply read). False when it names another draft, or none."""
+        try:
+            self._table.update_item(
+                Key={"pk": conversation_pk(account_id, conversation_id), "sk": RECORD_SK},
+                UpdateExpression="SET revision = if_not_exists(revision, :zero) + :one "
+                "REMOVE pending_draft_id",
+                ConditionExpression=Attr("pending_draft_id").eq(draft_id),
+                ExpressionAttributeValues={":zero": 0, ":one": 1},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def set_record_fields(
         self,
         account_id: str,

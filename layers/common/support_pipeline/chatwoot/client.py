@@ -148,6 +148,13 @@ class ChatwootClient:
             raise PermanentError("invalid_id", f"{name} id is not a positive integer")
         return f"{self.base_url}/api/v1/accounts/{account}/conversations/{conversation}{suffix}"
 
+    def _account_url(self, account_id: str, path: str, version: str = "v1") -> str:
+        """``/api/<version>/accounts/<account><path>``, the id checked first."""
+        account = canonical_id(account_id)
+        if account is None:
+            raise PermanentError("invalid_id", "account id is not a positive integer")
+        return f"{self.base_url}/api/{version}/accounts/{account}{path}"
+
     def _timeouts(self, name: str) -> tuple[float, float]:
         """The default timeouts, cut to what the invocation has left (minus a reserve)."""
         left = deadline.remaining()
@@ -306,12 +313,9 @@ class ChatwootClient:
         (``GET .../conversations?status=all&sort_by=last_activity_at_desc&page=N``, Chatwoot's
         ConversationFinder). Only conversations of inboxes the token's user can see are listed:
         an administrator sees them all."""
-        account = canonical_id(account_id)
-        if account is None:
-            raise PermanentError("invalid_id", "account id is not a positive integer")
         found = self._request(
             "GET",
-            f"{self.base_url}/api/v1/accounts/{account}/conversations",
+            self._account_url(account_id, "/conversations"),
             f"GET conversations?page={page}",
             params={
                 "status": "all",
@@ -399,12 +403,9 @@ class ChatwootClient:
         """Chatwoot's own account summary for ``since``..``until`` (unix seconds, end
         excluded) and the equal period before it (``previous``): the weekly report's
         comparison. ``GET /api/v2/accounts/{id}/reports/summary?type=account``."""
-        account = canonical_id(account_id)
-        if account is None:
-            raise PermanentError("invalid_id", "account id is not a positive integer")
         found = self._request(
             "GET",
-            f"{self.base_url}/api/v2/accounts/{account}/reports/summary",
+            self._account_url(account_id, "/reports/summary", version="v2"),
             "GET reports/summary",
             params={"type": "account", "since": str(int(since)), "until": str(int(until))},
         )
@@ -414,27 +415,12 @@ class ChatwootClient:
         """The account's teams (``GET /api/v1/accounts/{id}/teams``: every team, members or
         not). Team ids are checked against this before assigning: Chatwoot's
         AssignmentsController#set_team uses ``find_by`` and sets an unknown team to nil."""
-        account = canonical_id(account_id)
-        if account is None:
-            raise PermanentError("invalid_id", "account id is not a positive integer")
-        found = self._request(
-            "GET", f"{self.base_url}/api/v1/accounts/{account}/teams", "GET teams"
-        )
-        payload = found.get("payload") if isinstance(found, dict) else found
-        return [t for t in payload or [] if isinstance(t, dict)]
+        return _objects(self._request("GET", self._account_url(account_id, "/teams"), "GET teams"))
 
     def team_member_ids(self, account_id: str, team_id: int) -> set[str]:
         """The user ids of a team's members (``GET .../teams/{id}/team_members``)."""
-        account = canonical_id(account_id)
-        if account is None:
-            raise PermanentError("invalid_id", "account id is not a positive integer")
-        found = self._request(
-            "GET",
-            f"{self.base_url}/api/v1/accounts/{account}/teams/{int(team_id)}/team_members",
-            "GET team_members",
-        )
-        payload = found.get("payload") if isinstance(found, dict) else found
-        return {str(m.get("id")) for m in payload or [] if isinstance(m, dict)}
+        url = self._account_url(account_id, f"/teams/{int(team_id)}/team_members")
+        return {str(m.get("id")) for m in _objects(self._request("GET", url, "GET team_members"))}
 
     def get_labels(self, account_id: str, conversation_id: str) -> list[str]:
         found = self._call("GET", account_id, conversation_id, "/labels")
@@ -562,6 +548,16 @@ def _chatwoot_error(response: requests.Response, content: bytes) -> bool:
     except ValueError:
         return False
     return isinstance(body, dict) and isinstance(body.get("error"), str)
+
+
+def _objects(found: Any) -> list[dict[str, Any]]:
+    """The objects of a list answer, bare or under ``payload``."""
+    payload = found.get("payload") if isinstance(found, dict) else found
+    return (
+        [item for item in payload or [] if isinstance(item, dict)]
+        if isinstance(payload, list)
+        else []
+    )
 
 
 def _int_id(value: Any) -> int | None:

@@ -291,18 +291,16 @@ class DraftService:
             return self._no_draft(stored)
         if stored.get("status") != PENDING:
             return {"skipped": f"draft {draft_id} is {stored.get('status')} already"}
+        if self._newer_message(account, conversation, written):
+            return self._stale(stored, account, conversation)
         self.store.set_record_fields(
             account, conversation, {"pending_draft_id": draft_id, "open_gap_id": None}
         )
         # The customer may have written again while the drafter worked (seconds, for a model):
         # that message's own draft_due drafts the whole turn. Read after pending_draft_id is
         # set, so a message recorded later supersedes this draft itself (customer_wrote).
-        now = self.store.get_record(account, conversation) or {}
-        if float(now.get("last_incoming_at") or 0) > written + 0.001:
-            if self.drafts.decide(stored, "superseded"):
-                self.telemetry.count("DraftDecided", reason="superseded")
-            self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
-            return {"skipped": "a newer customer message came while drafting", "draft": draft_id}
+        if self._newer_message(account, conversation, written):
+            return self._stale(stored, account, conversation)
         self.actions.run(self._note_action(stored))
         self.telemetry.count("DraftPosted", reason=str(stored.get("drafter")))
         logger.info(
@@ -316,6 +314,21 @@ class DraftService:
             },
         )
         return {"draft": draft_id, "confidence": stored.get("confidence")}
+
+    def _newer_message(self, account: str, conversation: str, written: float) -> bool:
+        now = self.store.get_record(account, conversation) or {}
+        return float(now.get("last_incoming_at") or 0) > written + 0.001
+
+    def _stale(self, stored: dict[str, Any], account: str, conversation: str) -> dict[str, Any]:
+        """The customer wrote again while this draft was made: superseded before its note,
+        without touching the mark of a newer draft."""
+        if self.drafts.decide(stored, "superseded"):
+            self.telemetry.count("DraftDecided", reason="superseded")
+        self.store.release_pending_draft(account, conversation, stored["draft_id"])
+        return {
+            "skipped": "a newer customer message came while drafting",
+            "draft": stored["draft_id"],
+        }
 
     def _compose(
         self,
@@ -626,7 +639,7 @@ class DraftService:
             expired = self.drafts.decide(draft, "expired")
             if expired is not None:
                 self.telemetry.count("DraftDecided", reason="expired")
-                self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
+                self.store.release_pending_draft(account, conversation, draft_id)
             return self._already(expired or {**draft, "status": "expired"}, command_id)
         if not self.drafts.record_approval(draft, agent, command_id):
             return self._already({**draft, "status": APPROVED}, command_id)
@@ -662,7 +675,7 @@ class DraftService:
             expected=(APPROVED,),
             command_id=command_id,
         )
-        self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
+        self.store.release_pending_draft(account, conversation, draft_id)
         self.telemetry.count("DraftDecided", reason="sent_as_is")
         logger.info(
             "draft sent on approval",
@@ -698,7 +711,7 @@ class DraftService:
         )
         if decided is not None:
             self.telemetry.count("DraftDecided", reason="replaced")
-        self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
+        self.store.release_pending_draft(account, conversation, approved["draft_id"])
         return self._tell_not_sent(approved, command_id)
 
     def _tell_not_sent(self, draft: dict[str, Any], command_id: str) -> dict[str, Any]:
@@ -727,8 +740,8 @@ class DraftService:
         )
         if decided is None:
             return self._already(draft, command_id)
-        self.store.set_record_fields(
-            draft["account_id"], draft["conversation_id"], {"pending_draft_id": None}
+        self.store.release_pending_draft(
+            draft["account_id"], draft["conversation_id"], draft["draft_id"]
         )
         self.telemetry.count("DraftDecided", reason="rejected")
         return {"rejected": draft["draft_id"]}
@@ -823,8 +836,8 @@ class DraftService:
                 if self.drafts.decide(draft, "expired"):
                     expired += 1
                     self.telemetry.count("DraftDecided", reason="expired")
-                    self.store.set_record_fields(
-                        draft["account_id"], draft["conversation_id"], {"pending_draft_id": None}
+                    self.store.release_pending_draft(
+                        draft["account_id"], draft["conversation_id"], draft["draft_id"]
                     )
         return expired
 
