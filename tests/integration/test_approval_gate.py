@@ -502,3 +502,26 @@ def test_a_slow_draft_superseded_late_leaves_the_newer_drafts_mark(
     world.process()
     assert [d["status"] for d in world.drafts()][:2] == ["superseded", "superseded"]
     assert chatwoot.public_messages(1, 1) == []
+
+
+def test_an_approval_from_a_dry_run_sends_nothing_after_going_live(pipeline, chatwoot):
+    """Found by review: a /send handled while the pipeline ran without Chatwoot left a dry-run
+    reply in the ledger; redriven after going live, it must not post (its note was never in
+    Chatwoot, so no agent saw that text there)."""
+    from support_pipeline.actions import Action
+    from support_pipeline.chatwoot.client import content_digest
+    from support_pipeline.processing.errors import PermanentError
+
+    reply = Action(
+        "1",
+        "1",
+        "draft:1:1:d-cccccc/send",
+        "public_reply",
+        {"content": "Hola", "draft_id": "d-cccccc", "after_message_id": 1},
+    )
+    assert pipeline.support().actions.run(reply) == "dry_run"
+    live = pipeline.support(ChatwootClient(chatwoot.url, lambda: chatwoot.token)).actions
+    live.approval_of = lambda a, c, d: {"digest": content_digest("Hola")}
+    with pytest.raises(PermanentError, match="approved in a dry run"):
+        live.run(reply)
+    assert chatwoot.calls_to("POST", "/messages", ok_only=False) == []

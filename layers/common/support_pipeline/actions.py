@@ -43,7 +43,7 @@ from support_pipeline.chatwoot.client import (
     ServerError,
 )
 from support_pipeline.chatwoot.payload import iso
-from support_pipeline.processing.errors import TransientError
+from support_pipeline.processing.errors import PermanentError, TransientError
 from support_pipeline.store import from_dynamo, key_id, put_if, to_dynamo
 
 logger = Logger(child=True)
@@ -332,6 +332,18 @@ class ActionRunner:
             return "already_done"
         if existing and existing.get("status") == CANCELLED:
             return CANCELLED
+        if (
+            self.client is not None
+            and action.kind == "public_reply"
+            and existing
+            and existing.get("status") == DRY_RUN
+        ):
+            # Approved while the pipeline ran without Chatwoot: its draft note was never shown
+            # in Chatwoot, so that approval cannot send anything now (a redrive after going live).
+            raise PermanentError(
+                "approval_required",
+                f"{action.action_id} was approved in a dry run; its note was never in Chatwoot",
+            )
         if self.client is None:
             if existing is None and self.ledger.record_dry_run(action):
                 self.telemetry.count("ActionDryRun", reason=action.kind)

@@ -823,7 +823,8 @@ class DraftService:
             ):
                 self.telemetry.count("DraftDecided", reason=outcome)
                 outcomes.append(outcome)
-        self.store.set_record_fields(account, conversation, {"pending_draft_id": None})
+                # Only the mark of a draft decided here: a draft marked meanwhile keeps it.
+                self.store.release_pending_draft(account, conversation, draft["draft_id"])
         return {"outcomes": outcomes}
 
     # ---- 4. expiry and CSAT ----------------------------------------------------------------
