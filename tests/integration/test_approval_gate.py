@@ -525,3 +525,20 @@ def test_an_approval_from_a_dry_run_sends_nothing_after_going_live(pipeline, cha
     with pytest.raises(PermanentError, match="approved in a dry run"):
         live.run(reply)
     assert chatwoot.calls_to("POST", "/messages", ok_only=False) == []
+
+
+def test_a_customer_message_between_the_note_and_the_send_cancels_it_even_unseen(world, chatwoot):
+    """Found by review: the customer wrote after the draft's note and before /send, but that
+    webhook is late or lost, so the draft still looks pending. Chatwoot's messages say the
+    turn moved on: nothing is sent and the agent is told."""
+    world.deliver(world.customer("how long does shipping take?"))
+    world.process()
+    [draft] = world.drafts()
+    world.customer("actually, to Cali please")  # in Chatwoot; its webhook never comes
+    world.deliver(world.note("/send"))
+    world.process()
+    assert chatwoot.public_messages(1, 1) == []
+    assert [d["status"] for d in world.drafts()] == ["superseded"]
+    assert chatwoot.notes(1, 1)[-1].startswith(
+        f"Draft {draft['draft_id']} was not sent: the customer wrote again"
+    )

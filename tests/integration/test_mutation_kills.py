@@ -470,9 +470,15 @@ def test_a_send_reads_chatwoot_once_when_its_note_is_known(world, chatwoot):  # 
     world.deliver(send)
     world.process(cycles=1)
     reads = [c for c in chatwoot.calls[before:] if (c.method, c.suffix) == ("GET", "/messages")]
+    [note] = [
+        m["id"]
+        for m in chatwoot.conversation(1, 1).messages
+        if str(m.get("content", "")).startswith("Draft reply")
+    ]
     assert [c.query for c in reads] == [
         {"after": str(send["id"] - 1)},  # the command, as Chatwoot holds it
         {"after": str(send["id"])},  # a person's answer, or this reply, after it
+        {"after": str(note)},  # did the customer write between the note and the /send?
     ]
     assert len(chatwoot.public_messages(1, 1)) == 1
 

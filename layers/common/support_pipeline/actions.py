@@ -454,6 +454,11 @@ class ActionRunner:
                 return "recovered", {"message_id": ours.get("id"), "recovered": True}
         if person is not None:
             return CANCELLED, {"answered_by_message_id": person.get("id")}
+        note = int(detail.get("note_message_id") or 0)
+        if note and note < after:
+            customer = client.customer_wrote_between(account, conversation, note, after)
+            if customer is not None:
+                return CANCELLED, {"overtaken_by_message_id": customer.get("id")}
         if (claim.previous or {}).get("search_after") is None and not (
             self.ledger.remember_search_start(action, claim.owner, after)
         ):

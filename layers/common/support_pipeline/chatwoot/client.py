@@ -399,6 +399,19 @@ class ChatwootClient:
                 person = message
         return ours, person
 
+    def customer_wrote_between(
+        self, account_id: str, conversation_id: str, low: int, high: int
+    ) -> dict[str, Any] | None:
+        """The first message the customer wrote after message ``low`` and before ``high``."""
+        for message in self.messages_after(account_id, conversation_id, low):
+            message_id = _int_id(message.get("id"))
+            if message_id is not None and message_id >= high:
+                return None  # ascending: nothing before ``high`` is left
+            incoming = message.get("message_type") in (0, "incoming")
+            if message_id is not None and incoming and not message.get("private"):
+                return message
+        return None
+
     def report_summary(self, account_id: str, since: int, until: int) -> dict[str, Any]:
         """Chatwoot's own account summary for ``since``..``until`` (unix seconds, end
         excluded) and the equal period before it (``previous``): the weekly report's

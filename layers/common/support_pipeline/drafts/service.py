@@ -592,6 +592,12 @@ class DraftService:
             return typed_at is None or made <= typed_at
         if not command_id.isdigit():
             return False  # no Chatwoot message id to order by: never guess
+        note_id = self._note_id(draft)
+        return note_id is not None and note_id < int(command_id)
+
+    def _note_id(self, draft: dict[str, Any]) -> int | None:
+        """The Chatwoot id of the draft's note: from the ledger, or (its answer lost) found in
+        Chatwoot; None when it was never posted."""
         note = self._note_action(draft)
         entry = self.actions.ledger.get(note) or {}
         result = entry.get("result") if isinstance(entry.get("result"), dict) else {}
@@ -604,8 +610,8 @@ class DraftService:
             )
             note_id = (found or {}).get("id")
         if isinstance(note_id, bool) or not isinstance(note_id, int | float | str):
-            return False
-        return str(note_id).isdigit() and int(note_id) < int(command_id)
+            return None
+        return int(note_id) if str(note_id).isdigit() else None
 
     def send(
         self,
@@ -625,6 +631,8 @@ class DraftService:
         mine = draft.get("command_id") == command_id
         if draft.get("status") == "replaced" and mine:
             return self._tell_not_sent(draft, command_id)  # a retry: only the answer was left
+        if draft.get("status") == "superseded" and mine:
+            return self._overtaken(draft, command_id)
         mine = mine and draft.get("status") == APPROVED
         if draft.get("status") != PENDING and not mine:
             return self._already(draft, command_id)
@@ -659,14 +667,19 @@ class DraftService:
                 "content": approved["text"],
                 "draft_id": draft_id,
                 # Chatwoot's messages after the /send decide every attempt: a person's own
-                # reply there cancels the send.
+                # reply there cancels the send; so does a customer message between the draft's
+                # note and the /send (the turn moved on, whatever webhooks we got).
                 "after_message_id": int(command_id) if command_id.isdigit() else 0,
+                "note_message_id": 0 if self.actions.dry_run else (self._note_id(draft) or 0),
             },
             reason="draft_approved",
         )
         if typed_at is not None and self._answered_before_sending(reply, typed_at):
             return self._not_sent(approved, command_id)
         if self.actions.run(reply) == CANCELLED:
+            entry = self.actions.ledger.get(reply) or {}
+            if (entry.get("result") or {}).get("overtaken_by_message_id"):
+                return self._overtaken(approved, command_id)
             return self._not_sent(approved, command_id)
         self.drafts.decide(
             approved,
@@ -713,6 +726,29 @@ class DraftService:
             self.telemetry.count("DraftDecided", reason="replaced")
         self.store.release_pending_draft(account, conversation, approved["draft_id"])
         return self._tell_not_sent(approved, command_id)
+
+    def _overtaken(self, approved: dict[str, Any], command_id: str) -> dict[str, Any]:
+        """The customer wrote again after the draft's note and before /send: the draft answers
+        a turn that is over; nothing was sent."""
+        account, conversation, draft_id = (
+            approved["account_id"],
+            approved["conversation_id"],
+            approved["draft_id"],
+        )
+        if (
+            self.drafts.decide(approved, "superseded", expected=(APPROVED,), command_id=command_id)
+            is not None
+        ):
+            self.telemetry.count("DraftDecided", reason="superseded")
+        self.store.release_pending_draft(account, conversation, draft_id)
+        self._answer(
+            account,
+            conversation,
+            command_id,
+            f"Draft {draft_id} was not sent: the customer wrote again after it was drafted, "
+            "before /send. Nothing was sent; a draft for the new message follows if it applies.",
+        )
+        return {"not_sent": draft_id, "superseded": True}
 
     def _tell_not_sent(self, draft: dict[str, Any], command_id: str) -> dict[str, Any]:
         draft_id = draft["draft_id"]
