@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from support_pipeline.chatwoot.client import content_digest
+from support_pipeline.chatwoot.payload import to_epoch
 from support_pipeline.config import SupportSettings
 from support_pipeline.drafts import commands
 from support_pipeline.drafts.base import DraftResult, Source
@@ -87,21 +88,28 @@ WORDINGS = (
     "Bonjour,\n\nla livraison prend {n} à {m} jours ouvrés.\n\nMerci !",
 )
 
+CANNED = "Hola, los envíos tardan de 2 a 4 días hábiles."
+
 
 class ChangingDrafter:
     """A confident drafter that words its answer differently on every call (a counter in the
-    text), so a note that shows one call's text and a reply that sends another's differ."""
+    text), so a note that shows one call's text and a reply that sends another's differ; or,
+    ``canned``, gives one fixed answer every other call (as a knowledge base does for the same
+    question), so two drafts, and two approvals, share a text."""
 
     name = "knowledge"
 
     def __init__(self) -> None:
         self.calls = 0
+        self.canned = False  # every other call gives the same canned answer
         self._lock = threading.Lock()
 
     def draft(self, context: Any) -> DraftResult:
         with self._lock:
             self.calls += 1
             n = self.calls
+        if self.canned and n % 2 == 0:
+            return DraftResult("knowledge", CANNED, 0.9, "es", (Source("Envíos"),))
         text = WORDINGS[n % len(WORDINGS)].format(n=n, m=n + 2) + f" [{n}]"
         return DraftResult("knowledge", text, 0.9, "es", (Source("Envíos"),))
 
@@ -179,6 +187,11 @@ class World:
     # /send-like message id -> each draft's stored status at the moment it was written
     status_at_send: dict[int, dict[str, str]] = field(default_factory=dict)
     checked: set[int] = field(default_factory=set)
+    spent: set[str] = field(default_factory=set)  # drafts whose approval justified a reply
+    # message id -> what the person wrote (a deleted message's content is replaced), and
+    # when it was deleted (the injected clock)
+    written: dict[int, str] = field(default_factory=dict)
+    deleted_at: dict[int, float] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     steps: int = 0
 
@@ -272,6 +285,7 @@ class World:
         return max((m["id"] for m in self.messages()), default=0)
 
     def _acted(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.written[message["id"]] = str(message.get("content") or "")
         if commands.parse(str(message.get("content") or "")) is not None:
             self.status_at_send[message["id"]] = self.draft_statuses()
         self.take_webhooks()
@@ -286,6 +300,14 @@ class World:
         return self._acted(
             self.fake.add_agent_message(ACCOUNT, CONVERSATION, text, private=private, user_id=agent)
         )
+
+    def agent_deletes(self, message_id: int) -> None:
+        """An agent deletes a message in the dashboard (Chatwoot keeps it, emptied; no
+        webhook)."""
+        self.clock.advance(1)
+        self.fake.delete_message(ACCOUNT, CONVERSATION, message_id)
+        self.deleted_at[message_id] = self.clock.now
+        self.log.append(f"deleted message {message_id}")
 
     def bot_writes(self, text: str, private: bool) -> dict[str, Any]:
         self.clock.advance(1)
@@ -360,6 +382,13 @@ class World:
             self.post(delivery)
             self.delivered.append(delivery)
 
+    def deliver_these(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            if delivery in self.in_flight:
+                self.in_flight.remove(delivery)
+                self.post(delivery)
+                self.delivered.append(delivery)
+
     def deliver_all(self) -> None:
         while self.in_flight:
             self.deliver(0)
@@ -422,46 +451,53 @@ class World:
         ]
         return len(queue._messages)
 
-    def two_workers(self) -> None:
-        """Two processor instances handed the same record at once (SQS delivers at least
-        once): a barrier starts both together."""
+    def two_workers(self, same_record: bool) -> None:
+        """Two processor instances at once, started together by a barrier: on the same record
+        (SQS delivers at least once), or on the next two records (Lambda runs batches in
+        parallel: two events of one conversation at the same moment)."""
         sqs = self.pipeline.sqs
         received = sqs.receive_message(
             QueueUrl=self.pipeline.queue_url,
-            MaxNumberOfMessages=1,
+            MaxNumberOfMessages=1 if same_record else 2,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
         if not received:
             return
-        event = lambda_shim.sqs_event(received, self.pipeline.queue_arn)
-        start = threading.Barrier(2)
-        answers: list[Any] = [None, None]
+        batches = [received[:1], received[:1]] if same_record else [[m] for m in received]
+        start = threading.Barrier(len(batches))
+        answers: list[Any] = [None] * len(batches)
 
         def work(index: int, consumer: EventConsumer) -> None:
-            start.wait(timeout=10)
+            event = lambda_shim.sqs_event(batches[index], self.pipeline.queue_arn)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                start.wait(timeout=10)
             try:
                 answers[index] = consumer.handle_batch(event, lambda_shim.LocalContext())
             except Exception as error:  # a crash: the record comes back
                 answers[index] = error
 
-        threads = [
-            threading.Thread(target=work, args=(i, c))
-            for i, c in enumerate((self.worker, self.twin))
-        ]
+        workers = (self.worker, self.twin)
+        threads = [threading.Thread(target=work, args=(i, workers[i])) for i in range(len(batches))]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=60)
-        failed = any(
-            not isinstance(answer, dict) or answer.get("batchItemFailures") for answer in answers
-        )
-        if not failed:
-            with contextlib.suppress(Exception):
-                sqs.delete_message(
-                    QueueUrl=self.pipeline.queue_url, ReceiptHandle=received[0]["ReceiptHandle"]
-                )
-        self.log.append(f"two workers on one record: {'a retry' if failed else 'done'}")
+        failed = [
+            not isinstance(answer, dict) or bool(answer.get("batchItemFailures"))
+            for answer in answers
+        ]
+        # A record is deleted once every worker that had it is done (a failed one comes back).
+        done = [not any(failed)] if same_record else [not f for f in failed]
+        for batch, finished in zip(batches, done, strict=False):
+            if finished:
+                with contextlib.suppress(Exception):
+                    sqs.delete_message(
+                        QueueUrl=self.pipeline.queue_url, ReceiptHandle=batch[0]["ReceiptHandle"]
+                    )
+        outcomes = ["a retry" if f else "done" for f in failed]
+        what = "the same record" if same_record else f"{len(batches)} records"
+        self.log.append(f"two workers on {what}: {', '.join(outcomes)}")
         self.take_webhooks()
 
     def reconcile(self) -> None:
@@ -514,27 +550,40 @@ class World:
 
     # ---- the five rules --------------------------------------------------------------------
     def violations(self) -> list[str]:
+        """Every breach of the five rules Chatwoot shows now (each reply is judged once: what
+        decides it is older than the reply)."""
         messages = self.messages()
-        by_id = {m["id"]: m for m in messages}
         ours_public = [
             m
             for m in messages
             if m["message_type"] == OUTGOING and not m.get("private") and self._ours(m)
         ]
+        if not ours_public:
+            return []
+        drafts = self.store.of_conversation(A, C)
+        approvals = {
+            str(d["draft_id"]): self.store.approval(A, C, str(d["draft_id"]))
+            for d in drafts
+            if d.get("text")
+        }
         found: list[str] = []
-        texts: dict[str, list[int]] = {}
+        # Rule 3: no more replies with a text than approvals bound to that text (drafts may
+        # share a text: a canned answer is one approval per draft, each sent once).
+        replies: dict[str, list[int]] = {}
         for reply in ours_public:
-            texts.setdefault(str(reply["content"]), []).append(reply["id"])
-        for text, ids in texts.items():
-            if len(ids) > 1:
-                found.append(f"rule 3: the same reply was posted {len(ids)} times: {ids}")
-        drafts = None
+            replies.setdefault(content_digest(str(reply["content"])), []).append(reply["id"])
+        bound = [a.get("digest") for a in approvals.values() if a]
+        for digest, ids in replies.items():
+            if len(ids) > max(1, bound.count(digest)):
+                found.append(
+                    f"rule 3: the same reply was posted {len(ids)} times ({ids}) for "
+                    f"{bound.count(digest)} approval(s) of its text"
+                )
+        by_id = {m["id"]: m for m in messages}
         for reply in ours_public:
-            if reply["id"] in self.checked:
-                continue
-            self.checked.add(reply["id"])
-            drafts = drafts if drafts is not None else self.store.of_conversation(A, C)
-            found += self._judge(reply, messages, by_id, drafts)
+            if reply["id"] not in self.checked:
+                self.checked.add(reply["id"])
+                found += self._judge(reply, messages, by_id, drafts, approvals)
         return found
 
     def _judge(
@@ -543,16 +592,45 @@ class World:
         messages: list[dict[str, Any]],
         by_id: dict[int, dict[str, Any]],
         drafts: list[dict[str, Any]],
+        approvals: dict[str, dict[str, Any] | None],
     ) -> list[str]:
+        """Rules 1, 2, 4 and 5 for one reply: some approval of a draft with its text, not yet
+        spent on an earlier reply, must justify it."""
         text = str(reply["content"])
         name = f"public message {reply['id']}"
-        draft = next((d for d in drafts if d.get("text") == text), None)
-        if draft is None:
+        candidates = [d for d in drafts if d.get("text") == text]
+        if not candidates:
             return [f"rule 1: {name} is the text of no stored draft"]
+        approved = [d for d in candidates if approvals.get(str(d["draft_id"]))]
+        if not approved:
+            return [f"rule 2: {name} (draft {candidates[0]['draft_id']}) has no stored approval"]
+        verdicts = []
+        for draft in approved:
+            approval = approvals[str(draft["draft_id"])]
+            assert approval is not None
+            if str(draft["draft_id"]) in self.spent:
+                continue
+            found = self._justifies(reply, name, text, messages, by_id, draft, approval)
+            if not found:
+                self.spent.add(str(draft["draft_id"]))
+                return []
+            verdicts.append(found)
+        if not verdicts:
+            return [f"rule 3: {name}: every approval of its text was spent on an earlier reply"]
+        return verdicts[0]
+
+    def _justifies(
+        self,
+        reply: dict[str, Any],
+        name: str,
+        text: str,
+        messages: list[dict[str, Any]],
+        by_id: dict[int, dict[str, Any]],
+        draft: dict[str, Any],
+        approval: dict[str, Any],
+    ) -> list[str]:
+        """What keeps this draft's approval from justifying the reply (nothing: it does)."""
         draft_id = str(draft["draft_id"])
-        approval = self.store.approval(A, C, draft_id)
-        if approval is None:
-            return [f"rule 2: {name} (draft {draft_id}) has no stored approval"]
         found: list[str] = []
         if approval.get("digest") != content_digest(text):
             found.append(f"rule 1: {name} is not the text the approval of {draft_id} is bound to")
@@ -565,7 +643,8 @@ class World:
                 "which is no message in Chatwoot",
             ]
         sender = send.get("sender") or {}
-        parsed = commands.parse(str(send.get("content") or ""))
+        written = self.written.get(send["id"], str(send.get("content") or ""))
+        parsed = commands.parse(written)
         if parsed is None or parsed.name != "/send" or parsed.error:
             found.append(f"rule 2: {name} was approved by message {send['id']}, not a /send")
         if not (send.get("private") and send["message_type"] == OUTGOING):
@@ -581,6 +660,12 @@ class World:
                 f"rule 2: {name} was approved by /send {send['id']}, which reached the pipeline "
                 "by no signed delivery (nor the reconciler) before the reply"
             )
+        deleted_at = self.deleted_at.get(send["id"])
+        approved_at = to_epoch(approval.get("approved_at"))
+        if deleted_at is not None and approved_at is not None and deleted_at <= approved_at:
+            found.append(
+                f"rule 2: {name} was approved by /send {send['id']} after the agent deleted it"
+            )
         if parsed is not None and parsed.draft_id and parsed.draft_id != draft_id:
             found.append(f"rule 1: {name} is draft {draft_id}, /send {send['id']} named another")
         shown = [
@@ -589,8 +674,7 @@ class World:
             if m["id"] < send["id"]
             and m.get("private")
             and self._ours(m)
-            and DRAFT_NOTE.match(str(m.get("content") or ""))
-            and DRAFT_NOTE.match(str(m["content"])).group(1) == draft_id  # type: ignore[union-attr]
+            and _note_of(m) == draft_id
             and _shows(str(m["content"]), text)
         ]
         if not shown:
@@ -636,6 +720,12 @@ class World:
             content = str(m.get("content") or "").replace("\n", " / ")
             lines.append(f"  {m['id']} t={m['created_at']} {kind}{private} {who}: {content[:110]}")
         return "\n".join(lines)
+
+
+def _note_of(message: dict[str, Any]) -> str | None:
+    """The draft id a draft note is for."""
+    found = DRAFT_NOTE.match(str(message.get("content") or ""))
+    return found.group(1) if found else None
 
 
 def _shows(note: str, text: str) -> bool:
