@@ -137,12 +137,14 @@ mutate: $(VENV)/.installed ## mutation testing (cosmic-ray) of the guards; kill 
 	nice $(PY) scripts/mutate.py $(TARGETS)
 
 # The approval invariant's state machine as a long random search (CI runs it derandomised and
-# short): make fuzz FUZZ_EXAMPLES=2000 FUZZ_STEPS=40. A failure prints the shrunk steps.
+# short): make fuzz FUZZ_EXAMPLES=2000 FUZZ_STEPS=40; SEED=n repeats a search. A failure prints
+# the shrunk steps, Chatwoot's conversation and what reached the pipeline (not the captured logs).
 FUZZ_EXAMPLES ?= 500
 FUZZ_STEPS ?= 40
 fuzz: $(VENV)/.installed ## long random search of the approval invariant; prints the shrunk counterexample
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STEPS=$(FUZZ_STEPS) $(PY) -m pytest -x -q -n 0 \
-		-p no:cacheprovider --hypothesis-show-statistics tests/integration/test_approval_property.py
+		-p no:cacheprovider --show-capture=no --hypothesis-show-statistics \
+		$(if $(SEED),--hypothesis-seed=$(SEED)) tests/integration/test_approval_property.py
 
 clean:
 	rm -rf .aws-sam .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
