@@ -15,15 +15,20 @@ message the pipeline's own user posted
    was in the conversation before the approving ``/send`` (Chatwoot's message id order);
 2. was approved by a ``/send`` private note written by an agent user (not a contact, an agent
    bot or the pipeline's own user), which reached the pipeline by a signed delivery (or the
-   reconciler's replay, read from Chatwoot with the pipeline's token) before the reply;
-3. is posted at most once per approval;
+   reconciler's replay, read from Chatwoot with the pipeline's token) before the reply, and
+   which the agent had not deleted when it was approved;
+3. is posted at most once per approval (never more replies with a text than approvals bound to
+   that text: drafts may share a canned text);
 4. is not posted when a person answered the customer after the ``/send`` was written, judged
    from Chatwoot's messages;
 5. is not posted for a draft that was superseded, expired or rejected when the ``/send`` was
-   written (its stored status then, or older than the policy's ``expire_after``).
+   written: its stored status then, a customer message in Chatwoot between its note and the
+   ``/send`` (whatever became of that message's webhook), or older than the policy's
+   ``expire_after``.
 
-The approving ``/send`` of a public message is the stored approval of the draft whose text it
-is (``APPROVAL#<draft>``: its ``command_id`` is the ``/send`` message's id).
+The approving ``/send`` of a public message is the stored approval of a draft whose text it is
+(``APPROVAL#<draft>``: its ``command_id`` is the ``/send`` message's id), one not spent on an
+earlier reply.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ A, C = str(ACCOUNT), str(CONVERSATION)
 AGENTS = (1, 3)  # agent users of the account (the fixtures' agent is user 1)
 BOT_ID = 77
 PAUSE_PARAMETER = "/support-pipeline/pause"
-OUTGOING = 1
+INCOMING, OUTGOING = 0, 1
 DRAFT_NOTE = re.compile(r"^Draft reply (d-[2-9a-hjkmnp-z]{6})\b")
 REFUSED_STATUSES = ("superseded", "expired", "rejected")
 
@@ -302,8 +307,7 @@ class World:
         )
 
     def agent_deletes(self, message_id: int) -> None:
-        """An agent deletes a message in the dashboard (Chatwoot keeps it, emptied; no
-        webhook)."""
+        """An agent deletes a message in the dashboard (Chatwoot keeps it, emptied)."""
         self.clock.advance(1)
         self.fake.delete_message(ACCOUNT, CONVERSATION, message_id)
         self.deleted_at[message_id] = self.clock.now
@@ -696,6 +700,19 @@ class World:
                 f"rule 4: {name} was posted after a person answered the customer "
                 f"(message {answered[0]}) following /send {send['id']}"
             )
+        if shown:
+            followed = [
+                m["id"]
+                for m in messages
+                if shown[-1]["id"] < m["id"] < send["id"]
+                and m["message_type"] == INCOMING
+                and not m.get("private")
+            ]
+            if followed:
+                found.append(
+                    f"rule 5: {name}: draft {draft_id} was superseded in Chatwoot (the customer "
+                    f"wrote {followed[0]} after its note) before /send {send['id']}"
+                )
         status = self.status_at_send.get(send["id"], {}).get(draft_id)
         if status in REFUSED_STATUSES:
             found.append(f"rule 5: {name}: draft {draft_id} was {status} when /send was written")
